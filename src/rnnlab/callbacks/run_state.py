@@ -1,0 +1,51 @@
+"""Callbacks that every run gets: the config stored in checkpoints, and start-up timing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_KEY = "rnnlab_config"
+
+
+class StoreConfig(L.Callback):
+    """Puts the resolved run config, as plain types, into every checkpoint, so eval and predict
+    rebuild the exact data and model from the checkpoint alone (and ``weights_only`` loading
+    still works)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall time since this process started (Linux /proc); None where that is not available."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of proc(5), counted after the command name
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        import os
+
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class StartupTimer(L.Callback):
+    """Records the time from process start to the end of the first optimiser step."""
+
+    def __init__(self) -> None:
+        self.first_step_s: float | None = None
+        self.fit_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.first_step_s is None:
+            self.first_step_s = seconds_since_process_start()

@@ -1,0 +1,56 @@
+"""Per-channel normalisation fitted on the training split only; its state travels in checkpoints."""
+
+from __future__ import annotations
+
+import torch
+
+from rnnlab.utils.errors import ConfigError
+
+METHODS = ("zscore", "minmax", "none")
+
+
+class Normalizer:
+    """Maps each channel with ``(x - shift) / scale``; statistics pool every valid time step of
+    every training sequence, so long sequences weigh more, as they do in the loss."""
+
+    def __init__(self, method: str = "zscore") -> None:
+        if method not in METHODS:
+            raise ConfigError(
+                f"unknown normalisation {method!r}; set data.normalize to one of "
+                f"{', '.join(METHODS)}"
+            )
+        self.method = method
+        self.shift: torch.Tensor | None = None
+        self.scale: torch.Tensor | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.shift is not None
+
+    def fit(self, sequences: list[torch.Tensor]) -> Normalizer:
+        steps = torch.cat(sequences, dim=0).double()
+        channels = steps.shape[1]
+        if self.method == "zscore":
+            shift, scale = steps.mean(dim=0), steps.std(dim=0, unbiased=False)
+        elif self.method == "minmax":
+            shift = steps.amin(dim=0)
+            scale = steps.amax(dim=0) - shift
+        else:
+            shift, scale = torch.zeros(channels), torch.ones(channels)
+        # A constant channel carries no information; leave it centred rather than divide by zero.
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        self.shift, self.scale = shift.float(), scale.float()
+        return self
+
+    def transform(self, sequence: torch.Tensor) -> torch.Tensor:
+        if self.shift is None or self.scale is None:
+            raise RuntimeError("Normalizer.transform called before fit or load_state_dict")
+        return (sequence - self.shift) / self.scale
+
+    def state_dict(self) -> dict[str, object]:
+        return {"method": self.method, "shift": self.shift, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.method = str(state["method"])
+        self.shift = state["shift"]  # type: ignore[assignment]
+        self.scale = state["scale"]  # type: ignore[assignment]

@@ -1,0 +1,76 @@
+"""UCR/UEA archive sources, read with sktime: shipped files offline, others through its download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.utils.errors import DataError
+
+Split = tuple[list[torch.Tensor], np.ndarray]
+
+
+def archive_names() -> set[str]:
+    """Every data set name sktime knows in the UCR/UEA classification archive."""
+    from sktime.datasets import tsc_dataset_names as names
+
+    return set(names.univariate) | set(names.multivariate)
+
+
+def shipped_names() -> list[str]:
+    """Archive data sets whose files ship inside the installed sktime (usable offline)."""
+    import sktime.datasets
+
+    root = Path(sktime.datasets.__file__).parent / "data"
+    return sorted(p.name for p in root.iterdir() if (p / f"{p.name}_TRAIN.ts").exists())
+
+
+def _to_tensors(frame: object, labels: np.ndarray, where: str) -> Split:
+    """sktime's nested frame (one pd.Series per sample and channel) -> (time, channels) tensors."""
+    sequences = []
+    for i, row in enumerate(frame.itertuples(index=False)):  # type: ignore[attr-defined]
+        channels = [np.asarray(cell, dtype=np.float32) for cell in row]
+        lengths = {len(c) for c in channels}
+        if len(lengths) != 1:
+            raise DataError(
+                f"{where} sample {i}: channels have different lengths {sorted(lengths)}; "
+                "every channel of a sample must have the same number of time steps"
+            )
+        sequences.append(torch.from_numpy(np.stack(channels, axis=-1)))
+    return sequences, np.asarray(labels).astype(str)
+
+
+def load_ts_file(path: str | Path) -> Split:
+    """Read a labelled .ts file (the archive's format) into sequences and string labels."""
+    from sktime.datasets import load_from_tsfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist; check data.train_file / data.test_file")
+    try:
+        frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
+    except Exception as exc:  # sktime raises several types for malformed files
+        raise DataError(f"cannot read {path} as a labelled .ts file: {exc}") from exc
+    return _to_tensors(frame, labels, str(path))
+
+
+def load_archive(name: str, split: str) -> Split:
+    """Load one split ('train' or 'test') of an archive data set by name."""
+    from sktime.datasets import load_UCR_UEA_dataset
+
+    shipped = shipped_names()
+    if name not in shipped and name not in archive_names():
+        raise DataError(
+            f"unknown UCR/UEA data set {name!r}; set data.name to an archive name "
+            f"(shipped offline: {', '.join(shipped)}) or point data.train_file/test_file at .ts files"
+        )
+    try:
+        frame, labels = load_UCR_UEA_dataset(name, split=split, return_type="nested_univ")
+    except Exception as exc:
+        raise DataError(
+            f"could not load {name!r} ({split}): {exc}; it is not shipped with sktime, so it "
+            f"needs a network download (shipped offline: {', '.join(shipped)})"
+        ) from exc
+    return _to_tensors(frame, labels, f"{name} {split}")

@@ -1,0 +1,108 @@
+"""LightningModule for sequence classification: loss, metrics, optimiser and scheduler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from rnnlab.models.encoder import RNNEncoder
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class SequenceClassifier(L.LightningModule):
+    """Encoder -> dropout -> linear head, trained with cross-entropy.
+
+    ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``) completed with the
+    parameters / optimiser here; ``monitor`` is the metric a plateau scheduler watches.
+    """
+
+    def __init__(
+        self,
+        encoder: RNNEncoder,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        head_dropout: float = 0.0,
+        monitor: str = "val/acc",
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(encoder.output_size, num_classes))
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.monitor = monitor
+        self.class_names = class_names or [str(i) for i in range(num_classes)]
+        # One metric object per stage: sharing one across stages mixes their states.
+        self.train_metrics = _metrics(num_classes, "train/")
+        self.val_metrics = _metrics(num_classes, "val/")
+        self.test_metrics = _metrics(num_classes, "test/")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (batch, classes) for padded ``x`` and its valid ``lengths``."""
+        return self.head(self.encoder(x, lengths))
+
+    def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
+        x, lengths, y = batch
+        logits = self(x, lengths)
+        loss = F.cross_entropy(logits, y)
+        metrics.update(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=len(y))
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        if stage == "test":
+            self.test_confusion.update(logits, y)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        from rnnlab.utils.plots import log_confusion_matrix
+
+        log_confusion_matrix(self, self.test_confusion.compute(), self.class_names)
+        self.test_confusion.reset()
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
+        }

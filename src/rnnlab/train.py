@@ -1,0 +1,90 @@
+"""Training entry point: ``python -m rnnlab.train`` (or ``rnnlab-train``) with Hydra overrides."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from rnnlab.callbacks.run_state import StartupTimer, StoreConfig
+from rnnlab.utils.cli import run_task
+from rnnlab.utils.config import config_dir, instantiate_group
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
+    """Write ``metrics.json`` atomically (a reader never sees half a file)."""
+    path = Path(output_dir) / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """Instantiate the DataModule, load and check its data, then complete the model config with
+    the shapes only the data knows (written back into ``cfg``, so checkpoints carry them)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    with open_dict(cfg):
+        cfg.model.encoder.input_size = datamodule.num_features
+        cfg.model.num_classes = datamodule.num_classes
+        cfg.model.class_names = list(datamodule.classes)
+    return datamodule, instantiate(cfg.model)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then test with the best checkpoint; return (and write) the final metrics."""
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule, model = build_data_and_model(cfg)
+    timer = StartupTimer()
+    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), timer]
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    metrics = _numbers(trainer.callback_metrics)
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics[f"{cfg.monitor}_best"] = float(checkpoint.best_model_score)
+    metrics["epochs"] = float(trainer.current_epoch)
+    if cfg.get("test"):
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        # fast_dev_run and checkpoint-less runs have no best file: test the weights in memory.
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(_numbers(trainer.callback_metrics))
+    if timer.first_step_s is not None:
+        metrics["time/startup_to_first_step_s"] = timer.first_step_s
+    metrics["time/train_s"] = time.perf_counter() - started
+    if trainer.is_global_zero:
+        write_metrics(metrics, cfg.paths.output_dir)
+    return metrics
+
+
+def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value a Hydra sweeper optimises: the monitored metric's best validation value."""
+    value = metrics.get(f"{cfg.monitor}_best")
+    return None if value is None or math.isnan(value) else value
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = run_task(train, cfg)
+    return objective(cfg, metrics)
+
+
+if __name__ == "__main__":
+    main()

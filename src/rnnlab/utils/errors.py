@@ -1,0 +1,28 @@
+"""User-facing errors: one clear line on stderr and a non-zero exit, never a torch traceback."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in the user's data or configuration; the message names the problem and the fix."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value that cannot work."""
+
+
+class DataError(UserError, ValueError):
+    """Input data that cannot be trained or evaluated on."""
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """Return the UserError behind ``exc``, looking through wrappers such as Hydra's
+    InstantiationException, which re-raise with ``from``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
