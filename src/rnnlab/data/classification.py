@@ -40,8 +40,8 @@ def stratified_split(
         n_val = round(count * val_fraction)
         if n_val < 1 or n_val >= count:
             raise DataError(
-                f"class {cls!r} has {count} training samples: too few to put at least one in both "
-                f"train and validation with data.val_fraction={val_fraction}; "
+                f"class {str(cls)!r} has {count} training samples: too few to put at least one "
+                f"in both train and validation with data.val_fraction={val_fraction}; "
                 "change data.val_fraction or add samples"
             )
         members = rng.permutation(np.flatnonzero(labels == cls))
@@ -105,7 +105,7 @@ class ClassificationDataModule(L.LightningDataModule):
     def _encode(self, labels: np.ndarray, where: str) -> torch.Tensor:
         assert self.classes is not None
         index = {c: i for i, c in enumerate(self.classes)}
-        unseen = sorted(set(labels) - set(index))
+        unseen = sorted(str(u) for u in set(labels) - set(index))
         if unseen:
             raise DataError(
                 f"{where} has labels {unseen} that the training split lacks; "

@@ -77,7 +77,10 @@ class BucketBatchSampler(Sampler[list[int]]):
             chunk = order[start : start + pool]
             # stable sort keeps the shuffled order among equal lengths
             chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
-            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [
+                chunk[i : i + self.batch_size].tolist()
+                for i in range(0, len(chunk), self.batch_size)
+            ]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         if self.shuffle:

@@ -64,7 +64,8 @@ def load_archive(name: str, split: str) -> Split:
     if name not in shipped and name not in archive_names():
         raise DataError(
             f"unknown UCR/UEA data set {name!r}; set data.name to an archive name "
-            f"(shipped offline: {', '.join(shipped)}) or point data.train_file/test_file at .ts files"
+            f"(shipped offline: {', '.join(shipped)}) "
+            "or point data.train_file/test_file at .ts files"
         )
     try:
         frame, labels = load_UCR_UEA_dataset(name, split=split, return_type="nested_univ")

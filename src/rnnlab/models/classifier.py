@@ -54,7 +54,9 @@ class SequenceClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(encoder.output_size, num_classes))
+        self.head = nn.Sequential(
+            nn.Dropout(head_dropout), nn.Linear(encoder.output_size, num_classes)
+        )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
@@ -75,8 +77,9 @@ class SequenceClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=len(y))
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y)
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         if stage == "test":
             self.test_confusion.update(logits, y)

@@ -26,8 +26,15 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str]):  # -> matplo
     ax.set_ylabel("true")
     for i in ticks:
         for j in ticks:
-            ax.text(j, i, int(counts[i, j]), ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                int(counts[i, j]),
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     fig.tight_layout()
     return fig
 
@@ -39,7 +46,9 @@ def log_confusion_matrix(module: L.LightningModule, matrix: torch.Tensor, names:
         return
     figure = confusion_figure(matrix, names)
     for logger in loggers:
-        logger.experiment.add_figure("test/confusion_matrix", figure, global_step=module.global_step)
+        logger.experiment.add_figure(
+            "test/confusion_matrix", figure, global_step=module.global_step
+        )
     import matplotlib.pyplot as plt
 
     plt.close(figure)

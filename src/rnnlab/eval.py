@@ -1,0 +1,78 @@
+"""Evaluation entry point: ``python -m rnnlab.eval ckpt_path=...`` re-tests a checkpoint.
+
+The data and model are rebuilt from the config stored inside the checkpoint and the normaliser
+statistics saved with it, so no training override has to be repeated and nothing is refitted.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.callbacks.run_state import CONFIG_KEY
+from rnnlab.train import write_metrics
+from rnnlab.utils.cli import run_task
+from rnnlab.utils.config import config_dir, instantiate_group
+from rnnlab.utils.errors import DataError
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by rnnlab without unpickling arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(
+            f"checkpoint {path} does not exist; pass ckpt_path=<run>/checkpoints/best.ckpt"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"cannot load checkpoint {path} safely ({first_line}); it is truncated, corrupted, "
+            "or holds objects other than tensors and plain types"
+        ) from exc
+    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
+        raise DataError(f"{path} is not an rnnlab checkpoint (no stored run config)")
+    return checkpoint
+
+
+def restore(
+    checkpoint: dict[str, Any],
+) -> tuple[DictConfig, L.LightningDataModule, L.LightningModule]:
+    """Rebuild the run config, DataModule (with its saved state) and model (with its weights)."""
+    run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    datamodule = instantiate(run_cfg.data)
+    datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
+    model = instantiate(run_cfg.model)
+    model.load_state_dict(checkpoint["state_dict"])
+    return run_cfg, datamodule, model
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test the checkpoint at ``cfg.ckpt_path`` on its data set's test split."""
+    run_cfg, datamodule, model = restore(load_checkpoint(cfg.ckpt_path))
+    L.seed_everything(run_cfg.seed, workers=True, verbose=False)
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    trainer.test(model, datamodule=datamodule)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        write_metrics(metrics, cfg.paths.output_dir)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    run_task(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

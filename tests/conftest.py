@@ -1,0 +1,39 @@
+"""Shared helpers: compose the real Hydra configs the way the entry points do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from rnnlab.utils.config import config_dir
+
+# Small and quick, yet a full run: fit, checkpoints, test with the best checkpoint.
+FAST = [
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=3",
+    "model.encoder.hidden_size=16",
+    "callbacks.learning_rate_monitor=null",
+]
+
+
+def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose ``conf/<name>.yaml`` with overrides; point the run directory at ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(name: str = "train", overrides: list[str] | None = None) -> DictConfig:
+        return compose_config(name, overrides or [], tmp_path)
+
+    return make

@@ -1,0 +1,216 @@
+"""DataModule: splits, train-only normalisation, batching, and clear errors for bad data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.data.classification import ClassificationDataModule, stratified_split
+from rnnlab.data.collate import BucketBatchSampler, pad_collate
+from rnnlab.data.ucr import load_archive
+from rnnlab.utils.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def vowels() -> dict[str, tuple[list[torch.Tensor], np.ndarray]]:
+    return {split: load_archive("JapaneseVowels", split) for split in ("train", "test")}
+
+
+def _module(vowels, normalize="zscore", edit=None, **kwargs) -> ClassificationDataModule:
+    """A JapaneseVowels module reading from the cached raw splits, optionally edited first."""
+    dm = ClassificationDataModule("JapaneseVowels", normalize=normalize, seed=3, **kwargs)
+
+    def load_raw(split):
+        sequences, labels = vowels[split]
+        sequences = [s.clone() for s in sequences]
+        if edit is not None:
+            edit(split, sequences, labels)
+        return sequences, labels
+
+    dm.load_raw = load_raw
+    dm.setup("fit")
+    return dm
+
+
+def test_archive_shapes_match_the_published_description(vowels):
+    train_x, train_y = vowels["train"]
+    test_x, _ = vowels["test"]
+    assert (len(train_x), len(test_x)) == (270, 370)
+    assert {s.shape[1] for s in train_x + test_x} == {12}
+    lengths = [s.shape[0] for s in train_x + test_x]
+    assert (min(lengths), max(lengths)) == (7, 29)
+    assert sorted(set(train_y)) == [str(i) for i in range(1, 10)]
+
+
+@pytest.mark.parametrize("normalize", ["zscore", "minmax"])
+def test_statistics_come_from_the_training_part_only(vowels, normalize):
+    dm = _module(vowels, normalize)
+    steps = torch.cat(dm.splits["train"][0]).double()
+    if normalize == "zscore":
+        expected_shift, expected_scale = steps.mean(0), steps.std(0, unbiased=False)
+    else:
+        expected_shift, expected_scale = steps.amin(0), steps.amax(0) - steps.amin(0)
+    torch.testing.assert_close(dm.normalizer.shift.double(), expected_shift, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(dm.normalizer.scale.double(), expected_scale, rtol=1e-6, atol=1e-6)
+
+    # Every split is transformed with those same statistics.
+    raw_test = dm.splits["test"][0][5]
+    torch.testing.assert_close(
+        dm.dataset("test").sequences[5], (raw_test - dm.normalizer.shift) / dm.normalizer.scale
+    )
+
+
+def test_statistics_ignore_changes_to_validation_and_test_data(vowels):
+    base = _module(vowels)
+    _, val_idx = stratified_split(vowels["train"][1], 0.2, seed=3)
+
+    def scale_val_and_test(split, sequences, labels):
+        targets = range(len(sequences)) if split == "test" else val_idx
+        for i in targets:
+            sequences[i] *= 100.0
+
+    changed = _module(vowels, edit=scale_val_and_test)
+    torch.testing.assert_close(changed.normalizer.shift, base.normalizer.shift)
+    torch.testing.assert_close(changed.normalizer.scale, base.normalizer.scale)
+
+    # ...whereas touching one training sample does move them (the check above can fail).
+    train_idx = sorted(set(range(270)) - set(val_idx))
+
+    def scale_one_train(split, sequences, labels):
+        if split == "train":
+            sequences[train_idx[0]] *= 100.0
+
+    moved = _module(vowels, edit=scale_one_train)
+    assert not torch.allclose(moved.normalizer.shift, base.normalizer.shift)
+
+
+def test_loaded_state_is_reused_not_refitted(vowels):
+    fitted = _module(vowels)
+    restored = ClassificationDataModule("JapaneseVowels", seed=3)
+    restored.load_state_dict(fitted.state_dict())
+
+    def load_raw(split):  # different raw data: a refit would give other statistics
+        sequences, labels = vowels[split]
+        return [s * 3 + 1 for s in sequences], labels
+
+    restored.load_raw = load_raw
+    restored.setup("test")
+    torch.testing.assert_close(restored.normalizer.shift, fitted.normalizer.shift)
+    assert restored.classes == fitted.classes
+
+
+def test_stratified_split_is_seeded_disjoint_and_keeps_every_class(vowels):
+    labels = vowels["train"][1]
+    train_idx, val_idx = stratified_split(labels, 0.2, seed=0)
+    assert set(train_idx).isdisjoint(val_idx)
+    assert len(train_idx) + len(val_idx) == len(labels)
+    assert set(labels[train_idx]) == set(labels[val_idx]) == set(labels)
+    again, _ = stratified_split(labels, 0.2, seed=0)
+    other, _ = stratified_split(labels, 0.2, seed=1)
+    assert np.array_equal(train_idx, again)
+    assert not np.array_equal(train_idx, other)
+
+
+def test_pad_collate_gives_padded_batch_and_cpu_int64_lengths():
+    batch = [(torch.ones(3, 2), torch.tensor(0)), (torch.ones(5, 2), torch.tensor(1))]
+    x, lengths, y = pad_collate(batch)
+    assert x.shape == (2, 5, 2)
+    assert lengths.dtype == torch.int64 and lengths.device.type == "cpu"
+    assert lengths.tolist() == [3, 5] and y.tolist() == [0, 1]
+    assert x[0, 3:].abs().sum() == 0
+
+
+def test_bucket_sampler_covers_each_index_once_with_similar_lengths():
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 200, (1000,), generator=generator).tolist()
+    sampler = BucketBatchSampler(lengths, batch_size=16, seed=0, pool_batches=10)
+    epoch0 = list(sampler)
+    assert len(epoch0) == len(sampler)
+    assert sorted(i for b in epoch0 for i in b) == list(range(1000))
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch0])
+    assert spread < 40  # ~200/10 pools of 160; random batches of 16 from 1..200 spread ~175
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch0
+    sampler.set_epoch(0)
+    assert list(sampler) == epoch0
+
+
+def test_bucketed_module_serves_every_training_sample(vowels):
+    dm = _module(vowels, bucket=True, batch_size=16)
+    seen = sum(len(y) for _, _, y in dm.train_dataloader())
+    assert seen == len(dm.splits["train"][1])
+
+
+# --- bad input: one clear error naming the problem and the fix ---------------------------------
+
+TS_HEADER = """@problemName toy
+@timeStamps false
+@missing true
+@univariate true
+@equalLength false
+@classLabel true a b
+@data
+"""
+
+
+def _ts(path: Path, rows: list[str]) -> str:
+    path.write_text(TS_HEADER + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def _file_module(tmp_path: Path, train_rows: list[str], test_rows: list[str] | None = None):
+    good = ["1,2,3:a", "2,3,4,5:a", "3,2,1:a", "1,1:b", "5,4,3:b", "2,2,2,2:b"]
+    return ClassificationDataModule(
+        train_file=_ts(tmp_path / "train.ts", train_rows),
+        test_file=_ts(tmp_path / "test.ts", test_rows or good),
+        val_fraction=0.34,
+    )
+
+
+def test_nan_in_features_names_file_sample_and_step(tmp_path):
+    rows = ["1,2,3:a", "2,3,4,5:a", "3,?,1:a", "1,1:b", "5,4,3:b", "2,2,2,2:b"]
+    with pytest.raises(DataError, match=r"train\.ts sample 2 has NaN/inf at time step 1"):
+        _file_module(tmp_path, rows).setup("fit")
+
+
+def test_unseen_test_label_is_named(tmp_path):
+    good = ["1,2,3:a", "2,3,4,5:a", "3,2,1:a", "1,1:b", "5,4,3:b", "2,2,2,2:b"]
+    dm = _file_module(tmp_path, good, ["1,2:a", "1,2:c"])
+    with pytest.raises(DataError, match=r"test\.ts has labels \['c'\]"):
+        dm.setup("fit")
+
+
+def test_too_few_samples_per_class_for_a_split(tmp_path):
+    rows = ["1,2,3:a", "2,3,4,5:a", "3,2,1:a", "1,1:b"]  # class b: one sample
+    with pytest.raises(DataError, match=r"class 'b' has 1 training samples.*data\.val_fraction"):
+        _file_module(tmp_path, rows).setup("fit")
+
+
+def test_zero_length_sequence_is_named(vowels):
+    def empty_one(split, sequences, labels):
+        if split == "test":
+            sequences[4] = sequences[4][:0]
+
+    with pytest.raises(DataError, match="JapaneseVowels test sample 4 has length 0"):
+        _module(vowels, edit=empty_one)
+
+
+def test_unknown_archive_name_lists_shipped_sets():
+    with pytest.raises(DataError, match=r"unknown UCR/UEA data set 'NoSuchSet'.*JapaneseVowels"):
+        ClassificationDataModule("NoSuchSet").setup("fit")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"normalize": "robust"}, "data.normalize"),
+        ({"val_fraction": 0.0}, "data.val_fraction"),
+        ({"train_file": "x.ts"}, "data.test_file"),
+    ],
+)
+def test_bad_data_options(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ClassificationDataModule(**kwargs)

@@ -1,0 +1,77 @@
+"""A short real run through ``train(cfg)``: metrics, checkpoints, eval agreement, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rnnlab.eval import evaluate, load_checkpoint
+from rnnlab.train import train
+from rnnlab.utils.errors import DataError
+from tests.conftest import FAST, compose_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config("train", [*FAST, "data.normalize=minmax", "seed=7"], out)
+    return out, train(cfg)
+
+
+def test_train_returns_and_writes_final_metrics(run):
+    out, metrics = run
+    written = json.loads((out / "metrics.json").read_text())
+    assert written == pytest.approx(metrics)
+    for key in ("test/acc", "test/f1", "test/precision", "test/recall", "val/loss_best"):
+        assert 0.0 <= metrics[key] < 10.0, key
+    assert metrics["test/acc"] > 1 / 9  # three tiny epochs already beat chance on 9 speakers
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_checkpoint_loads_weights_only_with_config_and_normaliser(run):
+    out, _ = run
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["rnnlab_config"]["data"]["normalize"] == "minmax"
+    state = checkpoint["ClassificationDataModule"]
+    assert state["normalizer"]["method"] == "minmax"
+    assert state["normalizer"]["shift"].shape == (12,)
+    assert state["classes"] == [str(i) for i in range(1, 10)]
+
+
+def test_eval_of_best_checkpoint_reproduces_test_metrics(run, tmp_path):
+    out, metrics = run
+    cfg = compose_config(
+        "eval",
+        [f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}", "trainer.accelerator=cpu"],
+        tmp_path,
+    )
+    again = evaluate(cfg)
+    for key in ("test/acc", "test/f1", "test/loss"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-6), key
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] == again["test/acc"]
+
+
+def test_tensorboard_holds_scalars_and_confusion_matrix(run):
+    out, _ = run
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_step", "val/loss", "val/acc", "test/acc", "test/f1"} <= scalars
+    assert len(events.Scalars("val/loss")) == 3  # one per epoch
+    assert "test/confusion_matrix" in events.Tags()["images"]
+    image = events.Images("test/confusion_matrix")[-1]
+    assert image.width > 100 and image.encoded_image_string[:4] == b"\x89PNG"
+
+
+def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot load checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
