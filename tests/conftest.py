@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
@@ -31,9 +29,17 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
     return cfg
 
 
-@pytest.fixture
-def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
-    def make(name: str = "train", overrides: list[str] | None = None) -> DictConfig:
-        return compose_config(name, overrides or [], tmp_path)
+TS_HEADER = """@problemName toy
+@timeStamps false
+@missing true
+@univariate true
+@equalLength false
+@classLabel true a b
+@data
+"""
 
-    return make
+
+def write_ts(path: Path, rows: list[str]) -> str:
+    """Write a small univariate, labelled .ts file (sample values, then ':label', per row)."""
+    path.write_text(TS_HEADER + "\n".join(rows) + "\n")
+    return str(path)

@@ -12,6 +12,7 @@ from rnnlab.data.classification import ClassificationDataModule, stratified_spli
 from rnnlab.data.collate import BucketBatchSampler, pad_collate
 from rnnlab.data.ucr import load_archive
 from rnnlab.utils.errors import ConfigError, DataError
+from tests.conftest import write_ts
 
 
 @pytest.fixture(scope="module")
@@ -146,26 +147,12 @@ def test_bucketed_module_serves_every_training_sample(vowels):
 
 # --- bad input: one clear error naming the problem and the fix ---------------------------------
 
-TS_HEADER = """@problemName toy
-@timeStamps false
-@missing true
-@univariate true
-@equalLength false
-@classLabel true a b
-@data
-"""
-
-
-def _ts(path: Path, rows: list[str]) -> str:
-    path.write_text(TS_HEADER + "\n".join(rows) + "\n")
-    return str(path)
-
 
 def _file_module(tmp_path: Path, train_rows: list[str], test_rows: list[str] | None = None):
     good = ["1,2,3:a", "2,3,4,5:a", "3,2,1:a", "1,1:b", "5,4,3:b", "2,2,2,2:b"]
     return ClassificationDataModule(
-        train_file=_ts(tmp_path / "train.ts", train_rows),
-        test_file=_ts(tmp_path / "test.ts", test_rows or good),
+        train_file=write_ts(tmp_path / "train.ts", train_rows),
+        test_file=write_ts(tmp_path / "test.ts", test_rows or good),
         val_fraction=0.34,
     )
 

@@ -48,7 +48,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test with the best checkpoint; return (and write) the final metrics."""
     started = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     timer = StartupTimer()
     callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), timer]

@@ -24,7 +24,8 @@ def shipped_names() -> list[str]:
     import sktime.datasets
 
     root = Path(sktime.datasets.__file__).parent / "data"
-    return sorted(p.name for p in root.iterdir() if (p / f"{p.name}_TRAIN.ts").exists())
+    known = archive_names()  # the folder also holds regression and test-only sets
+    return sorted(p.name for p in root.iterdir() if p.name in known)
 
 
 def _to_tensors(frame: object, labels: np.ndarray, where: str) -> Split:

@@ -1,0 +1,123 @@
+"""The commands as a user runs them: installed configs, clean failures, no half-filled run dirs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_ts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: int = 180):
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.name=NoSuchSet", "error: unknown UCR/UEA data set 'NoSuchSet'"),
+        ("model.encoder.cell=transformer", "error: unknown cell 'transformer'; set model.encoder"),
+        ("model.encoder.pooling=first", "error: unknown pooling 'first'; set model.encoder"),
+    ],
+)
+def test_bad_value_fails_with_one_line_and_leaves_no_run_dir(tmp_path, override, message):
+    run_dir = tmp_path / "run"
+    result = _run(["-m", "rnnlab.train", override, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # exactly one line
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not run_dir.exists()
+
+
+def test_nan_in_user_file_names_file_and_sample(tmp_path):
+    rows = ["1,2,3:a", "2,3,4,5:a", "3,2,1:a", "1,1:b", "5,4,3:b", "2,inf,2:b"]
+    write_ts(tmp_path / "train.ts", rows)
+    write_ts(tmp_path / "test.ts", ["1,2:a", "2,1:b"])
+    result = _run(
+        [
+            "-m",
+            "rnnlab.train",
+            "data.train_file=train.ts",
+            "data.test_file=test.ts",
+            "data.val_fraction=0.34",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert "train.ts sample 5 has NaN/inf at time step 1, channel 0" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_installed_wheel_finds_its_configs(tmp_path):
+    """A plain (non-editable) install must carry conf/ inside the package."""
+    dist, target = tmp_path / "dist", tmp_path / "site"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    wheel = next(dist.glob("rnnlab-*.whl"))
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    # PYTHONPATH puts the installed copy ahead of the checkout's editable one.
+    env = {"PYTHONPATH": str(target)}
+    where = _run(
+        [
+            "-c",
+            "import rnnlab.utils.config as c, rnnlab; print(rnnlab.__file__); "
+            "print(c.config_dir())",
+        ],
+        tmp_path,
+        env,
+    )
+    package_file, conf = where.stdout.split()
+    assert package_file.startswith(str(target)) and conf == str(target / "rnnlab" / "conf")
+    job = _run(["-m", "rnnlab.train", "--cfg", "job", "experiment=gru"], tmp_path, env)
+    assert job.returncode == 0, job.stderr
+    assert "cell: gru" in job.stdout
