@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -74,3 +75,15 @@ def test_eval_config_composes(tmp_path: Path):
     cfg = compose_config("eval", ["ckpt_path=x.ckpt"], tmp_path)
     assert cfg.ckpt_path == "x.ckpt"
     instantiate(cfg.trainer, logger=False)
+
+
+@pytest.mark.parametrize("scheduler", ["null", "default"])
+def test_scheduler_is_optional_and_watches_the_monitor(tmp_path: Path, scheduler: str):
+    overrides = ["model.scheduler=null"] if scheduler == "null" else []
+    cfg = compose_config("train", overrides, tmp_path)
+    _, model = build_data_and_model(cfg)
+    configured = model.configure_optimizers()
+    if scheduler == "null":
+        assert isinstance(configured, torch.optim.AdamW)
+    else:
+        assert configured["lr_scheduler"]["monitor"] == cfg.monitor

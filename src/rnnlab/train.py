@@ -35,6 +35,11 @@ def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the DataModule, load and check its data, then complete the model config with
     the shapes only the data knows (written back into ``cfg``, so checkpoints carry them)."""
+    with open_dict(cfg):
+        # Stored checkpoints must find user files from any working directory.
+        for key in ("train_file", "test_file"):
+            if cfg.data.get(key):
+                cfg.data[key] = str(Path(cfg.data[key]).resolve())
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")

@@ -1,0 +1,68 @@
+"""Run one experiment over several seeds as a user would (one process each) and summarise.
+
+    python scripts/seeds.py --seeds 1 2 3 4 5 -- experiment=bilstm
+
+Each run is ``python -m rnnlab.train seed=N <overrides>`` in its own process, so the wall time
+includes interpreter start-up, imports and data loading. Prints a Markdown table: per-seed test
+metrics, wall time and time from process start to the first optimiser step, then mean and spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+KEYS = ("test/acc", "test/f1", "time/startup_to_first_step_s")
+
+
+def run_seed(seed: int, overrides: list[str], out: Path) -> dict[str, float]:
+    run_dir = out / f"seed{seed}"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnlab.train",
+            f"seed={seed}",
+            f"hydra.run.dir={run_dir}",
+            "trainer.enable_progress_bar=false",
+            *overrides,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["wall_s"] = time.perf_counter() - started
+    return metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="rnnlab-seeds-"))
+    rows = {seed: run_seed(seed, args.overrides, out) for seed in args.seeds}
+    keys = [*KEYS, "wall_s"]
+    print(f"overrides: {' '.join(args.overrides) or '(defaults)'}; runs in {out}\n")
+    print("| seed | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for seed, metrics in rows.items():
+        print(
+            f"| {seed} | " + " | ".join(f"{metrics.get(k, float('nan')):.4f}" for k in keys) + " |"
+        )
+    summaries = (("mean", statistics.mean), ("sd", statistics.stdev))
+    for name, fn in summaries[: 1 + (len(rows) > 1)]:
+        cells = [fn([m[k] for m in rows.values() if k in m]) for k in keys]
+        print(f"| {name} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
