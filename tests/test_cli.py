@@ -69,41 +69,17 @@ def test_nan_in_user_file_names_file_and_sample(tmp_path):
 def test_installed_wheel_finds_its_configs(tmp_path):
     """A plain (non-editable) install must carry conf/ inside the package."""
     dist, target = tmp_path / "dist", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "-q"]
     build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(dist),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert build.returncode == 0, build.stderr
     wheel = next(dist.glob("rnnlab-*.whl"))
     install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert install.returncode == 0, install.stderr
     # PYTHONPATH puts the installed copy ahead of the checkout's editable one.
     env = {"PYTHONPATH": str(target)}
@@ -121,3 +97,9 @@ def test_installed_wheel_finds_its_configs(tmp_path):
     job = _run(["-m", "rnnlab.train", "--cfg", "job", "experiment=gru"], tmp_path, env)
     assert job.returncode == 0, job.stderr
     assert "cell: gru" in job.stdout
+    # the console script the wheel declares runs the same entry point
+    script = _run(
+        [str(target / "bin" / "rnnlab-eval"), "--cfg", "job", "ckpt_path=x"], tmp_path, env
+    )
+    assert script.returncode == 0, script.stderr
+    assert "ckpt_path: x" in script.stdout
