@@ -124,6 +124,14 @@ def test_pad_collate_gives_padded_batch_and_cpu_int64_lengths():
     assert x[0, 3:].abs().sum() == 0
 
 
+def test_lengths_stay_on_cpu_when_the_batch_moves_to_a_device():
+    batch = pad_collate([(torch.ones(4, 2), torch.tensor(0)), (torch.ones(2, 2), torch.tensor(1))])
+    dm = ClassificationDataModule()
+    x, lengths, y = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert x.device.type == y.device.type == "meta"
+    assert lengths.device.type == "cpu" and lengths.dtype == torch.int64
+
+
 def test_bucket_sampler_covers_each_index_once_with_similar_lengths():
     generator = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 200, (1000,), generator=generator).tolist()

@@ -113,13 +113,3 @@ def test_bad_choices_name_the_option_and_the_fix(kwargs: dict, message: str):
     with pytest.raises(ConfigError, match=message) as info:
         RNNEncoder(FEATURES, HIDDEN, **kwargs)
     assert "model.encoder." in str(info.value)
-
-
-def test_lengths_stay_on_cpu_when_the_batch_moves_to_a_device():
-    from rnnlab.models.classifier import SequenceClassifier
-
-    model = SequenceClassifier(RNNEncoder(FEATURES, HIDDEN), 3, optimizer=torch.optim.Adam)
-    batch = (torch.zeros(2, 4, FEATURES), torch.tensor([4, 2]), torch.tensor([0, 1]))
-    x, lengths, y = model.transfer_batch_to_device(batch, torch.device("meta"), 0)
-    assert x.device.type == y.device.type == "meta"
-    assert lengths.device.type == "cpu" and lengths.dtype == torch.int64

@@ -175,6 +175,14 @@ class ClassificationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def transfer_batch_to_device(
+        self, batch: tuple[torch.Tensor, ...], device: torch.device, dataloader_idx: int
+    ) -> tuple[torch.Tensor, ...]:
+        """Move inputs and targets; keep ``lengths`` on the CPU, where packing needs them (a
+        device copy would cost a synchronising transfer back in every forward)."""
+        x, lengths, y = batch
+        return x.to(device), lengths, y.to(device)
+
     # --- checkpoint state (plain types and tensors: loads with weights_only=True) -----------
     def state_dict(self) -> dict[str, Any]:
         return {"normalizer": self.normalizer.state_dict(), "classes": list(self.classes or [])}

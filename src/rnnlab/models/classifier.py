@@ -75,14 +75,6 @@ class SequenceClassifier(L.LightningModule):
         """Logits of shape (batch, classes) for padded ``x`` and its valid ``lengths``."""
         return self.head(self.encoder(x, lengths))
 
-    def transfer_batch_to_device(
-        self, batch: Batch, device: torch.device, dataloader_idx: int
-    ) -> Batch:
-        """Move inputs and targets; keep ``lengths`` on the CPU, where packing needs them (a
-        device copy would cost a synchronising transfer back in every forward)."""
-        x, lengths, y = batch
-        return x.to(device), lengths, y.to(device)
-
     def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
         x, lengths, y = batch
         if stage == "train" and self.input_noise > 0:
