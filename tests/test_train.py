@@ -75,3 +75,10 @@ def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(DataError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_fast_dev_run_trains_and_tests_without_checkpoints(tmp_path):
+    cfg = compose_config("train", ["debug=fdr", "model.encoder.hidden_size=8"], tmp_path)
+    metrics = train(cfg)
+    assert "test/acc" in metrics
+    assert not list(tmp_path.rglob("*.ckpt"))  # fast_dev_run writes none; test used memory
