@@ -103,3 +103,12 @@ def test_installed_wheel_finds_its_configs(tmp_path):
     )
     assert script.returncode == 0, script.stderr
     assert "ckpt_path: x" in script.stdout
+
+
+def test_seconds_since_process_start_counts_from_process_start(tmp_path):
+    code = (
+        "import time; time.sleep(0.6); "
+        "from rnnlab.callbacks.run_state import seconds_since_process_start as s; print(s())"
+    )
+    elapsed = float(_run(["-c", code], tmp_path).stdout)
+    assert 0.6 <= elapsed < 10.0

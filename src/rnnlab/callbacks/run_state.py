@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,6 @@ def seconds_since_process_start() -> float | None:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         start_ticks = int(fields[19])  # field 22 of proc(5), counted after the command name
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        import os
-
         return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return None
@@ -44,7 +42,6 @@ class StartupTimer(L.Callback):
 
     def __init__(self) -> None:
         self.first_step_s: float | None = None
-        self.fit_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.first_step_s is None:
