@@ -209,3 +209,18 @@ def test_unknown_archive_name_lists_shipped_sets():
 def test_bad_data_options(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ClassificationDataModule(**kwargs)
+
+
+def test_archive_set_that_needs_a_download_fails_in_one_line(monkeypatch):
+    import sktime.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("All download strategies failed.\nStrategy 1: no network")
+
+    monkeypatch.setattr(sktime.datasets, "load_UCR_UEA_dataset", offline)
+    with pytest.raises(DataError) as info:
+        load_archive("Adiac", "train")  # in the archive, not shipped with sktime
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("could not load 'Adiac' (train): All download strategies failed;")
+    assert "needs a network download" in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +70,16 @@ def load_archive(name: str, split: str) -> Split:
             "or point data.train_file/test_file at .ts files"
         )
     try:
-        frame, labels = load_UCR_UEA_dataset(name, split=split, return_type="nested_univ")
+        with warnings.catch_warnings():
+            # sktime advertises an optional download mirror on every call; not our user's concern
+            warnings.filterwarnings("ignore", message=".*HuggingFaceDownloader.*")
+            frame, labels = load_UCR_UEA_dataset(name, split=split, return_type="nested_univ")
     except Exception as exc:
+        reason = (
+            str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+        )
         raise DataError(
-            f"could not load {name!r} ({split}): {exc}; it is not shipped with sktime, so it "
+            f"could not load {name!r} ({split}): {reason}; it is not shipped with sktime, so it "
             f"needs a network download (shipped offline: {', '.join(shipped)})"
         ) from exc
     return _to_tensors(frame, labels, f"{name} {split}")
