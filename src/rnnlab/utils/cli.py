@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -31,9 +32,24 @@ def _remove_fresh_run_dir() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+class _DropTips(logging.Filter):
+    """Lightning advertises add-on services at every start; batch logs don't need that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def _quiet_lightning_tips() -> None:
+    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
+
+
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Call ``task(cfg)``; a UserError anywhere in the cause chain exits with status 2 and its
     message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead."""
+    _quiet_lightning_tips()
     try:
         return task(cfg)
     except Exception as exc:
