@@ -224,3 +224,8 @@ def test_archive_set_that_needs_a_download_fails_in_one_line(monkeypatch):
     assert "\n" not in message
     assert message.startswith("could not load 'Adiac' (train): All download strategies failed;")
     assert "needs a network download" in message
+
+
+def test_regression_set_is_refused_for_classification():
+    with pytest.raises(DataError, match=r"Covid3Month_TRAIN\.ts declares no class labels"):
+        ClassificationDataModule("Covid3Month").setup("fit")
