@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def confusion_figure(matrix: torch.Tensor, class_names: list[str]):  # -> matplotlib Figure
+
+def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
     """Row-normalised confusion matrix with the raw counts written in each cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # batch jobs have no display
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no global backend or figure registry to touch or leak.
+    from matplotlib.figure import Figure
 
     counts = matrix.detach().cpu().double()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
     ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ticks = range(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=90)
