@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rnnlab.eval import evaluate, load_checkpoint
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, compose_config, write_ts
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +82,34 @@ def test_fast_dev_run_trains_and_tests_without_checkpoints(tmp_path):
     metrics = train(cfg)
     assert "test/acc" in metrics
     assert not (tmp_path / "checkpoints" / "best.ckpt").exists()  # tested the weights in memory
+
+
+def test_own_ts_files_train_and_evaluate_from_another_directory(tmp_path, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+
+    def rows(n: int) -> list[str]:  # class b rises, class a falls; lengths 3..8
+        out = []
+        for i in range(n):
+            length = 3 + i % 6
+            slope = 1.0 if i % 2 else -1.0
+            noise = torch.randn(length, generator=generator) * 0.1
+            values = slope * torch.arange(length) + noise
+            out.append(",".join(f"{v:.3f}" for v in values) + (":b" if i % 2 else ":a"))
+        return out
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_ts(data / "train.ts", rows(40))
+    write_ts(data / "test.ts", rows(20))
+    monkeypatch.chdir(data)  # relative paths, as a user would type them
+    out = tmp_path / "run"
+    cfg = compose_config(
+        "train", [*FAST, "data.train_file=train.ts", "data.test_file=test.ts"], out
+    )
+    metrics = train(cfg)
+
+    monkeypatch.chdir(tmp_path)  # elsewhere: the checkpoint must still find the files
+    again = evaluate(
+        compose_config("eval", [f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}"], tmp_path / "e")
+    )
+    assert again["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
