@@ -21,7 +21,7 @@ from rnnlab.callbacks.run_state import CONFIG_KEY
 from rnnlab.train import write_metrics
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
-from rnnlab.utils.errors import DataError
+from rnnlab.utils.errors import DataError, first_line
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -34,10 +34,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
-            f"cannot load checkpoint {path} safely ({first_line}); it is truncated, corrupted, "
-            "or holds objects other than tensors and plain types"
+            f"cannot load checkpoint {path} safely ({first_line(exc)}); it is truncated, "
+            "corrupted, or holds objects other than tensors and plain types"
         ) from exc
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise DataError(f"{path} is not an rnnlab checkpoint (no stored run config)")

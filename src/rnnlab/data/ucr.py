@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnlab.utils.errors import DataError
+from rnnlab.utils.errors import DataError, first_line
 
 Split = tuple[list[torch.Tensor], np.ndarray]
 
@@ -72,7 +72,7 @@ def load_ts_file(path: str | Path, where: str | None = None) -> Split:
     try:
         frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
     except Exception as exc:  # sktime raises several types for malformed files
-        raise DataError(f"cannot read {path} as a labelled .ts file: {exc}") from exc
+        raise DataError(f"cannot read {path} as a labelled .ts file: {first_line(exc)}") from exc
     return _to_tensors(frame, labels, where or str(path))
 
 
@@ -103,11 +103,8 @@ def load_archive(name: str, split: str) -> Split:
             warnings.filterwarnings("ignore", message=".*HuggingFaceDownloader.*")
             frame, labels = load_UCR_UEA_dataset(name, split=split, return_type="nested_univ")
     except Exception as exc:
-        reason = (
-            str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
-        )
         raise DataError(
-            f"could not load {name!r} ({split}): {reason}; it is not shipped with sktime, so it "
-            f"needs a network download (shipped offline: {', '.join(shipped)})"
+            f"could not load {name!r} ({split}): {first_line(exc)}; it is not shipped with "
+            f"sktime, so it needs a network download (shipped offline: {', '.join(shipped)})"
         ) from exc
     return _to_tensors(frame, labels, f"{name} {split}")

@@ -15,6 +15,13 @@ class DataError(UserError, ValueError):
     """Input data that cannot be trained or evaluated on."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can span many), for quoting
+    inside a one-line user error; the exception's type name when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
 def find_user_error(exc: BaseException) -> UserError | None:
     """Return the UserError behind ``exc``, looking through wrappers such as Hydra's
     InstantiationException, which re-raise with ``from``."""
