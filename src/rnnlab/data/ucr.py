@@ -20,13 +20,17 @@ def archive_names() -> set[str]:
     return set(names.univariate) | set(names.multivariate)
 
 
-def shipped_names() -> list[str]:
-    """Archive data sets whose files ship inside the installed sktime (usable offline)."""
+def _data_root() -> Path:
+    """The folder of data sets that ship inside the installed sktime."""
     import sktime.datasets
 
-    root = Path(sktime.datasets.__file__).parent / "data"
+    return Path(sktime.datasets.__file__).parent / "data"
+
+
+def shipped_names() -> list[str]:
+    """Archive data sets whose files ship inside the installed sktime (usable offline)."""
     known = archive_names()  # the folder also holds regression and test-only sets
-    return sorted(p.name for p in root.iterdir() if p.name in known)
+    return sorted(p.name for p in _data_root().iterdir() if p.name in known)
 
 
 def _to_tensors(frame: object, labels: np.ndarray, where: str) -> Split:
@@ -76,16 +80,10 @@ def load_ts_file(path: str | Path, where: str | None = None) -> Split:
     return _to_tensors(frame, labels, where or str(path))
 
 
-def _shipped_file(name: str, split: str) -> Path:
-    import sktime.datasets
-
-    return Path(sktime.datasets.__file__).parent / "data" / name / f"{name}_{split.upper()}.ts"
-
-
 def load_archive(name: str, split: str) -> Split:
     """Load one split ('train' or 'test') of an archive data set by name: from the files that
     ship inside sktime when present, else through sktime's download."""
-    shipped_file = _shipped_file(name, split)
+    shipped_file = _data_root() / name / f"{name}_{split.upper()}.ts"
     if shipped_file.is_file():  # skips sktime's name lists, which cost a second to import
         return load_ts_file(shipped_file, where=f"{name} {split}")
     from sktime.datasets import load_UCR_UEA_dataset

@@ -40,8 +40,8 @@ class SequenceClassifier(L.LightningModule):
 
     ``input_noise`` is the std of Gaussian noise added to the (normalised) inputs of training
     batches only: a cheap regulariser for small data sets. ``optimizer`` and ``scheduler`` are
-    partials (Hydra ``_partial_: true``) completed with the
-    parameters / optimiser here; ``monitor`` is the metric a plateau scheduler watches.
+    partials (Hydra ``_partial_: true``) completed with the parameters / optimiser here;
+    ``monitor`` is the metric a plateau scheduler watches.
     """
 
     def __init__(

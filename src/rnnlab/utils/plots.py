@@ -50,9 +50,7 @@ def log_confusion_matrix(module: L.LightningModule, matrix: torch.Tensor, names:
         return
     figure = confusion_figure(matrix, names)
     for logger in loggers:
+        # close=False: the figure never entered pyplot's registry, so there is nothing to close
         logger.experiment.add_figure(
-            "test/confusion_matrix", figure, global_step=module.global_step
+            "test/confusion_matrix", figure, global_step=module.global_step, close=False
         )
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
