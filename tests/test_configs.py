@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from rnnlab.data.export import export
 from rnnlab.train import build_data_and_model
 from rnnlab.utils.config import config_dir, instantiate_group
 from tests.conftest import compose_config
@@ -19,6 +20,9 @@ from tests.conftest import compose_config
 GROUPS = [
     "data",
     "model",
+    "model/encoder",
+    "model/optimizer",
+    "model/scheduler",
     "callbacks",
     "logger",
     "trainer",
@@ -34,6 +38,14 @@ OPTIONS = [
 ]
 
 
+# Data and model options come in task pairs; each is composed with its partner.
+TASKS = {"ucr": "classifier", "ucr_regression": "regressor", "forecast": "forecaster"}
+PARTNER = {
+    "data": lambda option: [f"model={TASKS[option]}"],
+    "model": lambda option: [f"data={next(d for d, m in TASKS.items() if m == option)}"],
+}
+
+
 def test_every_group_has_options():
     assert {g for g, _ in OPTIONS} == set(GROUPS)
 
@@ -47,7 +59,11 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
         assert cfg.hydra.run.dir.startswith(f"{cfg.paths.log_dir}/train/runs/")
         assert cfg.hydra.job.chdir is False  # relative data paths keep working
         return
-    cfg = compose_config("train", [f"{group}={option}", "trainer.accelerator=cpu"], tmp_path)
+    partner = PARTNER[group](option) if group in PARTNER else []
+    if option == "forecast_csv":  # its data file is the user's to name: give it the shipped one
+        partner = [f"data.file={export('co2', tmp_path / 'co2.csv')}"]
+    overrides = [f"{group}={option}", *partner, "trainer.accelerator=cpu"]
+    cfg = compose_config("train", overrides, tmp_path)
     OmegaConf.resolve(cfg)  # every interpolation resolves
     datamodule, model = build_data_and_model(cfg)
     assert isinstance(datamodule, L.LightningDataModule)

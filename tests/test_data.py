@@ -227,5 +227,5 @@ def test_archive_set_that_needs_a_download_fails_in_one_line(monkeypatch):
 
 
 def test_regression_set_is_refused_for_classification():
-    with pytest.raises(DataError, match=r"Covid3Month_TRAIN\.ts declares no class labels"):
+    with pytest.raises(DataError, match=r"Covid3Month_TRAIN\.ts declares target labels"):
         ClassificationDataModule("Covid3Month").setup("fit")

@@ -11,7 +11,8 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlab.callbacks.run_state import StartupTimer, StoreConfig
 from rnnlab.utils.cli import run_task
@@ -32,21 +33,23 @@ def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
     return path
 
 
+def resolve_data_paths(data_cfg: DictConfig) -> None:
+    """Make data file paths absolute, so stored checkpoints find them from any directory."""
+    with open_dict(data_cfg):
+        for key in ("train_file", "test_file", "file"):
+            if data_cfg.get(key):
+                data_cfg[key] = str(Path(data_cfg[key]).resolve())
+
+
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the DataModule, load and check its data, then complete the model config with
-    the shapes only the data knows (written back into ``cfg``, so checkpoints carry them)."""
-    with open_dict(cfg):
-        # Stored checkpoints must find user files from any working directory.
-        for key in ("train_file", "test_file"):
-            if cfg.data.get(key):
-                cfg.data[key] = str(Path(cfg.data[key]).resolve())
+    what only the data knows (written back into ``cfg``, so checkpoints carry it)."""
+    resolve_data_paths(cfg.data)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     with open_dict(cfg):
-        cfg.model.encoder.input_size = datamodule.num_features
-        cfg.model.num_classes = datamodule.num_classes
-        cfg.model.class_names = list(datamodule.classes)
+        cfg.model = OmegaConf.merge(cfg.model, datamodule.model_settings())
     return datamodule, instantiate(cfg.model)
 
 
@@ -58,6 +61,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     timer = StartupTimer()
     callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), timer]
     loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 

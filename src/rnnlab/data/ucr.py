@@ -6,11 +6,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from rnnlab.utils.errors import DataError, first_line
 
-Split = tuple[list[torch.Tensor], np.ndarray]
+Split = tuple[list[torch.Tensor], np.ndarray | None]
 
 
 def archive_names() -> set[str]:
@@ -33,7 +34,7 @@ def shipped_names() -> list[str]:
     return sorted(p.name for p in _data_root().iterdir() if p.name in known)
 
 
-def _to_tensors(frame: object, labels: np.ndarray, where: str) -> Split:
+def _to_tensors(frame: object, where: str) -> list[torch.Tensor]:
     """sktime's nested frame (one pd.Series per sample and channel) -> (time, channels) tensors."""
     sequences = []
     for i, row in enumerate(frame.itertuples(index=False)):  # type: ignore[attr-defined]
@@ -45,47 +46,79 @@ def _to_tensors(frame: object, labels: np.ndarray, where: str) -> Split:
                 "every channel of a sample must have the same number of time steps"
             )
         sequences.append(torch.from_numpy(np.stack(channels, axis=-1)))
-    return sequences, np.asarray(labels).astype(str)
+    return sequences
 
 
-def _has_class_labels(path: Path) -> bool:
-    """Whether a .ts header declares class labels (regression files declare a target instead)."""
+LABEL_KINDS = {"class": "@classLabel true <labels>", "target": "@targetLabel true"}
+
+
+def label_kind(path: Path) -> str | None:
+    """What a .ts header declares per sample: 'class' labels, a regression 'target', or None."""
     with path.open(encoding="utf-8", errors="replace") as lines:
         for line in lines:
             words = line.strip().lower().split()
             if words[:1] == ["@data"]:
-                return False
+                return None
             if words[:2] == ["@classlabel", "true"]:
-                return True
-    return False
+                return "class"
+            if words[:2] == ["@targetlabel", "true"]:
+                return "target"
+    return None
 
 
-def load_ts_file(path: str | Path, where: str | None = None) -> Split:
-    """Read a labelled .ts file (the archive's format) into sequences and string labels;
-    ``where`` names the data in error messages (default: the path)."""
-    from sktime.datasets import load_from_tsfile
+def _labels(values: np.ndarray, kind: str, where: str) -> np.ndarray:
+    if kind == "class":
+        return values.astype(str)
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if len(bad):
+        raise DataError(
+            f"{where} sample {bad[0]} has target {values[bad[0]]!r}, not a finite number; "
+            "regression targets must be real numbers"
+        )
+    return numbers
+
+
+def load_ts_file(path: str | Path, where: str | None = None, labels: str | None = "class") -> Split:
+    """Read a .ts file (the archive's format) into (time, channels) sequences and their labels.
+
+    ``labels`` is what the file must declare: 'class' (string labels), 'target' (one real value
+    per sample) or None (either or neither: unlabelled files give ``None`` labels, as for
+    prediction). ``where`` names the data in error messages (default: the path).
+    """
+    from sktime.datasets import load_from_tsfile_to_dataframe
 
     path = Path(path)
+    where = where or str(path)
     if not path.is_file():
-        raise DataError(f"data file {path} does not exist; check data.train_file / data.test_file")
-    if not _has_class_labels(path):
+        raise DataError(f"data file {path} does not exist; check the data file setting")
+    kind = label_kind(path)
+    if labels is not None and kind != labels:
         raise DataError(
-            f"{path} declares no class labels ('@classLabel true <labels>' before @data); "
-            "classification needs a labelled .ts file"
+            f"{path} declares {kind or 'no'} labels; "
+            f"this task needs '{LABEL_KINDS[labels]}' in the header before @data"
         )
     try:
-        frame, labels = load_from_tsfile(str(path), return_data_type="nested_univ")
+        frame = load_from_tsfile_to_dataframe(str(path), return_separate_X_and_y=False)
     except Exception as exc:  # sktime raises several types for malformed files
-        raise DataError(f"cannot read {path} as a labelled .ts file: {first_line(exc)}") from exc
-    return _to_tensors(frame, labels, where or str(path))
+        raise DataError(f"cannot read {path} as a .ts file: {first_line(exc)}") from exc
+    values = None
+    if "class_vals" in frame.columns:
+        values = _labels(frame.pop("class_vals").to_numpy(), kind or "class", where)
+    return _to_tensors(frame, where), values
 
 
-def load_archive(name: str, split: str) -> Split:
+def load_archive(name: str, split: str, labels: str = "class") -> Split:
     """Load one split ('train' or 'test') of an archive data set by name: from the files that
-    ship inside sktime when present, else through sktime's download."""
+    ship inside sktime when present, else (classification only) through sktime's download."""
     shipped_file = _data_root() / name / f"{name}_{split.upper()}.ts"
     if shipped_file.is_file():  # skips sktime's name lists, which cost a second to import
-        return load_ts_file(shipped_file, where=f"{name} {split}")
+        return load_ts_file(shipped_file, where=f"{name} {split}", labels=labels)
+    if labels == "target":
+        raise DataError(
+            f"regression data set {name!r} does not ship with sktime (shipped: Covid3Month, "
+            "Tecator); download its .ts files and set data.train_file/test_file"
+        )
     from sktime.datasets import load_UCR_UEA_dataset
 
     shipped = shipped_names()
@@ -105,4 +138,4 @@ def load_archive(name: str, split: str) -> Split:
             f"could not load {name!r} ({split}): {first_line(exc)}; it is not shipped with "
             f"sktime, so it needs a network download (shipped offline: {', '.join(shipped)})"
         ) from exc
-    return _to_tensors(frame, labels, f"{name} {split}")
+    return _to_tensors(frame, f"{name} {split}"), np.asarray(labels).astype(str)

@@ -19,6 +19,7 @@ from torchmetrics.classification import (
 )
 
 from rnnlab.models.encoder import RNNEncoder
+from rnnlab.models.optim import build_optimizers
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -100,6 +101,10 @@ class SequenceClassifier(L.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "test", self.test_metrics)
 
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        x, lengths, _ = batch
+        return {"probabilities": self(x, lengths).softmax(dim=-1).cpu()}
+
     def on_test_epoch_end(self) -> None:
         from rnnlab.utils.plots import log_confusion_matrix
 
@@ -107,11 +112,6 @@ class SequenceClassifier(L.LightningModule):
         self.test_confusion.reset()
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor, "interval": "epoch"},
-        }
+        return build_optimizers(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory, self.monitor
+        )

@@ -1,0 +1,385 @@
+"""DataModule for forecasting: windows of ``lookback`` steps -> the next ``horizon`` targets,
+cut from one or many series, split chronologically so that nothing leaks.
+
+Each series is split in time into train | val | test parts (by fractions of its length or by
+dates). A window belongs to the part holding all of its targets; its inputs may reach back into
+earlier parts (history), never forward. Normalisation statistics (and the MASE scale) come from
+the train parts only. Batches carry targets in original units, the statistics to move between
+scales, and the naive and seasonal-naive forecasts of the same windows, so the model reports
+every metric, its own and the baselines', in original units.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rnnlab.data.normalize import Normalizer
+from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
+from rnnlab.data.sources import load_source
+from rnnlab.utils.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def window_origins(start: int, end: int, lookback: int, horizon: int, stride: int) -> list[int]:
+    """Forecast origins ``t`` (first target step) of the windows whose targets ``[t, t+horizon)``
+    lie in ``[start, end)`` and whose inputs ``[t-lookback, t)`` start at or after step 0.
+    Anchored at the end, so the part's last step is always a target; ascending."""
+    last = end - horizon
+    first = max(start, lookback)
+    return list(range(last, first - 1, -stride))[::-1]
+
+
+def seasonal_naive(history: torch.Tensor, horizon: int, season: int) -> torch.Tensor:
+    """Repeat the last ``season`` observed steps: step h (from 0) copies ``t + h - season *
+    (h // season + 1)``. ``season`` 1 is the naive (last value) forecast."""
+    steps = torch.arange(horizon)
+    return history[len(history) + steps - season * (steps // season + 1)]
+
+
+class WindowDataset(Dataset):
+    """Windows ``(series, origin)`` over normalised inputs and raw targets of many series."""
+
+    def __init__(
+        self,
+        module: ForecastDataModule,
+        inputs: list[torch.Tensor],
+        raw: list[torch.Tensor],
+        windows: list[tuple[int, int]],
+        with_targets: bool = True,
+    ) -> None:
+        self.module, self.inputs, self.raw = module, inputs, raw
+        self.windows, self.with_targets = windows, with_targets
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        m = self.module
+        s, t = self.windows[index]
+        targets = m.num_targets
+        shift, scale = m.target_stats(s)
+        item: dict[str, Any] = {
+            "x": self.inputs[s][t - m.lookback : t],
+            "lengths": m.lookback,
+            "shift": shift,
+            "scale": scale,
+            "series": s,
+            "origin": t,
+            "index": index,
+        }
+        if self.with_targets:
+            history = self.raw[s][t - m.lookback : t, :targets]
+            item["y"] = self.raw[s][t : t + m.horizon, :targets]
+            item["history"] = history
+            item["naive"] = seasonal_naive(history, m.horizon, 1)
+            item["seasonal_naive"] = seasonal_naive(history, m.horizon, m.season_length)
+            item["mase_scale"] = m.mase_scale[s]
+        return item
+
+
+class ForecastDataModule(L.LightningDataModule):
+    """Series from ``file`` (CSV), ``source`` (a shipped series) or ``frame`` (a DataFrame, from
+    Python) with a time column, target column(s), optional covariates (inputs only) and an
+    optional series-id column. Splits by ``val_fraction``/``test_fraction`` of each series, or by
+    ``val_start``/``test_start`` dates (or numbers, matching the time column).
+    """
+
+    def __init__(
+        self,
+        file: str | None = None,
+        source: str | None = None,
+        frame: pd.DataFrame | None = None,
+        time_column: str = "time",
+        target_columns: list[str] | tuple[str, ...] = ("value",),
+        covariate_columns: list[str] | tuple[str, ...] = (),
+        series_column: str | None = None,
+        lookback: int = 52,
+        horizon: int = 13,
+        stride: int = 1,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        val_start: str | float | None = None,
+        test_start: str | float | None = None,
+        normalize: str = "zscore",
+        per_series: bool = False,
+        missing: str = "error",
+        season_length: int = 1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if sum(x is not None for x in (file, source, frame)) != 1:
+            raise ConfigError("set exactly one of data.file (a CSV) and data.source")
+        for key, value in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
+            if int(value) < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {value}")
+        if not 1 <= season_length <= lookback:
+            raise ConfigError(
+                f"data.season_length must lie in [1, lookback={lookback}], got {season_length}; "
+                "the seasonal-naive baseline may only read the model's own input window"
+            )
+        if (val_start is None) != (test_start is None):
+            raise ConfigError("set both data.val_start and data.test_start, or neither")
+        if val_start is None and not (
+            val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1
+        ):
+            raise ConfigError(
+                "data.val_fraction and data.test_fraction must be > 0 with a sum below 1, got "
+                f"{val_fraction} and {test_fraction}"
+            )
+        if not list(target_columns):
+            raise ConfigError("data.target_columns is empty; name at least one target column")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.file, self.source, self.frame = file, source, frame
+        self.time_column = time_column
+        self.target_columns = [str(c) for c in target_columns]
+        self.covariate_columns = [str(c) for c in covariate_columns]
+        self.series_column = series_column
+        self.lookback, self.horizon, self.stride = int(lookback), int(horizon), int(stride)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.val_start, self.test_start = val_start, test_start
+        self.method = normalize
+        Normalizer(normalize)  # validates the name now, not at the first fit
+        self.per_series = per_series
+        self.missing = missing
+        self.season_length = season_length
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+
+        self.series_names: list[str] = []
+        self.normalizers: list[Normalizer] = []
+        self.raw: list[torch.Tensor] = []
+        self.mase_scale: list[torch.Tensor] = []
+        self.windows: dict[str, list[tuple[int, int]]] = {}
+        self.predict_file: str | None = None
+        self.predict_series: list[Series] = []
+
+    # --- columns and tables ------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        """Model input columns: the targets first (the model reads the last target from them),
+        then the covariates."""
+        return self.target_columns + self.covariate_columns
+
+    @property
+    def num_targets(self) -> int:
+        return len(self.target_columns)
+
+    def _table(self) -> Table:
+        if self.file is not None:
+            return read_csv(self.file)
+        if self.source is not None:
+            return Table(load_source(self.source), f"source {self.source!r}", from_file=False)
+        return Table(self.frame, "data frame", from_file=False)  # type: ignore[arg-type]
+
+    def _series(self, table: Table) -> list[Series]:
+        return split_series(table, self.time_column, self.columns, self.series_column)
+
+    # --- splitting ---------------------------------------------------------------------------
+    def _boundary(self, times: np.ndarray, start: str | float) -> int:
+        """Index of the first step at or after ``start`` (parsed like the time column)."""
+        if np.issubdtype(times.dtype, np.datetime64):
+            point = np.datetime64(pd.Timestamp(str(start)).to_datetime64(), "ns")
+            return int(np.searchsorted(times.astype("datetime64[ns]"), point, side="left"))
+        return int(np.searchsorted(times, float(start), side="left"))  # type: ignore[arg-type]
+
+    def parts(self, series: Series) -> tuple[int, int, int]:
+        """(train_end, val_end, length): train = [0, train_end), val = [train_end, val_end),
+        test = [val_end, length)."""
+        n = len(series.times)
+        if self.val_start is not None:
+            train_end = self._boundary(series.times, self.val_start)
+            val_end = max(train_end, self._boundary(series.times, self.test_start))  # type: ignore[arg-type]
+        else:
+            n_test, n_val = round(n * self.test_fraction), round(n * self.val_fraction)
+            train_end, val_end = n - n_val - n_test, n - n_test
+        return train_end, val_end, n
+
+    def _where(self, series: Series, table: Table) -> str:
+        return f"{table.where} series {series.name!r}" if self.series_column else table.where
+
+    # --- setup -------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
+        if self.windows:
+            return
+        table = self._table()
+        all_series = self._series(table)
+        restored = bool(self.normalizers)
+        if restored and self.per_series and [s.name for s in all_series] != self.series_names:
+            raise DataError(f"{table.where}: its series differ from those in the checkpoint")
+        self.series_names = [s.name for s in all_series]
+        self.raw, self.mase_scale = [], []
+        self.windows = {split: [] for split in SPLITS}
+        train_parts = []
+        for index, series in enumerate(all_series):
+            train_end, val_end, n = self.parts(series)
+            if n < self.lookback + self.horizon:
+                raise DataError(
+                    f"{self._where(series, table)} has {n} time steps, fewer than lookback + "
+                    f"horizon = {self.lookback + self.horizon}; lower data.lookback/horizon"
+                )
+            bounds = [(0, train_end), (train_end, val_end), (val_end, n)]
+            values = fill_missing(series, self.missing, bounds, table, self.columns)
+            raw = torch.tensor(values, dtype=torch.float32)
+            self.raw.append(raw)
+            train_parts.append(raw[:train_end])
+            self.mase_scale.append(self._mase_scale(raw[:train_end, : self.num_targets]))
+            for split, (start, end) in zip(SPLITS, bounds, strict=True):
+                origins = window_origins(start, end, self.lookback, self.horizon, self.stride)
+                self.windows[split] += [(index, t) for t in origins]
+        for split in SPLITS:
+            if not self.windows[split]:
+                raise DataError(
+                    f"{table.where}: no {split} window fits; each needs lookback "
+                    f"({self.lookback}) steps of history and horizon ({self.horizon}) target "
+                    f"steps inside the {split} part; lower lookback/horizon or change the split"
+                )
+        if not restored:
+            self._fit_normalizers(train_parts)
+
+    def _fit_normalizers(self, train_parts: list[torch.Tensor]) -> None:
+        if self.per_series:
+            self.normalizers = [Normalizer(self.method).fit([p]) for p in train_parts]
+        else:
+            self.normalizers = [Normalizer(self.method).fit(train_parts)]
+
+    def _mase_scale(self, train_targets: torch.Tensor) -> torch.Tensor:
+        """Mean absolute seasonal difference of the training targets: MASE's denominator (1 where
+        the training part is too short or constant)."""
+        m = self.season_length
+        if len(train_targets) <= m:
+            return torch.ones(train_targets.shape[1])
+        scale = (train_targets[m:] - train_targets[:-m]).abs().mean(dim=0)
+        return torch.where(scale > 0, scale, torch.ones_like(scale))
+
+    def normalizer(self, series: int) -> Normalizer:
+        return self.normalizers[series if self.per_series else 0]
+
+    def target_stats(self, series: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.normalizer(series)
+        assert n.shift is not None and n.scale is not None
+        return n.shift[: self.num_targets], n.scale[: self.num_targets]
+
+    def _setup_predict(self) -> None:
+        """Read ``predict_file``: recent history of each series in the training format; the
+        forecast starts after each series' last row."""
+        if self.predict_file is None:
+            raise ConfigError("no prediction input: set input=<file.csv> for rnnlab.predict")
+        table = read_csv(self.predict_file)
+        series = self._series(table)
+        self.raw, self.windows["predict"] = [], []
+        for s in series:
+            n = len(s.times)
+            if n < self.lookback:
+                raise DataError(
+                    f"{self._where(s, table)} has {n} rows; the model reads the last "
+                    f"lookback = {self.lookback} steps"
+                )
+            values = fill_missing(s, self.missing, [(0, n)], table, self.columns)
+            self.raw.append(torch.tensor(values, dtype=torch.float32))
+        if self.per_series:
+            unknown = [s.name for s in series if s.name not in self.series_names]
+            if unknown:
+                raise DataError(
+                    f"{table.where}: series {unknown[0]!r} was not in the training data, and "
+                    "this model normalises per series (data.per_series=true)"
+                )
+            order = [self.series_names.index(s.name) for s in series]
+            self.normalizers = [self.normalizers[i] for i in order]
+        self.predict_series = series
+        self.windows["predict"] = [(i, len(s.times)) for i, s in enumerate(series)]
+
+    # --- model settings, loaders -------------------------------------------------------------
+    def model_settings(self) -> dict[str, Any]:
+        return {
+            "encoder": {"input_size": len(self.columns)},
+            "horizon": self.horizon,
+            "num_targets": self.num_targets,
+            "target_names": list(self.target_columns),
+        }
+
+    def dataset(self, split: str) -> WindowDataset:
+        inputs = [self.normalizer(i).transform(raw) for i, raw in enumerate(self.raw)]
+        return WindowDataset(self, inputs, self.raw, self.windows[split], split != "predict")
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+    def transfer_batch_to_device(
+        self, batch: dict[str, torch.Tensor], device: torch.device, dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
+        # lengths stay on the CPU, where packing reads them
+        return {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
+
+    # --- predictions as a table --------------------------------------------------------------
+    def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
+        """One row per series and future step, targets in original units."""
+        forecasts = torch.cat([o["prediction"] for o in outputs]).numpy()
+        rows = []
+        for s, forecast in zip(self.predict_series, forecasts, strict=True):
+            future = _future_times(s.times, self.horizon)
+            for step in range(self.horizon):
+                row: dict[str, Any] = {"step": step + 1, self.time_column: future[step]}
+                if self.series_column:
+                    row = {self.series_column: s.name, **row}
+                row.update(zip(self.target_columns, forecast[step].tolist(), strict=True))
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    # --- checkpoint state (plain types and tensors: loads with weights_only=True) -----------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "series": list(self.series_names),
+            "normalizers": [n.state_dict() for n in self.normalizers],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.series_names = list(state_dict["series"])
+        self.normalizers = []
+        for state in state_dict["normalizers"]:
+            normalizer = Normalizer(self.method)
+            normalizer.load_state_dict(state)
+            self.normalizers.append(normalizer)
+
+
+def _future_times(times: np.ndarray, horizon: int) -> list[Any]:
+    """The next ``horizon`` time stamps after a series, at its usual step (its last interval for
+    numbers; the inferred calendar frequency for dates, else the last interval)."""
+    if np.issubdtype(times.dtype, np.datetime64):
+        index = pd.DatetimeIndex(times)
+        freq = pd.infer_freq(index[-min(len(index), 20) :]) if len(index) >= 3 else None
+        if freq is not None:
+            return list(pd.date_range(index[-1], periods=horizon + 1, freq=freq)[1:])
+    step = times[-1] - times[-2] if len(times) > 1 else 1
+    return [times[-1] + step * (k + 1) for k in range(horizon)]

@@ -1,0 +1,231 @@
+"""Shared machinery of the DataModules for whole sequences with one label each (classification,
+sequence regression): official train/test files, a seeded validation split of train, inputs
+normalised with training statistics, padded batches with CPU lengths, and prediction inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rnnlab.data.collate import BucketBatchSampler, SequenceDataset, pad_collate
+from rnnlab.data.normalize import Normalizer
+from rnnlab.data.ucr import Split, load_archive, load_ts_file
+from rnnlab.utils.errors import ConfigError, DataError
+
+
+def check_sequences(sequences: list[torch.Tensor], where: str) -> None:
+    """Reject what would otherwise fail deep inside torch: empty sequences and non-finite values."""
+    for i, seq in enumerate(sequences):
+        if seq.shape[0] == 0:
+            raise DataError(f"{where} sample {i} has length 0; remove it or give it time steps")
+        bad = ~torch.isfinite(seq)
+        if bad.any():
+            step, channel = (int(v) for v in bad.nonzero()[0])
+            raise DataError(
+                f"{where} sample {i} has NaN/inf at time step {step}, channel {channel}; "
+                "impute or drop such values before training"
+            )
+
+
+# log1p tames heavy-tailed non-negative inputs such as counts
+TRANSFORMS = ("none", "log1p")
+
+
+class SequenceDataModule(L.LightningDataModule):
+    """Official train split -> seeded train/val; official test split kept for test.
+
+    Subclasses say what a label is (``label_kind``, ``fit_labels``, ``encode``, ``split_indices``).
+    The input normaliser is fitted on the train part only; it and the subclass's label state are
+    this module's ``state_dict`` and so travel in every checkpoint, and a module that loaded them
+    never refits. Normalisation is applied when loaders are built, which Lightning does after
+    restoring a checkpoint, so restored statistics always win.
+    """
+
+    label_kind = "class"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        train_file: str | None = None,
+        test_file: str | None = None,
+        val_fraction: float = 0.2,
+        normalize: str = "zscore",
+        transform: str = "none",
+        batch_size: int = 32,
+        bucket: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if (train_file is None) != (test_file is None):
+            raise ConfigError("set both data.train_file and data.test_file, or neither")
+        if train_file is None and not name:
+            raise ConfigError("set data.name (an archive data set) or data.train_file/test_file")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.name, self.train_file, self.test_file = name, train_file, test_file
+        self.val_fraction = val_fraction
+        self.batch_size = batch_size
+        self.bucket = bucket
+        self.num_workers = num_workers
+        self.seed = seed
+        if transform not in TRANSFORMS:
+            raise ConfigError(
+                f"unknown data.transform {transform!r}; use one of {', '.join(TRANSFORMS)}"
+            )
+        self.transform = transform
+        self.normalizer = Normalizer(normalize)
+        self.splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
+        # Set by `rnnlab.predict` before `trainer.predict`: a raw file in the training format.
+        self.predict_file: str | None = None
+        self.predict_labels: np.ndarray | None = None
+
+    # --- what a label is (subclasses) --------------------------------------------------------
+    def fit_labels(self, labels: np.ndarray) -> None:
+        """Learn label state from the raw training labels (class list, target statistics)."""
+
+    def encode(self, labels: np.ndarray, where: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def split_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def collate(self, batch: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+        return pad_collate(batch)
+
+    # --- loading -----------------------------------------------------------------------------
+    def load_raw(self, split: str) -> Split:
+        """Raw (un-normalised) sequences and labels of the official 'train' or 'test' split."""
+        if self.train_file is not None:
+            path = self.train_file if split == "train" else self.test_file
+            return load_ts_file(str(path), labels=self.label_kind)
+        return load_archive(str(self.name), split, labels=self.label_kind)
+
+    def _transformed(self, sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
+        """Apply ``transform`` to raw inputs (before normalisation, in every split and in
+        prediction alike)."""
+        if self.transform == "none":
+            return sequences
+        for i, seq in enumerate(sequences):
+            if (seq <= -1).any():
+                raise DataError(
+                    f"{where} sample {i} has values <= -1, where log1p is undefined; "
+                    "set data.transform=none"
+                )
+        return [torch.log1p(s) for s in sequences]
+
+    def where(self, split: str) -> str:
+        """How error messages name a split."""
+        if self.train_file is not None:
+            return str(self.train_file if split == "train" else self.test_file)
+        return f"{self.name} {split}"
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            self._setup_predict()
+            return
+        if self.splits:
+            return
+        train_x, train_labels = self.load_raw("train")
+        test_x, test_labels = self.load_raw("test")
+        assert train_labels is not None and test_labels is not None
+        check_sequences(train_x, self.where("train"))
+        check_sequences(test_x, self.where("test"))
+        train_x = self._transformed(train_x, self.where("train"))
+        test_x = self._transformed(test_x, self.where("test"))
+        train_idx, val_idx = self.split_indices(train_labels)
+        self.fit_labels(train_labels[train_idx])
+        targets = self.encode(train_labels, self.where("train"))
+        self.splits = {
+            "train": ([train_x[i] for i in train_idx], targets[train_idx]),
+            "val": ([train_x[i] for i in val_idx], targets[val_idx]),
+            "test": (test_x, self.encode(test_labels, self.where("test"))),
+        }
+        if not self.normalizer.fitted:
+            self.normalizer.fit(self.splits["train"][0])
+
+    def _setup_predict(self) -> None:
+        """Read ``predict_file``: same format as training, labels optional (kept for output)."""
+        if self.predict_file is None:
+            raise ConfigError("no prediction input: set input=<file> for rnnlab.predict")
+        sequences, labels = load_ts_file(self.predict_file, labels=None)
+        check_sequences(sequences, self.predict_file)
+        channels = {int(s.shape[1]) for s in sequences}
+        expected = int(self.normalizer.shift.numel())  # type: ignore[union-attr]
+        if channels != {expected}:
+            raise DataError(
+                f"{self.predict_file} has {sorted(channels)} channel(s) per sample; the model "
+                f"was trained on {expected}"
+            )
+        sequences = self._transformed(sequences, self.predict_file)
+        self.predict_labels = labels
+        placeholder = torch.zeros(len(sequences), dtype=self.target_dtype)
+        self.splits["predict"] = (sequences, placeholder)
+
+    target_dtype = torch.int64
+
+    # --- shapes the model needs --------------------------------------------------------------
+    @property
+    def num_features(self) -> int:
+        return int(self.splits["train"][0][0].shape[1])
+
+    def model_settings(self) -> dict[str, Any]:
+        """Values the model config cannot know before the data is read (written into it)."""
+        return {"encoder": {"input_size": self.num_features}}
+
+    # --- loaders -----------------------------------------------------------------------------
+    def dataset(self, split: str) -> SequenceDataset:
+        sequences, targets = self.splits[split]
+        return SequenceDataset([self.normalizer.transform(s) for s in sequences], targets)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        data = self.dataset(split)
+        common: dict[str, Any] = {
+            "collate_fn": self.collate,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if self.bucket:
+            sampler = BucketBatchSampler(
+                [len(s) for s in data.sequences], self.batch_size, shuffle=shuffle, seed=self.seed
+            )
+            return DataLoader(data, batch_sampler=sampler, **common)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            data, batch_size=self.batch_size, shuffle=shuffle, generator=generator, **common
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """Move inputs and targets; keep ``lengths`` on the CPU, where packing needs them (a
+        device copy would cost a synchronising transfer back in every forward)."""
+        if isinstance(batch, dict):
+            return {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
+        x, lengths, y = batch
+        return x.to(device), lengths, y.to(device)
+
+    # --- checkpoint state (plain types and tensors: loads with weights_only=True) -----------
+    def state_dict(self) -> dict[str, Any]:
+        return {"normalizer": self.normalizer.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.normalizer.load_state_dict(state_dict["normalizer"])

@@ -1,0 +1,155 @@
+"""Reading and checking tables of time series (a CSV file or a DataFrame) for forecasting.
+
+Every check names what is wrong and where: the file, the column, and the line (CSV files count
+lines as an editor does, header = line 1) or the row (DataFrames count rows from 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rnnlab.utils.errors import ConfigError, DataError, first_line
+
+MISSING = ("error", "ffill", "interpolate")
+
+
+@dataclass
+class Series:
+    """One series: strictly increasing ``times``, ``values`` (time, columns) in original units
+    (NaN where missing), and the table position of each step for error messages."""
+
+    name: str
+    times: np.ndarray
+    values: np.ndarray
+    rows: np.ndarray
+
+
+@dataclass
+class Table:
+    """A frame plus how to name its rows in messages."""
+
+    frame: pd.DataFrame
+    where: str
+    from_file: bool
+
+    def row(self, position: int) -> str:
+        return f"line {position + 2}" if self.from_file else f"row {position}"
+
+
+def read_csv(path: str | Path) -> Table:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist; check data.file / input")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path} as CSV: {first_line(exc)}") from exc
+    return Table(frame, str(path), from_file=True)
+
+
+def _times(table: Table, column: str) -> np.ndarray:
+    raw = table.frame[column]
+    missing = np.flatnonzero(raw.isna().to_numpy())
+    if len(missing):
+        raise DataError(f"{table.where} {table.row(missing[0])}: time column {column!r} is empty")
+    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
+        return raw.to_numpy()
+    parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        raise DataError(
+            f"{table.where} {table.row(bad[0])}: time column {column!r} holds "
+            f"{raw.iloc[bad[0]]!r}, neither a number nor a date"
+        )
+    return parsed.to_numpy()
+
+
+def _numbers(table: Table, column: str) -> np.ndarray:
+    raw = table.frame[column]
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero((np.isnan(values) & raw.notna().to_numpy()) | np.isinf(values))
+    if len(bad):
+        raise DataError(
+            f"{table.where} {table.row(bad[0])}: column {column!r} holds "
+            f"{raw.iloc[bad[0]]!r}, not a finite number"
+        )
+    return values
+
+
+def split_series(
+    table: Table, time_column: str, value_columns: list[str], series_column: str | None
+) -> list[Series]:
+    """Check columns, types and time order; return the series in order of first appearance."""
+    needed = [time_column, *value_columns, *([series_column] if series_column else [])]
+    absent = [c for c in needed if c not in table.frame.columns]
+    if absent:
+        raise DataError(
+            f"{table.where} has no column {absent[0]!r} (columns: {list(table.frame.columns)}); "
+            "fix the file or data.time_column / target_columns / covariate_columns / series_column"
+        )
+    if len(table.frame) == 0:
+        raise DataError(f"{table.where} has no rows")
+    times = _times(table, time_column)
+    values = np.stack([_numbers(table, c) for c in value_columns], axis=1)
+    ids = table.frame[series_column].astype(str) if series_column else pd.Series(["0"] * len(times))
+    series = []
+    for name, positions in ids.groupby(ids, sort=False).indices.items():
+        positions = np.asarray(positions)
+        series_times = times[positions]
+        bad = np.flatnonzero(~(series_times[1:] > series_times[:-1]))
+        if len(bad):
+            here, before = positions[bad[0] + 1], positions[bad[0]]
+            problem = "repeats" if series_times[bad[0] + 1] == series_times[bad[0]] else "precedes"
+            label = f" of series {name!r}" if series_column else ""
+            raise DataError(
+                f"{table.where} {table.row(here)}: time {series_times[bad[0] + 1]}{label} "
+                f"{problem} the time on {table.row(before)}; times must be unique and sorted "
+                "(per series)"
+            )
+        series.append(Series(str(name), series_times, values[positions], positions))
+    return series
+
+
+def fill_missing(
+    series: Series, method: str, parts: list[tuple[int, int]], table: Table, columns: list[str]
+) -> np.ndarray:
+    """Values with NaNs filled by ``method``; 'error' names the first missing cells instead.
+
+    ``ffill`` only looks back, so it never moves information across a split boundary.
+    ``interpolate`` is linear within each chronological part (train, val, test) separately, so
+    no part borrows values from a later one.
+    """
+    if method not in MISSING:
+        raise ConfigError(f"unknown data.missing {method!r}; use one of {', '.join(MISSING)}")
+    values = series.values
+    holes = np.argwhere(np.isnan(values))
+    if not len(holes):
+        return values
+    if method == "error":
+        cells = ", ".join(
+            f"{table.row(series.rows[r])} column {columns[c]!r}" for r, c in holes[:3]
+        )
+        more = f" and {len(holes) - 3} more" if len(holes) > 3 else ""
+        raise DataError(
+            f"{table.where} has missing values at {cells}{more}; fill them or set "
+            "data.missing=ffill or data.missing=interpolate"
+        )
+    frame = pd.DataFrame(values)
+    if method == "ffill":
+        filled = frame.ffill()
+    else:
+        filled = pd.concat(
+            [frame.iloc[a:b].interpolate(limit_direction="both") for a, b in parts if b > a]
+        ).reindex(frame.index)
+    leading = np.argwhere(np.isnan(filled.to_numpy()))
+    if len(leading):
+        r, c = leading[0]
+        raise DataError(
+            f"{table.where} {table.row(series.rows[r])} column {columns[c]!r}: missing with no "
+            "earlier value to fill from; trim the series' leading gaps"
+        )
+    return filled.to_numpy()

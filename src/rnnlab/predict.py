@@ -1,0 +1,55 @@
+"""Prediction entry point: ``python -m rnnlab.predict ckpt_path=... input=new.csv output=out.csv``.
+
+The model, its data settings and its normaliser come from the checkpoint; ``input`` is raw data in
+the format the task was trained on (a .ts file for classification and sequence regression, a CSV
+for forecasting). Predictions are written in original units, all at once: an error leaves no
+output file behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import lightning as L
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from rnnlab.eval import load_checkpoint, restore
+from rnnlab.utils.cli import run_task
+from rnnlab.utils.config import config_dir
+from rnnlab.utils.errors import ConfigError
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write a CSV through a temporary file, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def predict(cfg: DictConfig) -> pd.DataFrame:
+    """Predict ``cfg.input`` with the checkpoint at ``cfg.ckpt_path``; write ``cfg.output``."""
+    output = Path(cfg.output)
+    if output.resolve() == Path(cfg.input).resolve():
+        raise ConfigError(f"output={output} would overwrite the input; choose another path")
+    run_cfg, datamodule, model = restore(load_checkpoint(cfg.ckpt_path))
+    L.seed_everything(run_cfg.seed, workers=True, verbose=False)
+    datamodule.predict_file = str(Path(cfg.input).resolve())
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False)
+    outputs = trainer.predict(model, datamodule=datamodule)
+    frame = datamodule.prediction_frame(outputs)
+    if trainer.is_global_zero:
+        write_table(frame, output)
+    return frame
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    run_task(predict, cfg)
+
+
+if __name__ == "__main__":
+    main()
