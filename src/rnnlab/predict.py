@@ -37,7 +37,8 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         raise ConfigError(f"output={output} would overwrite the input; choose another path")
     run_cfg, datamodule, model = restore(load_checkpoint(cfg.ckpt_path))
     L.seed_everything(run_cfg.seed, workers=True, verbose=False)
-    datamodule.predict_file = str(Path(cfg.input).resolve())
+    datamodule.predict_file = str(cfg.input)
+    datamodule.setup("predict")  # bad input fails here, before the trainer prints anything
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False)
     outputs = trainer.predict(model, datamodule=datamodule)
     frame = datamodule.prediction_frame(outputs)

@@ -276,6 +276,8 @@ class ForecastDataModule(L.LightningDataModule):
         forecast starts after each series' last row."""
         if self.predict_file is None:
             raise ConfigError("no prediction input: set input=<file.csv> for rnnlab.predict")
+        if "predict" in self.windows:
+            return
         table = read_csv(self.predict_file)
         series = self._series(table)
         self.raw, self.windows["predict"] = [], []

@@ -154,6 +154,8 @@ class SequenceDataModule(L.LightningDataModule):
         """Read ``predict_file``: same format as training, labels optional (kept for output)."""
         if self.predict_file is None:
             raise ConfigError("no prediction input: set input=<file> for rnnlab.predict")
+        if "predict" in self.splits:
+            return
         sequences, labels = load_ts_file(self.predict_file, labels=None)
         check_sequences(sequences, self.predict_file)
         channels = {int(s.shape[1]) for s in sequences}

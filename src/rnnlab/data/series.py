@@ -80,6 +80,11 @@ def _numbers(table: Table, column: str) -> np.ndarray:
     return values
 
 
+def _show(time: object) -> str:
+    """A time stamp as a person writes it (numpy prints datetimes to the nanosecond)."""
+    return str(pd.Timestamp(time)) if isinstance(time, np.datetime64) else str(time)
+
+
 def split_series(
     table: Table, time_column: str, value_columns: list[str], series_column: str | None
 ) -> list[Series]:
@@ -106,7 +111,7 @@ def split_series(
             problem = "repeats" if series_times[bad[0] + 1] == series_times[bad[0]] else "precedes"
             label = f" of series {name!r}" if series_column else ""
             raise DataError(
-                f"{table.where} {table.row(here)}: time {series_times[bad[0] + 1]}{label} "
+                f"{table.where} {table.row(here)}: time {_show(series_times[bad[0] + 1])}{label} "
                 f"{problem} the time on {table.row(before)}; times must be unique and sorted "
                 "(per series)"
             )
