@@ -1,6 +1,7 @@
 """Run one experiment over several seeds as a user would (one process each) and summarise.
 
     python scripts/seeds.py --seeds 1 2 3 4 5 -- experiment=bilstm
+    python scripts/seeds.py --metrics test/rmse test/rmse_train_mean -- experiment=covid3month
 
 Each run is ``python -m rnnlab.train seed=N <overrides>`` in its own process, so the wall time
 includes interpreter start-up, imports and data loading. Prints a Markdown table: per-seed test
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-KEYS = ("test/acc", "test/f1", "time/startup_to_first_step_s")
+METRICS = ["test/acc", "test/f1"]
 
 
 def run_seed(seed: int, overrides: list[str], out: Path) -> dict[str, float]:
@@ -46,11 +47,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument("--metrics", nargs="+", default=METRICS, help="metrics.json keys to show")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="rnnlab-seeds-"))
     rows = {seed: run_seed(seed, args.overrides, out) for seed in args.seeds}
-    keys = [*KEYS, "wall_s"]
+    keys = [*args.metrics, "time/startup_to_first_step_s", "wall_s"]
     print(f"overrides: {' '.join(args.overrides) or '(defaults)'}; runs in {out}\n")
     print("| seed | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")

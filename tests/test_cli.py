@@ -34,11 +34,20 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
         ("data.name=NoSuchSet", "error: unknown UCR/UEA data set 'NoSuchSet'"),
         ("model.encoder.cell=transformer", "error: unknown cell 'transformer'; set model.encoder"),
         ("model.encoder.pooling=first", "error: unknown pooling 'first'; set model.encoder"),
+        ("experiment=forecast data.horizon=0", "error: data.horizon must be >= 1, got 0"),
+        (
+            "experiment=forecast data.target_columns=[ppm]",
+            "error: source 'co2' has no column 'ppm'",
+        ),
+        (
+            "experiment=forecast data.lookback=2300",
+            "error: source 'co2' has 2284 time steps, fewer",
+        ),
     ],
 )
 def test_bad_value_fails_with_one_line_and_leaves_no_run_dir(tmp_path, override, message):
     run_dir = tmp_path / "run"
-    result = _run(["-m", "rnnlab.train", override, f"hydra.run.dir={run_dir}"], tmp_path)
+    result = _run(["-m", "rnnlab.train", *override.split(), f"hydra.run.dir={run_dir}"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # exactly one line
     assert result.stderr.startswith(message)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnlab.data.export import export
 from rnnlab.eval import load_checkpoint, restore
@@ -59,6 +60,14 @@ def test_forecast_predictions_match_test_windows(forecast_run, tmp_path):
     assert table["date"].tolist() == history["date"].iloc[origin : origin + 26].tolist()
     np.testing.assert_allclose(table["co2"], forecasts[-1, :, 0].numpy(), rtol=1e-6)
     assert 350 < table["co2"].mean() < 390  # ppm, not normalised units
+
+
+def test_forecasts_are_drawn_in_tensorboard(forecast_run):
+    ckpt, _ = forecast_run
+    events = EventAccumulator(str(ckpt.parents[1] / "tensorboard"))
+    events.Reload()
+    assert "test/forecasts" in events.Tags()["images"]
+    assert "test/mae_seasonal_naive" in events.Tags()["scalars"]
 
 
 def test_forecast_predict_input_with_other_columns_is_refused(forecast_run, tmp_path):
@@ -123,3 +132,48 @@ def test_regression_predictions_reproduce_test_rmse(tmp_path_factory, tmp_path):
     rmse = np.sqrt(((table["prediction"] - table["target"]) ** 2).mean())
     assert rmse == pytest.approx(metrics["test/rmse"], rel=1e-5)
     assert 0.0 < table["prediction"].mean() < 0.2  # a death rate, in original units
+
+
+def _shops(n: int = 60) -> pd.DataFrame:
+    """Two shops' daily sales with a weekly cycle and a price covariate."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for shop, level in (("north", 50.0), ("south", 500.0)):
+        day = np.arange(n)
+        price = 10 + rng.normal(0, 1, n)
+        sales = level * (1 + 0.3 * np.sin(2 * np.pi * day / 7)) - 2 * price
+        frames.append(pd.DataFrame({"shop": shop, "day": day, "sales": sales, "price": price}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_own_csv_with_series_and_covariates_trains_and_predicts(tmp_path_factory, tmp_path):
+    data = tmp_path / "shops.csv"
+    _shops().to_csv(data, index=False)
+    ckpt, metrics = _train(
+        tmp_path_factory,
+        [
+            "experiment=forecast_csv",
+            f"data.file={data}",
+            "data.time_column=day",
+            "data.target_columns=[sales]",
+            "data.covariate_columns=[price]",
+            "data.series_column=shop",
+            "data.per_series=true",
+            "data.lookback=14",
+            "data.horizon=3",
+            "data.season_length=7",
+        ],
+    )
+    assert metrics["test/mae_seasonal_naive"] > 0
+    table = _predict(ckpt, data, tmp_path / "out.csv")
+    assert list(table.columns) == ["shop", "step", "day", "sales"]
+    assert table["shop"].tolist() == ["north"] * 3 + ["south"] * 3
+    assert table["day"].tolist() == [60, 61, 62] * 2
+    # per-series statistics map each shop back to its own level
+    north, south = (table.loc[table.shop == s, "sales"].mean() for s in ("north", "south"))
+    assert 0 < north < 150 < south
+
+    stranger = _shops().assign(shop=lambda d: d.shop.replace("south", "east"))
+    stranger.to_csv(tmp_path / "east.csv", index=False)
+    with pytest.raises(DataError, match=r"east\.csv: series 'east' was not in the training data"):
+        _predict(ckpt, tmp_path / "east.csv", tmp_path / "east_out.csv")

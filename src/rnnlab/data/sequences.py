@@ -31,10 +31,6 @@ def check_sequences(sequences: list[torch.Tensor], where: str) -> None:
             )
 
 
-# log1p tames heavy-tailed non-negative inputs such as counts
-TRANSFORMS = ("none", "log1p")
-
-
 class SequenceDataModule(L.LightningDataModule):
     """Official train split -> seeded train/val; official test split kept for test.
 
@@ -54,7 +50,6 @@ class SequenceDataModule(L.LightningDataModule):
         test_file: str | None = None,
         val_fraction: float = 0.2,
         normalize: str = "zscore",
-        transform: str = "none",
         batch_size: int = 32,
         bucket: bool = False,
         num_workers: int = 0,
@@ -75,11 +70,6 @@ class SequenceDataModule(L.LightningDataModule):
         self.bucket = bucket
         self.num_workers = num_workers
         self.seed = seed
-        if transform not in TRANSFORMS:
-            raise ConfigError(
-                f"unknown data.transform {transform!r}; use one of {', '.join(TRANSFORMS)}"
-            )
-        self.transform = transform
         self.normalizer = Normalizer(normalize)
         self.splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
         # Set by `rnnlab.predict` before `trainer.predict`: a raw file in the training format.
@@ -107,19 +97,6 @@ class SequenceDataModule(L.LightningDataModule):
             return load_ts_file(str(path), labels=self.label_kind)
         return load_archive(str(self.name), split, labels=self.label_kind)
 
-    def _transformed(self, sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
-        """Apply ``transform`` to raw inputs (before normalisation, in every split and in
-        prediction alike)."""
-        if self.transform == "none":
-            return sequences
-        for i, seq in enumerate(sequences):
-            if (seq <= -1).any():
-                raise DataError(
-                    f"{where} sample {i} has values <= -1, where log1p is undefined; "
-                    "set data.transform=none"
-                )
-        return [torch.log1p(s) for s in sequences]
-
     def where(self, split: str) -> str:
         """How error messages name a split."""
         if self.train_file is not None:
@@ -137,8 +114,6 @@ class SequenceDataModule(L.LightningDataModule):
         assert train_labels is not None and test_labels is not None
         check_sequences(train_x, self.where("train"))
         check_sequences(test_x, self.where("test"))
-        train_x = self._transformed(train_x, self.where("train"))
-        test_x = self._transformed(test_x, self.where("test"))
         train_idx, val_idx = self.split_indices(train_labels)
         self.fit_labels(train_labels[train_idx])
         targets = self.encode(train_labels, self.where("train"))
@@ -165,7 +140,6 @@ class SequenceDataModule(L.LightningDataModule):
                 f"{self.predict_file} has {sorted(channels)} channel(s) per sample; the model "
                 f"was trained on {expected}"
             )
-        sequences = self._transformed(sequences, self.predict_file)
         self.predict_labels = labels
         placeholder = torch.zeros(len(sequences), dtype=self.target_dtype)
         self.splits["predict"] = (sequences, placeholder)
