@@ -13,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnlab.data.export import export
-from rnnlab.eval import load_checkpoint, restore
+from rnnlab.eval import evaluate, load_checkpoint, restore
 from rnnlab.predict import predict
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError
@@ -60,6 +60,14 @@ def test_forecast_predictions_match_test_windows(forecast_run, tmp_path):
     assert table["date"].tolist() == history["date"].iloc[origin : origin + 26].tolist()
     np.testing.assert_allclose(table["co2"], forecasts[-1, :, 0].numpy(), rtol=1e-6)
     assert 350 < table["co2"].mean() < 390  # ppm, not normalised units
+
+
+def test_forecast_eval_reproduces_test_metrics(forecast_run, tmp_path):
+    ckpt, metrics = forecast_run
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer.accelerator=cpu"], tmp_path)
+    again = evaluate(cfg)
+    for key in ("test/mae", "test/mase", "test/mae_seasonal_naive", "test/smape"):
+        assert again[key] == pytest.approx(metrics[key], rel=1e-6), key
 
 
 def test_forecasts_are_drawn_in_tensorboard(forecast_run):
