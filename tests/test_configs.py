@@ -29,6 +29,7 @@ GROUPS = [
     "paths",
     "hydra",
     "experiment",
+    "hparams_search",
     "debug",
 ]
 OPTIONS = [

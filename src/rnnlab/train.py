@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnnlab.callbacks.run_state import StartupTimer, StoreConfig
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
+from rnnlab.utils.ddp import finish_job
+from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
@@ -53,6 +55,24 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     return datamodule, instantiate(cfg.model)
 
 
+def fit_and_test(
+    cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule
+) -> dict[str, float]:
+    """Fit, then test the best checkpoint; the metrics of both."""
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = _numbers(trainer.callback_metrics)
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_score is not None:
+        metrics[f"{cfg.monitor}_best"] = float(checkpoint.best_model_score)
+    metrics["epochs"] = float(trainer.current_epoch)
+    if cfg.get("test"):
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        # fast_dev_run and checkpoint-less runs have no best file: test the weights in memory.
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update(_numbers(trainer.callback_metrics))
+    return metrics
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test with the best checkpoint; return (and write) the final metrics."""
     started = time.perf_counter()
@@ -64,18 +84,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-
-    metrics = _numbers(trainer.callback_metrics)
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        metrics[f"{cfg.monitor}_best"] = float(checkpoint.best_model_score)
-    metrics["epochs"] = float(trainer.current_epoch)
-    if cfg.get("test"):
-        best = checkpoint.best_model_path if checkpoint is not None else ""
-        # fast_dev_run and checkpoint-less runs have no best file: test the weights in memory.
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(_numbers(trainer.callback_metrics))
+    try:
+        metrics = fit_and_test(cfg, trainer, model, datamodule)
+    finally:
+        finish_job(trainer)
     if timer.first_step_s is not None:
         metrics["time/startup_to_first_step_s"] = timer.first_step_s
     metrics["time/train_s"] = time.perf_counter() - started
@@ -92,6 +104,8 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    if in_multirun():
+        return run_sweep_job(train, cfg, objective)
     metrics = run_task(train, cfg)
     return objective(cfg, metrics)
 

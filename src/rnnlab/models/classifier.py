@@ -85,7 +85,15 @@ class SequenceClassifier(L.LightningModule):
         metrics.update(logits, y)
         on_step = stage == "train"
         self.log(
-            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y)
+            f"{stage}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+            # averaged over all DDP ranks for val/test (checkpoint and early stopping read it);
+            # train keeps the per-rank value to avoid a collective every step
+            sync_dist=not on_step,
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         if stage == "test":

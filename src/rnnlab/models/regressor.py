@@ -113,6 +113,7 @@ class SequenceRegressor(L.LightningModule):
             on_epoch=True,
             prog_bar=True,
             batch_size=len(y),
+            sync_dist=stage != "train",  # all ranks agree on val/test loss (see classifier)
         )
         return loss, self._denormalise(normalised.detach(), batch)
 

@@ -6,7 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+# `monitor_mode` (min/max) as the Optuna sweeper spells it, so the objective's direction is
+# named once too.
+OmegaConf.register_new_resolver(
+    "optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode], replace=True
+)
 
 
 def config_dir() -> str:

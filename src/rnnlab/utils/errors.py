@@ -33,3 +33,13 @@ def find_user_error(exc: BaseException) -> UserError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception behind ``exc`` (past wrappers such as Hydra's
+    InstantiationException), which says what actually went wrong."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc

@@ -1,0 +1,92 @@
+"""Summarise a Hydra multirun: ``python -m rnnlab.summary logs/train/multiruns/<date_time>``.
+
+One row per job: the overrides that vary across the sweep, the job's status (completed, failed
+with its reason, or incomplete when it never finished), the objective (the monitored metric's
+best validation value) and its final test metrics. The best completed job is marked. Prints the
+table as Markdown and writes ``summary.csv`` and ``summary.md`` into the multirun directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from rnnlab.utils.sweep import STATUS_FILE
+
+
+def _job(directory: Path) -> dict[str, Any]:
+    hydra_dir = directory / ".hydra"
+    overrides = OmegaConf.load(hydra_dir / "overrides.yaml") if hydra_dir.is_dir() else []
+    config = OmegaConf.load(hydra_dir / "config.yaml") if hydra_dir.is_dir() else {}
+    metrics_file, status_file = directory / "metrics.json", directory / STATUS_FILE
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+    state = status.get("status") or ("completed" if metrics else "incomplete")
+    if status.get("error"):
+        state += f": {status['error']}"
+    return {
+        "job": directory.name,
+        "overrides": dict(str(o).split("=", 1) for o in overrides if "=" in str(o)),
+        "monitor": config.get("monitor", "val/loss"),
+        "mode": config.get("monitor_mode", "min"),
+        "status": state,
+        "metrics": metrics,
+    }
+
+
+def summarise(multirun_dir: str | Path) -> pd.DataFrame:
+    """The summary table of a multirun directory (its numbered job folders)."""
+    root = Path(multirun_dir)
+    jobs = sorted(
+        (p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    )
+    if not jobs:
+        raise SystemExit(f"error: {root} holds no job folders (0, 1, ...); pass a multirun dir")
+    rows = [_job(p) for p in jobs]
+    keys = sorted({k for r in rows for k in r["overrides"]})
+    varying = [k for k in keys if len({r["overrides"].get(k) for r in rows}) > 1]
+    monitor, mode = rows[0]["monitor"], rows[0]["mode"]
+    objective = f"{monitor}_best"
+    tests = sorted({k for r in rows for k in r["metrics"] if k.startswith("test/")})
+    table = pd.DataFrame(
+        [
+            {
+                "job": int(r["job"]),
+                **{k: r["overrides"].get(k, "") for k in varying},
+                "status": r["status"],
+                objective: r["metrics"].get(objective, math.nan),
+                **{k: r["metrics"].get(k, math.nan) for k in tests},
+            }
+            for r in rows
+        ]
+    )
+    done = table[table["status"] == "completed"][objective].dropna()
+    table.insert(1, "best", "")
+    if len(done):
+        best = done.idxmin() if mode == "min" else done.idxmax()
+        table.loc[best, "best"] = "*"
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("multirun_dir", type=Path, help="e.g. logs/train/multiruns/<date_time>")
+    args = parser.parse_args(argv)
+    if not args.multirun_dir.is_dir():
+        raise SystemExit(f"error: {args.multirun_dir} is not a directory")
+    table = summarise(args.multirun_dir)
+    markdown = table.to_markdown(index=False, floatfmt=".4f")
+    (args.multirun_dir / "summary.md").write_text(markdown + "\n")
+    table.to_csv(args.multirun_dir / "summary.csv", index=False)
+    print(markdown, file=sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Jobs of a Hydra multirun: a failing job is recorded as failed and the sweep goes on."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rnnlab.utils.errors import find_user_error, first_line, root_cause
+
+log = logging.getLogger(__name__)
+STATUS_FILE = "status.json"
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def write_status(output_dir: str | Path, status: str, error: str | None = None) -> None:
+    """``status.json`` beside the job's metrics: ``completed`` or ``failed`` with the reason."""
+    path = Path(output_dir) / STATUS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"status": status, "error": error}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run_sweep_job(
+    task: Callable[[DictConfig], dict[str, float]],
+    cfg: DictConfig,
+    objective: Callable[[DictConfig, dict[str, float]], float | None],
+) -> float | None:
+    """Run one job; return its objective, or None when it failed (a bad combination, an error,
+    running out of memory, a NaN objective). Every sweeper moves on; the Optuna sweeper records
+    a None as a failed trial (a NaN would crash it: it passes NaN on to ``study.tell``)."""
+    try:
+        metrics = task(cfg)
+    except Exception as exc:  # one failed job must not end the sweep
+        user_error = find_user_error(exc)
+        root = root_cause(exc)
+        # the whole message on one line: wrappers put the real error on their second line
+        detail = " ".join(str(root).split())[:300]
+        reason = first_line(user_error) if user_error else f"{type(root).__name__}: {detail}"
+        log.error("job failed: %s", reason)
+        write_status(cfg.paths.output_dir, "failed", reason)
+        _release_accelerator_memory()
+        return None
+    value = objective(cfg, metrics)
+    if value is None:
+        reason = f"{cfg.monitor}_best is missing or NaN (the loss may have diverged)"
+        log.error("job failed: %s", reason)
+        write_status(cfg.paths.output_dir, "failed", reason)
+        return None
+    write_status(cfg.paths.output_dir, "completed")
+    return value
+
+
+def _release_accelerator_memory() -> None:
+    """After an out-of-memory job, give cached GPU memory back before the next job."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
