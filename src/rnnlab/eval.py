@@ -22,6 +22,7 @@ from rnnlab.train import write_metrics
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.errors import DataError, first_line
+from rnnlab.utils.preflight import preflight
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -69,8 +70,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     run_task(evaluate, cfg)
+
+
+def main() -> None:
+    """The command: check the command line, then let Hydra run the job(s)."""
+    preflight("eval")
+    hydra_main()
 
 
 if __name__ == "__main__":

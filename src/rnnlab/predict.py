@@ -20,6 +20,7 @@ from rnnlab.eval import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.preflight import preflight
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -48,8 +49,14 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     run_task(predict, cfg)
+
+
+def main() -> None:
+    """The command: check the command line, then let Hydra run the job(s)."""
+    preflight("predict")
+    hydra_main()
 
 
 if __name__ == "__main__":

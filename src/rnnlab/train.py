@@ -18,6 +18,8 @@ from rnnlab.callbacks.run_state import StartupTimer, StoreConfig
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
+from rnnlab.utils.hparams import log_hparams
+from rnnlab.utils.preflight import preflight
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
 
@@ -92,6 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["time/startup_to_first_step_s"] = timer.first_step_s
     metrics["time/train_s"] = time.perf_counter() - started
     if trainer.is_global_zero:
+        log_hparams(loggers, cfg, metrics)
         write_metrics(metrics, cfg.paths.output_dir)
     return metrics
 
@@ -103,11 +106,17 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     if in_multirun():
         return run_sweep_job(train, cfg, objective)
     metrics = run_task(train, cfg)
     return objective(cfg, metrics)
+
+
+def main() -> None:
+    """The command: check the command line, then let Hydra run the job(s)."""
+    preflight("train")
+    hydra_main()
 
 
 if __name__ == "__main__":

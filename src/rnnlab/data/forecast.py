@@ -117,7 +117,9 @@ class ForecastDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if sum(x is not None for x in (file, source, frame)) != 1:
-            raise ConfigError("set exactly one of data.file (a CSV) and data.source")
+            raise ConfigError(
+                "set exactly one of data.file=<your.csv> and data.source (shipped: co2)"
+            )
         for key, value in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
             if int(value) < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {value}")

@@ -39,7 +39,7 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
-def _quiet_lightning_tips() -> None:
+def quiet_lightning_tips() -> None:
     for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in logger.filters):
@@ -49,7 +49,7 @@ def _quiet_lightning_tips() -> None:
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Call ``task(cfg)``; a UserError anywhere in the cause chain exits with status 2 and its
     message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead."""
-    _quiet_lightning_tips()
+    quiet_lightning_tips()
     try:
         return task(cfg)
     except Exception as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rnnlab.utils.cli import quiet_lightning_tips
 from rnnlab.utils.errors import find_user_error, first_line, root_cause
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def run_sweep_job(
     """Run one job; return its objective, or None when it failed (a bad combination, an error,
     running out of memory, a NaN objective). Every sweeper moves on; the Optuna sweeper records
     a None as a failed trial (a NaN would crash it: it passes NaN on to ``study.tell``)."""
+    quiet_lightning_tips()
     try:
         metrics = task(cfg)
     except Exception as exc:  # one failed job must not end the sweep

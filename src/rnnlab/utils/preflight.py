@@ -1,0 +1,143 @@
+"""Check a command line before Hydra starts any job: a key that does not exist, an unknown
+option or launcher, or more GPUs than the machine has end in one line on stderr (exit 2) instead
+of Hydra's multi-line report, and before a sweep has run (or queued) anything."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from rnnlab.utils.errors import ConfigError, first_line
+
+# Lines of Hydra's reports that say nothing about the mistake.
+_NOISE = ("full_key:", "object_type=", "Config search path", "provider=")
+# Groups selected with `optional` in train.yaml: Hydra silently ignores an option that does not
+# exist there, so a typo such as experiment=forcast would run the default experiment.
+_OPTIONAL_GROUPS = ("experiment", "hparams_search", "debug")
+# Hydra's own flags (--cfg, --help, -cp, ...) and DDP/SLURM workers skip the check.
+_SWEEP_FLAGS = ("-m", "--multirun")
+
+
+def _one_line(exc: BaseException) -> str:
+    """Hydra's composition errors span lines (and a cause); fold them into one."""
+    parts: list[str] = []
+    options: list[str] = []
+    for text in (str(exc), str(exc.__cause__ or "")):
+        for line in text.splitlines():
+            if line.strip().startswith(_NOISE):
+                continue
+            if line.startswith("\t"):
+                options.append(line.strip())
+            elif line.strip():
+                parts.append(line.strip().rstrip(".:"))
+    message = "; ".join(dict.fromkeys(parts))
+    return f"{message}: {', '.join(options)}" if options else message
+
+
+def first_values(args: list[str]) -> list[str]:
+    """The overrides with each discrete sweep (``a=1,2``, ``range``, ``choice``) cut to its first
+    value; Optuna's intervals are left to the sweeper."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except OverrideParseException as exc:
+        raise ConfigError(f"cannot parse the overrides: {first_line(exc)}") from exc
+    single = []
+    for override in parsed:
+        if not override.is_sweep_override():
+            single.append(override.input_line)
+        elif override.is_discrete_sweep():
+            first = next(iter(override.sweep_string_iterator()))
+            single.append(f"{override.get_key_element()}={first}")
+    return single
+
+
+def _check_optional_groups(overrides: list[str], conf: str) -> None:
+    for override in overrides:
+        group, _, option = override.lstrip("+").partition("=")
+        if group in _OPTIONAL_GROUPS and option not in ("", "null"):
+            available = sorted(p.stem for p in (Path(conf) / group).glob("*.yaml"))
+            if option not in available:
+                raise ConfigError(
+                    f"unknown {group} {option!r}; choose one of {', '.join(available)}"
+                )
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    launcher = str(cfg.hydra.launcher.get("_target_", ""))
+    if "Slurm" in launcher:  # devices are the cluster nodes', not this machine's
+        return
+    trainer = cfg.get("trainer") or {}
+    devices = trainer.get("devices")
+    if trainer.get("accelerator") in ("gpu", "cuda") and isinstance(devices, int):
+        import torch
+
+        available = torch.cuda.device_count()
+        if devices > available:
+            raise ConfigError(
+                f"trainer.devices={devices} asks for {devices} GPUs but this machine has "
+                f"{available}; lower trainer.devices, or use trainer=ddp_cpu / trainer=cpu"
+            )
+
+
+def check(config_name: str, argv: list[str]) -> None:
+    """Compose ``config_name`` with the command line's overrides (sweeps at their first value)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rnnlab.utils.config import config_dir
+
+    overrides = first_values([a for a in argv if a not in _SWEEP_FLAGS])
+    _check_optional_groups(overrides, config_dir())
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    except Exception as exc:  # Hydra raises several types; all mean a bad command line
+        raise ConfigError(_one_line(exc)) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    _check_required(cfg)
+    _check_devices(cfg)
+
+
+def _check_required(cfg: DictConfig) -> None:
+    """Values marked ``???`` that the user must give (the model's are filled from the data)."""
+    from omegaconf import OmegaConf
+
+    # unresolved: interpolations such as ${hydra:...} only resolve inside a running job
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    missing, stack = [], [("", plain)]
+    while stack:
+        prefix, node = stack.pop()
+        for key, value in node.items():  # type: ignore[union-attr]
+            if isinstance(value, dict) and key not in ("hydra", "model"):
+                stack.append((f"{prefix}{key}.", value))
+            elif value == "???":
+                missing.append(f"{prefix}{key}")
+    missing.sort()
+    if missing:
+        raise ConfigError(
+            f"missing required value{'s' * (len(missing) > 1)}: "
+            + ", ".join(f"{k}=..." for k in missing)
+        )
+
+
+def preflight(config_name: str, argv: list[str] | None = None) -> None:
+    """Run ``check`` for a user's command line; exit 2 with one line on failure."""
+    argv = sys.argv[1:] if argv is None else argv
+    workers = ("LOCAL_RANK", "SLURM_PROCID")
+    if any(k in os.environ for k in workers) or any(
+        a.startswith("-") and a not in _SWEEP_FLAGS for a in argv
+    ):
+        return
+    try:
+        check(config_name, argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
