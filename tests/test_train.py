@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from rnnlab.eval import evaluate, load_checkpoint
 from rnnlab.train import train
@@ -66,6 +67,30 @@ def test_tensorboard_holds_scalars_and_confusion_matrix(run):
     assert "test/confusion_matrix" in events.Tags()["images"]
     image = events.Images("test/confusion_matrix")[-1]
     assert image.width > 100 and image.encoded_image_string[:4] == b"\x89PNG"
+
+
+def test_tensorboard_hparams_hold_settings_and_final_metrics(run):
+    out, metrics = run
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["data.normalize"].string_value == "minmax"
+    assert hparams["model.encoder.hidden_size"].number_value == 16
+    assert hparams["seed"].number_value == 7
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    shown = {m.name.tag for m in experiment.metric_infos}
+    assert {"test/acc", "test/f1", "val/loss_best"} <= shown
+    # every metric column has a scalar to read, the objective included
+    assert shown <= set(events.Tags()["scalars"])
+    assert events.Scalars("val/loss_best")[-1].value == pytest.approx(metrics["val/loss_best"])
+
+
+def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
+    cfg = compose_config("train", [*FAST, "trainer.precision=bf16-mixed", "logger=none"], tmp_path)
+    metrics = train(cfg)
+    assert 0.0 < metrics["test/loss"] < 10.0 and metrics["test/acc"] > 1 / 9
 
 
 def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
