@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from rnnlab.data.classification import ClassificationDataModule, stratified_split
-from rnnlab.data.collate import BucketBatchSampler, pad_collate
+from rnnlab.data.collate import BucketBatchSampler, bucket_sampler, pad_collate
 from rnnlab.data.ucr import load_archive
 from rnnlab.utils.errors import ConfigError, DataError
 from tests.conftest import write_ts
@@ -135,16 +136,33 @@ def test_lengths_stay_on_cpu_when_the_batch_moves_to_a_device():
 def test_bucket_sampler_covers_each_index_once_with_similar_lengths():
     generator = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 200, (1000,), generator=generator).tolist()
-    sampler = BucketBatchSampler(lengths, batch_size=16, seed=0, pool_batches=10)
+    sampler = bucket_sampler(lengths, batch_size=16, shuffle=True, seed=0)
+    sampler.pool_batches = 10
     epoch0 = list(sampler)
     assert len(epoch0) == len(sampler)
     assert sorted(i for b in epoch0 for i in b) == list(range(1000))
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch0])
     assert spread < 40  # ~200/10 pools of 160; random batches of 16 from 1..200 spread ~175
-    sampler.set_epoch(1)
+    sampler.sampler.set_epoch(1)  # Lightning calls this on the batch sampler's sampler
     assert list(sampler) != epoch0
-    sampler.set_epoch(0)
+    sampler.sampler.set_epoch(0)
     assert list(sampler) == epoch0
+
+
+def test_bucket_sampler_shards_by_its_sampler_under_ddp():
+    lengths = list(range(1, 101))
+    shards = [
+        BucketBatchSampler(
+            DistributedSampler(lengths, num_replicas=2, rank=rank, shuffle=True, seed=0),
+            batch_size=8,
+            lengths=lengths,
+        )
+        for rank in (0, 1)
+    ]
+    seen = [sorted(i for b in shard for i in b) for shard in shards]
+    assert not set(seen[0]) & set(seen[1])  # each rank its own half
+    assert sorted(seen[0] + seen[1]) == list(range(100))
+    assert len(list(shards[0])) == len(shards[0]) == 7  # ceil(50 / 8)
 
 
 def test_bucketed_module_serves_every_training_sample(vowels):

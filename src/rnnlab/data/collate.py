@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import BatchSampler, Dataset, RandomSampler, Sampler, SequentialSampler
 
 
 class SequenceDataset(Dataset):
@@ -36,46 +36,57 @@ def pad_collate(
     return pad_sequence(list(sequences), batch_first=True), lengths, torch.stack(targets)
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar length, so padding (and packed-kernel waste) stays small.
+class EpochRandomSampler(RandomSampler):
+    """A random order of the dataset that depends only on ``seed`` and the epoch (``set_epoch``),
+    so a resumed run sees the same batches. Lightning recognises it as shuffling and, under DDP,
+    swaps it for a ``DistributedSampler`` inside ``BucketBatchSampler``."""
 
-    Each epoch shuffles all indices, cuts them into pools of ``batch_size * pool_batches``, sorts
-    each pool by length, cuts batches, and shuffles the batch order. Seeded by ``seed + epoch``.
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        seed: int = 0,
-        pool_batches: int = 50,
-    ) -> None:
-        self.lengths = torch.as_tensor(list(lengths))
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
+    def __init__(self, data_source: Sized, seed: int = 0) -> None:
+        super().__init__(data_source)
         self.seed = seed
-        self.pool_batches = pool_batches
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+
+
+class BucketBatchSampler(BatchSampler):
+    """Batches of similar length, so padding (and packed-kernel waste) stays small.
+
+    Takes the indices its ``sampler`` yields (a shuffled order, or under DDP this rank's share:
+    it follows PyTorch's ``BatchSampler`` interface, so Lightning can swap in a
+    ``DistributedSampler``), cuts them into pools of ``batch_size * pool_batches``, sorts each
+    pool by length, cuts batches and, when ``shuffle``, shuffles the batch order, seeded by
+    ``seed`` plus the sampler's epoch.
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler[int] | Iterable[int],
+        batch_size: int,
+        drop_last: bool = False,
+        lengths: Sequence[int] = (),
+        shuffle: bool = True,
+        seed: int = 0,
+        pool_batches: int = 50,
+    ) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths = torch.as_tensor(list(lengths))
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool_batches = pool_batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        n = len(self.lengths)
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        order = torch.as_tensor(list(self.sampler), dtype=torch.int64)
         pool = self.batch_size * self.pool_batches
         batches: list[list[int]] = []
-        for start in range(0, n, pool):
+        for start in range(0, len(order), pool):
             chunk = order[start : start + pool]
-            # stable sort keeps the shuffled order among equal lengths
+            # stable sort keeps the sampler's order among equal lengths
             chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
             batches += [
                 chunk[i : i + self.batch_size].tolist()
@@ -84,5 +95,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         if self.shuffle:
+            epoch = getattr(self.sampler, "epoch", 0)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
         yield from batches
+
+
+def bucket_sampler(
+    lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0
+) -> BucketBatchSampler:
+    """Length-bucketed batches over a dataset whose items have these ``lengths``."""
+    order: Sampler[int] = (
+        EpochRandomSampler(range(len(lengths)), seed) if shuffle else SequentialSampler(lengths)
+    )
+    return BucketBatchSampler(order, batch_size, lengths=lengths, shuffle=shuffle, seed=seed)

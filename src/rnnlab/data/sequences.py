@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.collate import BucketBatchSampler, SequenceDataset, pad_collate
+from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
@@ -168,7 +168,7 @@ class SequenceDataModule(L.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
         }
         if self.bucket:
-            sampler = BucketBatchSampler(
+            sampler = bucket_sampler(
                 [len(s) for s in data.sequences], self.batch_size, shuffle=shuffle, seed=self.seed
             )
             return DataLoader(data, batch_sampler=sampler, **common)
