@@ -102,6 +102,29 @@ def test_eval_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "missing.ckpt")
 
 
+class Payload:
+    """Anything but tensors and plain types: unpickling it would run a class's code."""
+
+
+def test_eval_refuses_a_checkpoint_that_needs_unpickling_objects(run, tmp_path):
+    out, _ = run
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    checkpoint["extra"] = Payload()
+    torch.save(checkpoint, tmp_path / "pickled.ckpt")
+    with pytest.raises(DataError, match=r"cannot load checkpoint .*pickled\.ckpt safely"):
+        load_checkpoint(tmp_path / "pickled.ckpt")
+
+
+def test_restore_refuses_a_stored_config_naming_another_callable(run, tmp_path):
+    out, _ = run
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
+    checkpoint["rnnlab_config"]["model"]["optimizer"]["_target_"] = "os.system"
+    torch.save(checkpoint, tmp_path / "tampered.ckpt")
+    cfg = compose_config("eval", [f"ckpt_path={tmp_path / 'tampered.ckpt'}"], tmp_path / "e")
+    with pytest.raises(DataError, match=r"model\.optimizer\._target_ is 'os\.system', outside"):
+        evaluate(cfg)
+
+
 def test_fast_dev_run_trains_and_tests_without_checkpoints(tmp_path):
     cfg = compose_config("train", ["debug=fdr", "model.encoder.hidden_size=8"], tmp_path)
     metrics = train(cfg)

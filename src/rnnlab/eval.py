@@ -44,11 +44,36 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+# What a stored config may build. A checkpoint is data: its config must not be able to name
+# an arbitrary callable (``_target_: os.system``) for ``instantiate`` to run.
+SAFE_TARGETS = ("rnnlab.", "torch.optim.", "torch.nn.")
+
+
+def check_targets(node: Any, where: str) -> None:
+    """Refuse a stored config whose ``_target_`` lies outside ``SAFE_TARGETS``."""
+    container = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
+    stack = [(where, container)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            target = value.get("_target_")
+            if target is not None and not str(target).startswith(SAFE_TARGETS):
+                raise DataError(
+                    f"checkpoint config {path}._target_ is {target!r}, outside what rnnlab builds "
+                    f"({', '.join(SAFE_TARGETS)}); refusing to instantiate it"
+                )
+            stack += [(f"{path}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+
+
 def restore(
     checkpoint: dict[str, Any],
 ) -> tuple[DictConfig, L.LightningDataModule, L.LightningModule]:
     """Rebuild the run config, DataModule (with its saved state) and model (with its weights)."""
     run_cfg = OmegaConf.create(checkpoint[CONFIG_KEY])
+    check_targets(run_cfg.data, "data")
+    check_targets(run_cfg.model, "model")
     datamodule = instantiate(run_cfg.data)
     datamodule.load_state_dict(checkpoint[type(datamodule).__qualname__])
     model = instantiate(run_cfg.model)
