@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from rnnlab.callbacks.divergence import DivergenceError
 from rnnlab.eval import evaluate, load_checkpoint
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError
@@ -123,6 +125,35 @@ def test_restore_refuses_a_stored_config_naming_another_callable(run, tmp_path):
     cfg = compose_config("eval", [f"ckpt_path={tmp_path / 'tampered.ckpt'}"], tmp_path / "e")
     with pytest.raises(DataError, match=r"model\.optimizer\._target_ is 'os\.system', outside"):
         evaluate(cfg)
+
+
+class PoisonFromEpoch(L.Callback):
+    """From ``epoch`` on, training inputs carry inf noise, so the loss turns NaN."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch >= self.epoch:
+            pl_module.input_noise = float("inf")
+
+
+def test_divergence_stops_at_the_first_nan_and_keeps_the_last_good_checkpoint(tmp_path):
+    overrides = [
+        *FAST,
+        "+callbacks.poison._target_=tests.test_train.PoisonFromEpoch",
+        "+callbacks.poison.epoch=2",
+        "logger=none",
+    ]
+    cfg = compose_config("train", overrides, tmp_path)
+    with pytest.raises(DivergenceError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    assert message.startswith("training loss is nan at epoch 2, step 28; lower model.optimizer.lr")
+    assert message.endswith(f"last good checkpoint: {tmp_path / 'checkpoints' / 'last.ckpt'}")
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(w).all() for w in last["state_dict"].values())
 
 
 def test_fast_dev_run_trains_and_tests_without_checkpoints(tmp_path):
