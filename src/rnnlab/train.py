@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -14,13 +15,16 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnlab.callbacks.run_state import StartupTimer, StoreConfig
+from rnnlab.callbacks.run_state import StartupTimer, StepSeed, StoreConfig
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
+from rnnlab.utils.errors import ConfigError
 from rnnlab.utils.hparams import log_hparams
 from rnnlab.utils.preflight import preflight
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
+
+log = logging.getLogger(__name__)
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
@@ -57,11 +61,32 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     return datamodule, instantiate(cfg.model)
 
 
+def resume_from(cfg: DictConfig) -> str | None:
+    """The checkpoint to resume from: ``ckpt_path``, or with ``resume=auto`` the newest
+    ``last.ckpt`` among this task's earlier runs (None: start fresh)."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    resume = cfg.get("resume")
+    if resume is None:
+        return None
+    if resume != "auto":
+        raise ConfigError(f"resume={resume!r}: use resume=auto, or ckpt_path=<file> to pick one")
+    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
+    here = Path(cfg.paths.output_dir).resolve()
+    found = [p for p in runs.glob("*/checkpoints/last.ckpt") if p.parents[1].resolve() != here]
+    if not found:
+        log.warning("resume=auto: no last.ckpt under %s; starting fresh", runs)
+        return None
+    newest = max(found, key=lambda p: p.stat().st_mtime)
+    log.info("resume=auto: resuming from %s", newest)
+    return str(newest)
+
+
 def fit_and_test(
     cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule
 ) -> dict[str, float]:
     """Fit, then test the best checkpoint; the metrics of both."""
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from(cfg))
     metrics = _numbers(trainer.callback_metrics)
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_score is not None:
@@ -81,7 +106,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     timer = StartupTimer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), timer]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), StepSeed(cfg.seed)]
+    callbacks.append(timer)
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_KEY = "rnnlab_config"
@@ -46,3 +49,21 @@ class StartupTimer(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.first_step_s is None:
             self.first_step_s = seconds_since_process_start()
+
+
+class StepSeed(L.Callback):
+    """Reseeds the random generators before every training step from ``seed`` and the step.
+
+    Lightning's checkpoints do not hold generator states, and how many numbers the loop itself
+    draws before the first step differs between a fresh start and a resume. Seeding each step
+    makes dropout and input noise of step k the same whether the run went straight through or
+    resumed from a checkpoint."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        step_seed = (self.seed * 1_000_003 + trainer.global_step) % 2**32
+        random.seed(step_seed)
+        np.random.seed(step_seed)
+        torch.manual_seed(step_seed)  # CPU and every CUDA device

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.collate import EpochRandomSampler
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
 from rnnlab.data.sources import load_source
@@ -318,12 +319,13 @@ class ForecastDataModule(L.LightningDataModule):
         return WindowDataset(self, inputs, self.raw, self.windows[split], split != "predict")
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        data = self.dataset(split)
+        # the order depends on seed and epoch only, so a resumed run sees the same batches
+        order = EpochRandomSampler(data, self.seed) if shuffle else None
         return DataLoader(
-            self.dataset(split),
+            data,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=order,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
+from rnnlab.data.collate import EpochRandomSampler, SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
@@ -172,10 +172,9 @@ class SequenceDataModule(L.LightningDataModule):
                 [len(s) for s in data.sequences], self.batch_size, shuffle=shuffle, seed=self.seed
             )
             return DataLoader(data, batch_sampler=sampler, **common)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            data, batch_size=self.batch_size, shuffle=shuffle, generator=generator, **common
-        )
+        # the order depends on seed and epoch only, so a resumed run sees the same batches
+        order = EpochRandomSampler(data, self.seed) if shuffle else None
+        return DataLoader(data, batch_size=self.batch_size, sampler=order, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
