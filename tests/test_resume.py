@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from rnnlab.train import train
@@ -46,6 +47,7 @@ def _wait_for_epoch(runs: Path, epoch: int, proc: subprocess.Popen, timeout: flo
     raise TimeoutError(f"no last.ckpt of epoch {epoch} under {runs}")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
     straight = tmp_path / "straight"
     straight.mkdir()

@@ -69,6 +69,7 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
     assert (sweep / "summary.csv").read_text().startswith("job,best,model.encoder.cell,status,")
 
 
+@pytest.mark.slow
 def test_optuna_search_records_failed_trials_and_keeps_going(tmp_path):
     sweep = tmp_path / "optuna"
     # Dropout between stacked layers above 1 is invalid, so exactly the trials that draw
@@ -127,6 +128,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.slow
 def test_ddp_inside_a_multirun(tmp_path):
     _train(["-m", "seed=1,2", "trainer=ddp_cpu", *QUICK], tmp_path)
     runs = list((tmp_path / "logs").glob("*/multiruns/*"))
@@ -140,6 +142,7 @@ def test_ddp_inside_a_multirun(tmp_path):
 
 
 # --- cluster launchers -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_sweep_through_submitit_local_executor(tmp_path):
     sweep = tmp_path / "local"
     _train(["-m", "hydra/launcher=local", "seed=1,2", *QUICK, f"hydra.sweep.dir={sweep}"], tmp_path)
