@@ -34,7 +34,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(
             f"cannot load checkpoint {path} safely ({first_line(exc)}); it is truncated, "
             "corrupted, or holds objects other than tensors and plain types"

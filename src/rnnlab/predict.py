@@ -8,6 +8,7 @@ output file behind.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import hydra
@@ -19,16 +20,23 @@ from omegaconf import DictConfig
 from rnnlab.eval import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
-from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.errors import ConfigError, DataError, first_line
 from rnnlab.utils.preflight import preflight
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write a CSV through a temporary file, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise DataError(
+            f"cannot write {path}: {exc.strerror or first_line(exc)}; choose a writable output="
+        ) from exc
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
@@ -36,6 +44,11 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     output = Path(cfg.output)
     if output.resolve() == Path(cfg.input).resolve():
         raise ConfigError(f"output={output} would overwrite the input; choose another path")
+    for ancestor in output.absolute().parents:  # fail before any work, not after it
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise DataError(f"cannot write {output}: {ancestor} is a file; choose output=")
+            break
     run_cfg, datamodule, model = restore(load_checkpoint(cfg.ckpt_path))
     L.seed_everything(run_cfg.seed, workers=True, verbose=False)
     datamodule.predict_file = str(cfg.input)

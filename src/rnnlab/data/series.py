@@ -68,6 +68,11 @@ def _times(table: Table, column: str) -> np.ndarray:
     return parsed.to_numpy()
 
 
+def _show_value(value: object) -> str:
+    """Text quoted, numbers plain (numpy would print ``np.float64(inf)``)."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _numbers(table: Table, column: str) -> np.ndarray:
     raw = table.frame[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
@@ -75,7 +80,7 @@ def _numbers(table: Table, column: str) -> np.ndarray:
     if len(bad):
         raise DataError(
             f"{table.where} {table.row(bad[0])}: column {column!r} holds "
-            f"{raw.iloc[bad[0]]!r}, not a finite number"
+            f"{_show_value(raw.iloc[bad[0]])}, not a finite number"
         )
     return values
 

@@ -104,6 +104,26 @@ def check(config_name: str, argv: list[str]) -> None:
         GlobalHydra.instance().clear()
     _check_required(cfg)
     _check_devices(cfg)
+    _check_run_dir(cfg)
+
+
+def _check_run_dir(cfg: DictConfig) -> None:
+    """The run directory must be creatable: refuse a path below a file before Hydra tries."""
+    from omegaconf import OmegaConf
+
+    key = "sweep" if OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN" else "run"
+    try:
+        run_dir = Path(str(OmegaConf.select(cfg, f"hydra.{key}.dir"))).absolute()
+    except Exception:  # an interpolation only a running job resolves: leave it to Hydra
+        return
+    for ancestor in (run_dir, *run_dir.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise ConfigError(
+                    f"cannot create the run directory {run_dir}: {ancestor} is a file; "
+                    f"set hydra.{key}.dir elsewhere"
+                )
+            return
 
 
 def _check_required(cfg: DictConfig) -> None:
