@@ -17,17 +17,32 @@ from tests.conftest import FAST, TS_HEADER, compose_config
 from tests.test_cli import _run
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
+def make_checkpoints(root: Path) -> dict[str, Path]:
     """A classification and a forecasting checkpoint from short real runs."""
     out = {}
     for task, overrides in {"classify": [], "forecast": ["experiment=forecast"]}.items():
-        run = tmp_path_factory.mktemp(task)
-        train(
-            compose_config("train", [*FAST, "trainer.max_epochs=1", "logger=none", *overrides], run)
+        run = root / task
+        cfg = compose_config(
+            "train", [*FAST, "trainer.max_epochs=1", "logger=none", *overrides], run
         )
+        train(cfg)
         out[task] = run / "checkpoints" / "best.ckpt"
     return out
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    return make_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+def run_case(directory: Path, checkpoints: dict[str, Path], case: tuple):
+    """Set up one case in ``directory`` and run its command there; the finished process."""
+    _, command, args, setup, _ = case
+    if setup is not None:
+        takes_checkpoints = setup.__code__.co_argcount == 2
+        setup(directory, checkpoints) if takes_checkpoints else setup(directory)
+    extra = ["hydra.run.dir=run"] if not any(a.startswith("hydra.run.dir") for a in args) else []
+    return _run(["-m", f"rnnlab.{command}", *args, *extra], directory)
 
 
 def _write(name: str, text: str | bytes) -> Callable[[Path], None]:
@@ -258,15 +273,10 @@ CASES = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("command", "args", "setup", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-def test_hostile_input_fails_cleanly(tmp_path, checkpoints, command, args, setup, message):
-    if setup is not None:
-        takes_checkpoints = setup.__code__.co_argcount == 2
-        setup(tmp_path, checkpoints) if takes_checkpoints else setup(tmp_path)
-    extra = ["hydra.run.dir=run"] if not any(a.startswith("hydra.run.dir") for a in args) else []
-    result = _run(["-m", f"rnnlab.{command}", *args, *extra], tmp_path)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_hostile_input_fails_cleanly(tmp_path, checkpoints, case):
+    result = run_case(tmp_path, checkpoints, case)
+    message = case[-1]
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
