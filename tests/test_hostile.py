@@ -225,7 +225,7 @@ CASES = [
         "predict",
         ["ckpt_path=forecast.ckpt", "input=new.ts", "output=out.csv"],
         lambda d, c: (shutil.copy(c["forecast"], d / "forecast.ckpt"), _ts("new.ts", GOOD_TS)(d)),
-        "new.ts",
+        "new.ts is a .ts file, but this checkpoint is a forecasting model",
     ),
     (
         "predict other columns",

@@ -35,8 +35,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        # torch's own text for this case advises weights_only=False, which we must not echo
+        reason = "" if "weights_only" in str(exc) else f" ({first_line(exc)})"
         raise DataError(
-            f"cannot load checkpoint {path} safely ({first_line(exc)}); it is truncated, "
+            f"cannot load checkpoint {path} safely{reason}; it is truncated, "
             "corrupted, or holds objects other than tensors and plain types"
         ) from exc
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:

@@ -11,6 +11,7 @@ every metric, its own and the baselines', in original units.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -281,6 +282,11 @@ class ForecastDataModule(L.LightningDataModule):
             raise ConfigError("no prediction input: set input=<file.csv> for rnnlab.predict")
         if "predict" in self.windows:
             return
+        if Path(self.predict_file).suffix.lower() == ".ts":
+            raise DataError(
+                f"{self.predict_file} is a .ts file, but this checkpoint is a forecasting model: "
+                f"input must be a CSV with columns {[self.time_column, *self.columns]}"
+            )
         table = read_csv(self.predict_file)
         series = self._series(table)
         self.raw, self.windows["predict"] = [], []

@@ -4,6 +4,7 @@ normalised with training statistics, padded batches with CPU lengths, and predic
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -131,6 +132,11 @@ class SequenceDataModule(L.LightningDataModule):
             raise ConfigError("no prediction input: set input=<file> for rnnlab.predict")
         if "predict" in self.splits:
             return
+        if Path(self.predict_file).suffix.lower() == ".csv":
+            raise DataError(
+                f"{self.predict_file} is a CSV file, but this checkpoint is a whole-sequence "
+                "model: input must be a .ts file like the one it was trained on"
+            )
         sequences, labels = load_ts_file(self.predict_file, labels=None)
         check_sequences(sequences, self.predict_file)
         channels = {int(s.shape[1]) for s in sequences}
