@@ -95,7 +95,6 @@ class SequenceClassifier(L.LightningModule):
             # train keeps the per-rank value to avoid a collective every step
             sync_dist=not on_step,
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         if stage == "test":
             self.test_confusion.update(logits, y)
         return loss
@@ -113,7 +112,21 @@ class SequenceClassifier(L.LightningModule):
         x, lengths, _ = batch
         return {"probabilities": self(x, lengths).softmax(dim=-1).cpu()}
 
+    def _log_epoch(self, metrics: MetricCollection, prog_bar: bool) -> None:
+        """Log a stage's metrics once per epoch: a ``log`` call per step and metric cost more
+        than the updates themselves (measured by scripts/bench_loop.py). ``compute`` syncs the
+        states across DDP ranks."""
+        self.log_dict(metrics.compute(), prog_bar=prog_bar)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch(self.train_metrics, prog_bar=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch(self.val_metrics, prog_bar=True)
+
     def on_test_epoch_end(self) -> None:
+        self._log_epoch(self.test_metrics, prog_bar=True)
         from rnnlab.utils.plots import log_confusion_matrix
 
         log_confusion_matrix(self, self.test_confusion.compute(), self.class_names)

@@ -1,0 +1,236 @@
+"""Length-bucketed batches (``data.bucket=true``) against random pad-to-max batches on a data set
+with skewed sequence lengths, trained through the template in one process.
+
+    .venv/bin/python scripts/bench_bucket.py [--small] [--epochs 5] [--repetitions 5] [--threads 1]
+
+The data set is synthetic and seeded: lengths drawn from a log-normal distribution (median 40,
+clipped to 10..1000, so most sequences are short and a few are long), three channels, four
+classes told apart by the period of a noisy sine wave in the first channel (random phase). It is
+written as ``.ts`` files and read through ``data.train_file``/``data.test_file``, the path a
+user's own data takes. Each variant composes the default config (bidirectional LSTM, max
+pooling, batch 16) and trains with the Lightning Trainer minus progress bar, logger and
+checkpoints. Measured: the wall time of each epoch's training batches (validation excluded),
+median over all epochs and repetitions, after one untimed warm-up epoch per variant; then test
+accuracy after the same number of epochs. Repetition ``r`` uses seed ``seed + r`` for model
+init and shuffling in every variant; variants alternate order between repetitions.
+
+Batches: ``pad-to-max`` (random batches padded to their longest sequence, the default loader)
+or ``bucketed`` (BucketBatchSampler). Encoder: ``packed`` (as shipped: pack_padded_sequence
+inside forward) or, with ``--unpacked``, ``two-pass`` (``bench_common.two_pass_forward``: the
+LSTM runs over the padded tensor directly, the backward direction over each sequence reversed
+within its length, so results equal the packed encoder's; a candidate change, not in src/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from types import MethodType
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (
+    CpuLoad,
+    EpochTimer,
+    add_threads_arg,
+    command_line,
+    compose_train,
+    lean_trainer,
+    machine,
+    markdown_table,
+    median,
+    quiet,
+    run_order,
+    seed_all,
+    set_threads,
+    spread,
+    two_pass_forward,
+)
+
+from rnnlab.data.sequences import SequenceDataModule
+from rnnlab.train import build_data_and_model
+
+PERIODS = (4.0, 7.0, 12.0, 20.0)  # one class per period
+# name -> (bucketed batches, two-pass unpacked encoder)
+VARIANTS = {
+    "pad-to-max, packed (default)": (False, False),
+    "bucketed, packed": (True, False),
+    "pad-to-max, two-pass unpacked": (False, True),
+    "bucketed, two-pass unpacked": (True, True),
+}
+PAD = "pad-to-max, packed (default)"
+
+
+def skewed_lengths(n: int, rng: np.random.Generator, median_len: float = 40.0) -> np.ndarray:
+    """Heavy-tailed lengths: log-normal around ``median_len``, clipped to 10..1000."""
+    return np.clip(np.round(rng.lognormal(math.log(median_len), 1.0, n)), 10, 1000).astype(int)
+
+
+def write_skewed_ts(path: Path, n: int, seed: int) -> list[int]:
+    """Write ``n`` labelled 3-channel sequences as a .ts file; return their lengths."""
+    rng = np.random.default_rng(seed)
+    lengths = skewed_lengths(n, rng)
+    labels = rng.integers(len(PERIODS), size=n)
+    rows = []
+    for length, label in zip(lengths, labels, strict=True):
+        t = np.arange(length)
+        phase = rng.uniform(0, 2 * math.pi)
+        signal = np.sin(2 * math.pi * t / PERIODS[label] + phase)
+        channels = rng.normal(0.0, 0.7, size=(3, length))
+        channels[0] += signal
+        rows.append(":".join(",".join(f"{v:.4f}" for v in c) for c in channels) + f":{label}")
+    header = (
+        "@problemName skewed\n@timeStamps false\n@missing false\n@univariate false\n"
+        f"@dimensions 3\n@equalLength false\n@classLabel true {' '.join(map(str, range(4)))}\n"
+        "@data\n"
+    )
+    path.write_text(header + "\n".join(rows) + "\n")
+    return lengths.tolist()
+
+
+def batch_stats(loader: torch.utils.data.DataLoader, lengths: list[int]) -> tuple[int, float]:
+    """For one epoch of ``loader``'s batches: recurrent steps run in sequence (the sum of each
+    batch's longest length) and the share of the padded tensors that is padding."""
+    steps = padded = 0
+    for batch in loader.batch_sampler:
+        longest = max(lengths[i] for i in batch)
+        steps += longest
+        padded += longest * len(batch)
+    return steps, 1.0 - sum(lengths) / padded
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="small data, 1 epoch, 1 repetition")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--train-size", type=int, default=800, help="official train split")
+    parser.add_argument("--test-size", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=42)
+    add_threads_arg(parser)
+    parser.add_argument(
+        "--unpacked",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the two-pass unpacked encoder",
+    )
+    args = parser.parse_args(argv)
+    if args.small:
+        args.epochs, args.repetitions, args.train_size, args.test_size = 1, 1, 120, 60
+    return args
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Run the benchmark, print and return the Markdown table."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    quiet()
+    set_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-bucket-") as tmp:
+        text = bench(args, Path(tmp), argv)
+    print(text)
+    return text
+
+
+def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
+    """Write the data set under ``tmp``, time every variant, return the report."""
+    train_lengths = write_skewed_ts(tmp / "train.ts", args.train_size, args.seed)
+    write_skewed_ts(tmp / "test.ts", args.test_size, args.seed + 1)
+
+    names = [n for n, (_, unpacked) in VARIANTS.items() if args.unpacked or not unpacked]
+    setups: dict[bool, tuple[DictConfig, SequenceDataModule]] = {}
+    for bucket in (False, True):
+        overrides = [
+            f"seed={args.seed}",
+            "trainer.accelerator=cpu",
+            f"data.train_file={tmp / 'train.ts'}",
+            f"data.test_file={tmp / 'test.ts'}",
+            f"data.bucket={str(bucket).lower()}",
+        ]
+        cfg = compose_train(overrides, tmp)
+        datamodule, _ = build_data_and_model(cfg)  # cfg.model now knows inputs and classes
+        setups[bucket] = cfg, datamodule
+
+    def run(name: str, seed: int, epochs: int) -> tuple[EpochTimer, float]:
+        bucket, unpacked = VARIANTS[name]
+        cfg, datamodule = setups[bucket]
+        seed_all(seed)
+        datamodule.seed = seed  # the loaders' shuffling follows the repetition's seed
+        model = instantiate(cfg.model)
+        if unpacked:
+            model.encoder.forward = MethodType(two_pass_forward, model.encoder)
+        timer = EpochTimer()
+        trainer = lean_trainer(cfg, callbacks=[timer], max_epochs=epochs)
+        trainer.fit(model, datamodule=datamodule)
+        tested = trainer.test(model, datamodule=datamodule, verbose=False)
+        return timer, float(tested[0]["test/acc"])
+
+    for name in names:  # untimed warm-up epoch, other batches than the timed runs'
+        run(name, args.seed + 1000, 1)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    accuracy: dict[str, list[float]] = {name: [] for name in names}
+    with CpuLoad() as load:
+        for rep, name in run_order(names, args.repetitions):
+            timer, acc = run(name, args.seed + rep, args.epochs)
+            seconds[name] += timer.seconds
+            accuracy[name].append(acc)
+
+    base = median(seconds[PAD])
+    rows = []
+    for name in names:
+        datamodule = setups[VARIANTS[name][0]][1]
+        lengths = [len(s) for s in datamodule.splits["train"][0]]
+        steps, padding = batch_stats(datamodule.train_dataloader(), lengths)
+        accs = accuracy[name]
+        rows.append(
+            [
+                name,
+                median(seconds[name]),
+                base / median(seconds[name]),
+                spread(seconds[name]),
+                steps,
+                100 * padding,
+                statistics.mean(accs),
+                min(accs),
+                max(accs),
+            ]
+        )
+    table = markdown_table(
+        [
+            "batches, encoder",
+            "s per epoch (median)",
+            "speed-up vs pad-to-max",
+            "spread (max-min)/median",
+            "recurrent steps per epoch",
+            "padding %",
+            "test acc (mean)",
+            "test acc min",
+            "test acc max",
+        ],
+        rows,
+    )
+    lengths = np.array(train_lengths)
+    return "\n\n".join(
+        [
+            f"command: {command_line('bench_bucket.py', argv)}",
+            f"{machine()}; synthetic skewed set: {args.train_size} train (80 % fit, 20 % val) "
+            f"/ {args.test_size} test sequences, lengths min {lengths.min()}, median "
+            f"{int(np.median(lengths))}, mean {lengths.mean():.0f}, p95 "
+            f"{int(np.percentile(lengths, 95))}, max {lengths.max()}; batch "
+            f"{setups[False][0].data.batch_size}; {args.epochs} epochs x {args.repetitions} "
+            f"repetitions (seeds differ per repetition); {load.describe()}",
+            table,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

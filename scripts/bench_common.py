@@ -1,0 +1,241 @@
+"""Helpers shared by the benchmark scripts: config composition, seeding, run order, epoch timing
+and Markdown tables. Not a package: the scripts import it from their own folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shlex
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from rnnlab.utils.config import config_dir
+
+# What the loop-overhead ablations switch off: no progress bar, logger, checkpointing, sanity
+# validation or model summary. The trainer's own callbacks list stays empty.
+LEAN_TRAINER: dict[str, Any] = {
+    "enable_progress_bar": False,
+    "enable_checkpointing": False,
+    "enable_model_summary": False,
+    "num_sanity_val_steps": 0,
+    "logger": False,
+}
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's own choice, one per core)",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    # With as many threads as cores, a busy neighbour process stalls every parallel region, and
+    # small-op workloads (the packed LSTM) slow down by orders of magnitude; one thread is the
+    # robust choice on a shared machine, the default is what a user gets.
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def quiet() -> None:
+    """Silence Lightning's per-fit info lines and known warnings: they would bury the table."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def compose_train(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
+    """Compose ``conf/train.yaml`` with Hydra overrides, as ``python -m rnnlab.train`` would; the
+    run directory (a Hydra runtime value outside ``@hydra.main``) is set to ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def lean_trainer(
+    cfg: DictConfig, callbacks: list[L.Callback] | None = None, **overrides: Any
+) -> L.Trainer:
+    """The config's Trainer (precision, clipping, epochs, accelerator) minus the extras;
+    ``overrides`` replace config values (``max_epochs=1``)."""
+    return instantiate(cfg.trainer, callbacks=callbacks or [], **{**LEAN_TRAINER, **overrides})
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (global RNG drives dropout and the val loader's base seed)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def sync(device: torch.device | str | None = None) -> None:
+    """Wait for queued GPU work, so wall-clock timers measure it (no-op on the CPU)."""
+    if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
+        torch.cuda.synchronize()
+
+
+def run_order(names: Sequence[str], repetitions: int) -> Iterator[tuple[int, str]]:
+    """``(repetition, name)`` pairs, forward order on even repetitions and reversed on odd ones
+    (A B C, C B A, ...), so slow drift of the machine load hits every variant alike."""
+    for rep in range(repetitions):
+        for name in names if rep % 2 == 0 else reversed(names):
+            yield rep, name
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def spread(values: Sequence[float]) -> float:
+    """(max - min) / median: how noisy the repetitions of one variant were."""
+    return (max(values) - min(values)) / median(values) if len(values) > 1 else 0.0
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each training epoch's batches: from the epoch start to the end of its last
+    training batch (validation excluded), and the number of sequences it trained on."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.sequences: list[int] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sync(pl_module.device)
+        self._start = time.perf_counter()
+        self.seconds.append(math.nan)
+        self.sequences.append(0)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *_: Any
+    ) -> None:
+        sync(pl_module.device)
+        self.seconds[-1] = time.perf_counter() - self._start
+        self.sequences[-1] += len(batch[-1])
+
+
+class CpuLoad:
+    """Context manager: CPU used by *other* processes on this machine meanwhile, in cores on
+    average (all busy time in /proc/stat minus this process's own), to report the noise."""
+
+    def __init__(self) -> None:
+        self.other_cores = math.nan
+        self._start: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7)) / os.sysconf("SC_CLK_TCK")  # + steal
+        own = sum(os.times()[:4])
+        return time.perf_counter(), busy, own
+
+    def __enter__(self) -> CpuLoad:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        if self._start is not None and end is not None and end[0] > self._start[0]:
+            wall, busy, own = (e - s for e, s in zip(end, self._start, strict=True))
+            self.other_cores = max(0.0, (busy - own) / wall)
+
+    def describe(self) -> str:
+        return (
+            f"other processes used {self.other_cores:.2f} of {os.cpu_count()} cores on average "
+            "meanwhile"
+        )
+
+
+def two_pass_forward(self: Any, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``RNNEncoder.forward`` without packing, same results (a candidate change, benchmarked
+    here only). Each direction of a one-layer LSTM runs over the padded tensor, where CPU
+    PyTorch uses its fused oneDNN kernel instead of the per-step loop it runs for packed input:
+    the forward direction reads ``x`` as padded (padding trails, so valid steps never see it);
+    the backward direction reads every sequence reversed within its own length, so its padding
+    trails too. Bind it with ``types.MethodType(two_pass_forward, encoder)``."""
+    rnn = self.rnn
+    if not (self.cell == "lstm" and self.num_layers == 1 and self.h0 is None):
+        raise ValueError("two_pass_forward covers one-layer LSTMs with zero initial state")
+    batch, total = x.shape[:2]
+    lengths = lengths.to(x.device)
+    steps = torch.arange(total, device=x.device)[None, :]
+    valid = steps < lengths[:, None]
+    flip = torch.where(valid, lengths[:, None] - 1 - steps, steps).unsqueeze(-1)  # involution
+    zeros = x.new_zeros(1, batch, self.hidden_size)
+    outputs = []
+    directions = [("", x)]
+    if self.num_directions == 2:
+        directions.append(("_reverse", x.gather(1, flip.expand_as(x))))
+    for suffix, inputs in directions:
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        weights = [getattr(rnn, f"{name}_l0{suffix}") for name in names]
+        out = torch.lstm(inputs, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)
+        outputs.append(out[0])
+    if len(outputs) == 2:
+        outputs[1] = outputs[1].gather(1, flip.expand(-1, -1, self.hidden_size))
+    out = torch.cat(outputs, dim=-1)
+    if self.pooling == "max":
+        return out.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
+    if self.pooling == "mean":
+        return out.masked_fill(~valid.unsqueeze(-1), 0.0).sum(dim=1) / lengths[:, None]
+    # "last": forward state at each sequence's last valid step; the backward direction's state
+    # after reading back to t=0 (what RNNEncoder takes from h_n)
+    last = out.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1]))[:, 0]
+    if len(outputs) == 1:
+        return last
+    return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command that reproduces this run, with the interpreter as typed from the checkout."""
+    python = sys.executable
+    if python.startswith(os.getcwd() + os.sep):
+        python = os.path.relpath(python)
+    return shlex.join([python, f"scripts/{script}", *argv])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if value == 0 or abs(value) >= 100:
+            return f"{value:.0f}"
+        return f"{value:.3f}" if abs(value) >= 0.1 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """One line naming the hardware and library versions the numbers come from."""
+    device = f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        device += f"; GPU {torch.cuda.get_device_name()}"
+    return f"{device}; torch {torch.__version__}, lightning {L.__version__}"

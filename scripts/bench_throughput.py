@@ -1,0 +1,199 @@
+"""Training and inference throughput (sequences/s) of the default model, fp32 against bf16-mixed
+precision, in one process.
+
+    .venv/bin/python scripts/bench_throughput.py [--small] [--accelerator cpu|gpu] [--threads 1]
+
+The default config is composed (bidirectional LSTM on JapaneseVowels, batch 16) and trained with
+the Lightning Trainer at ``trainer.precision`` 32-true or bf16-mixed, minus progress bar, logger
+and checkpoints, so the numbers are the model's and the loop's, not the extras'. Training
+throughput is sequences per second of each epoch's training batches (validation excluded),
+median over the epochs of all repetitions, after an untimed warm-up epoch per variant. Inference
+throughput runs the trained model in eval mode under ``torch.inference_mode`` (and bf16 autocast
+for bf16-mixed) over the test split, at the loader's batch size and at batch 256, median of the
+repetitions. Variants alternate order between repetitions and share the initial weights. The
+``two-pass`` rows swap in ``bench_common.two_pass_forward`` (same results as the packed encoder,
+without packing; a candidate change, not in src/). On a GPU the device name is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import MethodType
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (
+    CpuLoad,
+    EpochTimer,
+    add_threads_arg,
+    command_line,
+    compose_train,
+    lean_trainer,
+    machine,
+    markdown_table,
+    median,
+    quiet,
+    run_order,
+    seed_all,
+    set_threads,
+    spread,
+    sync,
+    two_pass_forward,
+)
+
+from rnnlab.train import build_data_and_model
+
+# name -> (trainer precision, two-pass encoder)
+VARIANTS = {
+    "fp32 (32-true), packed": ("32-true", False),
+    "bf16-mixed, packed": ("bf16-mixed", False),
+    "fp32, two-pass unpacked": ("32-true", True),
+    "bf16-mixed, two-pass unpacked": ("bf16-mixed", True),
+}
+BASE = "fp32 (32-true), packed"
+
+
+def infer(model: L.LightningModule, loader: DataLoader, precision: str) -> float:
+    """Sequences per second of one pass over ``loader`` in eval mode, without gradients."""
+    device = model.device
+    model.eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled="bf16" in precision)
+    count = 0
+    with torch.inference_mode(), autocast:
+        sync(device)
+        start = time.perf_counter()
+        for x, lengths, _ in loader:
+            model(x.to(device), lengths)  # lengths stay on the CPU, as the DataModule keeps them
+            count += len(lengths)
+        sync(device)
+    return count / (time.perf_counter() - start)
+
+
+def autocast_dtype(model: L.LightningModule, loader: DataLoader) -> torch.dtype:
+    """The dtype the LSTM's output has under bf16 autocast: does the recurrence run in bf16?"""
+    x, _, _ = next(iter(loader))
+    with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16):
+        out, _ = model.encoder.rnn(x.to(model.device))
+    return out.dtype
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="2 epochs, 1 repetition")
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    add_threads_arg(parser)
+    parser.add_argument(
+        "--two-pass",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the two-pass unpacked encoder",
+    )
+    args = parser.parse_args(argv)
+    if args.small:
+        args.epochs, args.repetitions = 2, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Run the benchmark, print and return the Markdown table."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    quiet()
+    set_threads(args.threads)
+    overrides = [f"seed={args.seed}", f"trainer.accelerator={args.accelerator}"]
+    # nothing is written: the lean Trainer has no logger or checkpoints
+    cfg = compose_train(overrides, tempfile.gettempdir())
+    seed_all(args.seed)
+    datamodule, model0 = build_data_and_model(cfg)
+    loaders = {
+        "loader": datamodule.test_dataloader(),
+        "256": DataLoader(
+            datamodule.dataset("test"), batch_size=256, collate_fn=datamodule.collate
+        ),
+    }
+    names = [n for n, (_, two_pass) in VARIANTS.items() if args.two_pass or not two_pass]
+
+    def run(name: str, epochs: int) -> tuple[EpochTimer, L.LightningModule, float]:
+        precision, two_pass = VARIANTS[name]
+        model = copy.deepcopy(model0)
+        if two_pass:
+            model.encoder.forward = MethodType(two_pass_forward, model.encoder)
+        timer = EpochTimer()
+        trainer = lean_trainer(cfg, callbacks=[timer], precision=precision, max_epochs=epochs)
+        seed_all(args.seed)
+        trainer.fit(model, datamodule=datamodule)
+        return timer, model, float(trainer.callback_metrics["train/loss_epoch"])
+
+    for name in names:  # untimed warm-up epoch, training and inference
+        _, model, _ = run(name, 1)
+        for loader in loaders.values():
+            infer(model, loader, VARIANTS[name][0])
+    train_rate: dict[str, list[float]] = {name: [] for name in names}
+    infer_rate: dict[str, dict[str, list[float]]] = {n: {k: [] for k in loaders} for n in names}
+    final_loss: dict[str, float] = {}
+    with CpuLoad() as load:
+        for _, name in run_order(names, args.repetitions):
+            timer, model, final_loss[name] = run(name, args.epochs)
+            train_rate[name] += [n / s for n, s in zip(timer.sequences, timer.seconds, strict=True)]
+            for key, loader in loaders.items():
+                infer_rate[name][key].append(infer(model, loader, VARIANTS[name][0]))
+        dtype = autocast_dtype(model, loaders["loader"])
+
+    def rate(name: str, key: str | None = None) -> float:
+        return median(train_rate[name] if key is None else infer_rate[name][key])
+
+    rows: list[list[Any]] = [
+        [
+            name,
+            rate(name),
+            rate(name) / rate(BASE),
+            spread(train_rate[name]),
+            rate(name, "loader"),
+            rate(name, "256"),
+            rate(name, "256") / rate(BASE, "256"),
+            f"{final_loss[name]:.5f}",  # bf16 moves it only in the 4th digit
+        ]
+        for name in names
+    ]
+    table = markdown_table(
+        [
+            "precision, encoder",
+            "train seq/s (median)",
+            "train vs fp32",
+            "train spread (max-min)/median",
+            f"inference seq/s, batch {cfg.data.batch_size}",
+            "inference seq/s, batch 256",
+            "inference vs fp32 (batch 256)",
+            "final train loss",
+        ],
+        rows,
+    )
+    text = "\n\n".join(
+        [
+            f"command: {command_line('bench_throughput.py', argv)}",
+            f"{machine()}; accelerator {args.accelerator}; {cfg.data.name}: "
+            f"{sum(timer.sequences) // len(timer.sequences)} training sequences per epoch, "
+            f"{len(datamodule.dataset('test'))} test sequences; {args.epochs} epochs x "
+            f"{args.repetitions} repetitions; LSTM output dtype under bf16 autocast: {dtype}; "
+            f"{load.describe()}",
+            table,
+        ]
+    )
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

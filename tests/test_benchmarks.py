@@ -1,0 +1,142 @@
+"""Smoke tests of the benchmark scripts in ``scripts/``: each runs its ``--small`` setting in this
+process and prints Markdown tables with the expected columns and finite, positive numbers. Speed
+is never asserted (it depends on the machine and its load); only facts that do not are: equal
+losses of the two training loops, less padding with buckets, the unpacked encoder's outputs."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import logging
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import MethodType, ModuleType
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from rnnlab.models.encoder import RNNEncoder
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+# One torch thread: with one per core, any other process on the machine can stall the small
+# ops of the packed LSTM for seconds, and these tests would take minutes instead of seconds.
+SMALL = ["--small", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state() -> Iterator[None]:
+    """The scripts silence Lightning's loggers and may set torch's thread count; give the
+    other tests theirs back."""
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    levels = {name: logging.getLogger(name).level for name in names}
+    threads = torch.get_num_threads()
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    torch.set_num_threads(threads)
+
+
+def script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (not a package: the scripts import ``bench_common`` from
+    their own folder, which is what the path entry gives them here too)."""
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    return importlib.import_module(name)
+
+
+def tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every Markdown table in ``text`` as (header, rows of cells)."""
+    found: list[tuple[list[str], list[list[str]]]] = []
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if set(line) <= set("|-"):
+            continue
+        if found and len(cells) == len(found[-1][0]) and cells[0] != found[-1][0][0]:
+            found[-1][1].append(cells)
+        else:
+            found.append((cells, []))
+    return found
+
+
+def column(rows: list[list[str]], index: int) -> list[float]:
+    values = [float(row[index]) for row in rows]
+    assert all(math.isfinite(v) for v in values), values
+    return values
+
+
+def test_bench_loop_small(capsys):
+    text = script("bench_loop").main(SMALL)
+    assert "scripts/bench_loop.py --small --threads 1" in capsys.readouterr().out
+    (timing_head, timing), (agree_head, agree) = tables(text)
+    assert timing_head == [
+        "loop",
+        "s per run (median)",
+        "ratio to raw (medians)",
+        "s per run (min)",
+        "ratio to raw (mins)",
+        "spread (max-min)/median",
+    ]
+    assert [row[0] for row in timing[:1]] == ["raw PyTorch loop"] and len(timing) == 3
+    for index in (1, 2, 3, 4):
+        assert min(column(timing, index)) > 0
+    assert agree_head[:3] == ["loop", "final train loss", "final val loss"]
+    assert min(column(agree, 1)) > 0 and min(column(agree, 2)) > 0
+    # same init, batches and optimiser: the template and the raw loop train the same weights
+    assert max(column(agree, 4)) < 1e-5
+    assert max(column(agree, 5)) < 1e-5
+
+
+def test_bench_bucket_small(capsys):
+    text = script("bench_bucket").main(SMALL)
+    assert "scripts/bench_bucket.py --small --threads 1" in capsys.readouterr().out
+    [(head, rows)] = tables(text)
+    assert head[:4] == [
+        "batches, encoder",
+        "s per epoch (median)",
+        "speed-up vs pad-to-max",
+        "spread (max-min)/median",
+    ]
+    assert head[4:7] == ["recurrent steps per epoch", "padding %", "test acc (mean)"]
+    assert len(rows) == 4
+    for index in (1, 2, 4, 5):
+        assert min(column(rows, index)) > 0
+    assert all(0 <= acc <= 1 for acc in column(rows, 6))
+    by_name = {row[0]: row for row in rows}
+    pad, bucket = by_name["pad-to-max, packed (default)"], by_name["bucketed, packed"]
+    assert float(bucket[5]) < float(pad[5])  # less padding
+    assert int(bucket[4]) <= int(pad[4])  # fewer recurrent steps per epoch
+
+
+def test_bench_throughput_small(capsys):
+    text = script("bench_throughput").main(SMALL)
+    assert "scripts/bench_throughput.py --small --threads 1" in capsys.readouterr().out
+    [(head, rows)] = tables(text)
+    assert head[0] == "precision, encoder" and "train seq/s (median)" in head
+    assert [row[0] for row in rows][:2] == ["fp32 (32-true), packed", "bf16-mixed, packed"]
+    for index in (1, 2, 4, 5, 6, 7):
+        assert min(column(rows, index)) > 0
+
+
+@pytest.mark.parametrize(
+    ("bidirectional", "pooling"), itertools.product((True, False), ("last", "mean", "max"))
+)
+def test_two_pass_forward_equals_packed_encoder(bidirectional, pooling):
+    """The unpacked encoder the benchmarks time computes what the shipped one does."""
+    two_pass_forward = script("bench_common").two_pass_forward
+    torch.manual_seed(0)
+    encoder = RNNEncoder(3, 8, bidirectional=bidirectional, pooling=pooling, init="orthogonal")
+    lengths = torch.tensor([5, 1, 9, 3])
+    x = pad_sequence([torch.randn(int(n), 3) for n in lengths], batch_first=True)
+    expected = encoder(x, lengths)
+    got = MethodType(two_pass_forward, encoder)(x, lengths)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+    params = list(encoder.parameters())
+    grads = torch.autograd.grad(got.sum(), params)
+    for g, e in zip(grads, torch.autograd.grad(expected.sum(), params), strict=True):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)
