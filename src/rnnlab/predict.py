@@ -21,6 +21,7 @@ from rnnlab.eval import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError, first_line
+from rnnlab.utils.files import blocking_file
 from rnnlab.utils.preflight import preflight
 
 
@@ -44,11 +45,9 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     output = Path(cfg.output)
     if output.resolve() == Path(cfg.input).resolve():
         raise ConfigError(f"output={output} would overwrite the input; choose another path")
-    for ancestor in output.absolute().parents:  # fail before any work, not after it
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise DataError(f"cannot write {output}: {ancestor} is a file; choose output=")
-            break
+    blocker = blocking_file(output.parent)  # fail before any work, not after it
+    if blocker is not None:
+        raise DataError(f"cannot write {output}: {blocker} is a file; choose output=")
     run_cfg, datamodule, model = restore(load_checkpoint(cfg.ckpt_path))
     L.seed_everything(run_cfg.seed, workers=True, verbose=False)
     datamodule.predict_file = str(cfg.input)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,6 +19,7 @@ from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.files import write_json
 from rnnlab.utils.hparams import log_hparams
 from rnnlab.utils.preflight import preflight
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
@@ -33,12 +33,7 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
 
 def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
     """Write ``metrics.json`` atomically (a reader never sees half a file)."""
-    path = Path(output_dir) / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(Path(output_dir) / "metrics.json", metrics)
 
 
 def resolve_data_paths(data_cfg: DictConfig) -> None:

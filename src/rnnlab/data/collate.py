@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import Any
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -21,6 +22,16 @@ class SequenceDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.sequences[index], self.targets[index]
+
+
+def to_device_keeping_lengths(batch: Any, device: torch.device) -> Any:
+    """Move a batch (``(x, lengths, y)`` or a dict) to ``device``, leaving ``lengths`` on the CPU
+    where packing reads them (a device copy would cost a synchronising transfer back in every
+    forward)."""
+    if isinstance(batch, dict):
+        return {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
+    x, lengths, y = batch
+    return x.to(device), lengths, y.to(device)
 
 
 def pad_collate(

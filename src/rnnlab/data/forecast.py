@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data.collate import EpochRandomSampler
+from rnnlab.data.collate import EpochRandomSampler, to_device_keeping_lengths
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
 from rnnlab.data.sources import load_source
@@ -351,8 +351,7 @@ class ForecastDataModule(L.LightningDataModule):
     def transfer_batch_to_device(
         self, batch: dict[str, torch.Tensor], device: torch.device, dataloader_idx: int
     ) -> dict[str, torch.Tensor]:
-        # lengths stay on the CPU, where packing reads them
-        return {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
+        return to_device_keeping_lengths(batch, device)
 
     # --- predictions as a table --------------------------------------------------------------
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.collate import EpochRandomSampler, SequenceDataset, bucket_sampler, pad_collate
+from rnnlab.data.collate import (
+    EpochRandomSampler,
+    SequenceDataset,
+    bucket_sampler,
+    pad_collate,
+    to_device_keeping_lengths,
+)
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
@@ -197,12 +203,7 @@ class SequenceDataModule(L.LightningDataModule):
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int
     ) -> Any:
-        """Move inputs and targets; keep ``lengths`` on the CPU, where packing needs them (a
-        device copy would cost a synchronising transfer back in every forward)."""
-        if isinstance(batch, dict):
-            return {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
-        x, lengths, y = batch
-        return x.to(device), lengths, y.to(device)
+        return to_device_keeping_lengths(batch, device)
 
     # --- checkpoint state (plain types and tensors: loads with weights_only=True) -----------
     def state_dict(self) -> dict[str, Any]:

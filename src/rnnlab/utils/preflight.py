@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rnnlab.utils.errors import ConfigError, first_line
+from rnnlab.utils.files import blocking_file
 
 # Lines of Hydra's reports that say nothing about the mistake.
 _NOISE = ("full_key:", "object_type=", "Config search path", "provider=")
@@ -116,14 +117,12 @@ def _check_run_dir(cfg: DictConfig) -> None:
         run_dir = Path(str(OmegaConf.select(cfg, f"hydra.{key}.dir"))).absolute()
     except Exception:  # an interpolation only a running job resolves: leave it to Hydra
         return
-    for ancestor in (run_dir, *run_dir.parents):
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise ConfigError(
-                    f"cannot create the run directory {run_dir}: {ancestor} is a file; "
-                    f"set hydra.{key}.dir elsewhere"
-                )
-            return
+    blocker = blocking_file(run_dir)
+    if blocker is not None:
+        raise ConfigError(
+            f"cannot create the run directory {run_dir}: {blocker} is a file; "
+            f"set hydra.{key}.dir elsewhere"
+        )
 
 
 def _check_required(cfg: DictConfig) -> None:

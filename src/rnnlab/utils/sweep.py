@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from omegaconf import DictConfig
 
 from rnnlab.utils.cli import quiet_lightning_tips
 from rnnlab.utils.errors import find_user_error, first_line, root_cause
+from rnnlab.utils.files import write_json
 
 log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
@@ -25,11 +25,7 @@ def in_multirun() -> bool:
 
 def write_status(output_dir: str | Path, status: str, error: str | None = None) -> None:
     """``status.json`` beside the job's metrics: ``completed`` or ``failed`` with the reason."""
-    path = Path(output_dir) / STATUS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"status": status, "error": error}, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(Path(output_dir) / STATUS_FILE, {"status": status, "error": error})
 
 
 def run_sweep_job(
