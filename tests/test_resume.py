@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
+from rnnlab.callbacks.run_state import StepSeed
 from rnnlab.train import train
 from tests.conftest import FAST, compose_config
 from tests.test_scale import _train
@@ -90,3 +95,21 @@ def test_same_seed_gives_bit_identical_metrics(tmp_path):
         runs.append(train(cfg))
     a, b = ({k: v for k, v in r.items() if not k.startswith("time/")} for r in runs)
     assert a == b
+
+
+def test_step_seed_fixes_each_steps_numbers_without_deferring_device_calls(monkeypatch):
+    seeder = StepSeed(3)
+    module = SimpleNamespace(device=torch.device("cpu"))
+    # a deferred seeding call for an idle device backend records a formatted stack trace
+    stacks = []
+    monkeypatch.setattr(traceback, "format_stack", lambda *a: stacks.append(a) or [])
+
+    def draws(step: int) -> tuple[float, float, list[float]]:
+        seeder.on_train_batch_start(SimpleNamespace(global_step=step), module)
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    first = draws(4)
+    torch.rand(10)  # whatever happened in between
+    assert draws(4) == first
+    assert draws(5) != first
+    assert stacks == []  # torch.manual_seed: three per step on a machine without a GPU

@@ -8,11 +8,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from rnnlab.callbacks.divergence import DivergenceError
-from rnnlab.eval import evaluate, load_checkpoint
+from rnnlab.eval import evaluate, load_checkpoint, restore
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError
 from tests.conftest import FAST, compose_config, write_ts
@@ -69,6 +70,27 @@ def test_tensorboard_holds_scalars_and_confusion_matrix(run):
     assert "test/confusion_matrix" in events.Tags()["images"]
     image = events.Images("test/confusion_matrix")[-1]
     assert image.width > 100 and image.encoded_image_string[:4] == b"\x89PNG"
+
+
+def test_logged_losses_are_exact_epoch_means_and_step_losses_every_n_steps(run):
+    out, metrics = run
+    _, datamodule, model = restore(load_checkpoint(out / "checkpoints" / "best.ckpt"))
+    datamodule.setup("test")
+    model.eval()
+    with torch.inference_mode():
+        batches = list(datamodule.test_dataloader())
+        logits = torch.cat([model(x, lengths) for x, lengths, _ in batches])
+        labels = torch.cat([y for _, _, y in batches])
+    assert len(batches[-1][2]) != len(batches[0][2])  # a short last batch: weights matter
+    # the whole test set's mean, not the mean of per-batch means
+    assert metrics["test/loss"] == pytest.approx(float(F.cross_entropy(logits, labels)), abs=1e-5)
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = [event.step for event in events.Scalars("train/loss_step")]
+    per_epoch = len(datamodule.train_dataloader())
+    expected = [s for s in range(1, 3 * per_epoch + 1) if s % 5 == 0]  # log_every_n_steps=5
+    assert len(steps) == len(expected)
 
 
 def test_tensorboard_hparams_hold_settings_and_final_metrics(run):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,8 +17,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from rnnlab.models.base import SequenceModule
 from rnnlab.models.encoder import RNNEncoder
-from rnnlab.models.optim import build_optimizers
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -36,13 +35,12 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
-class SequenceClassifier(L.LightningModule):
+class SequenceClassifier(SequenceModule):
     """Encoder -> dropout -> linear head, trained with cross-entropy.
 
     ``input_noise`` is the std of Gaussian noise added to the (normalised) inputs of training
-    batches only: a cheap regulariser for small data sets. ``optimizer`` and ``scheduler`` are
-    partials (Hydra ``_partial_: true``) completed with the parameters / optimiser here;
-    ``monitor`` is the metric a plateau scheduler watches.
+    batches only: a cheap regulariser for small data sets. ``optimizer``, ``scheduler`` and
+    ``monitor``: see SequenceModule.
     """
 
     def __init__(
@@ -56,14 +54,11 @@ class SequenceClassifier(L.LightningModule):
         monitor: str = "val/acc",
         class_names: list[str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, monitor)
         self.encoder = encoder
         self.head = nn.Sequential(
             nn.Dropout(head_dropout), nn.Linear(encoder.output_size, num_classes)
         )
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.monitor = monitor
         self.input_noise = input_noise
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         # One metric object per stage: sharing one across stages mixes their states.
@@ -83,18 +78,7 @@ class SequenceClassifier(L.LightningModule):
         logits = self(x, lengths)
         loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
-        on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(y),
-            # averaged over all DDP ranks for val/test (checkpoint and early stopping read it);
-            # train keeps the per-rank value to avoid a collective every step
-            sync_dist=not on_step,
-        )
+        self.log_loss(stage, loss, len(y))
         if stage == "test":
             self.test_confusion.update(logits, y)
         return loss
@@ -120,19 +104,17 @@ class SequenceClassifier(L.LightningModule):
         metrics.reset()
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self._log_epoch(self.train_metrics, prog_bar=False)
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         self._log_epoch(self.val_metrics, prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
         self._log_epoch(self.test_metrics, prog_bar=True)
         from rnnlab.utils.plots import log_confusion_matrix
 
         log_confusion_matrix(self, self.test_confusion.compute(), self.class_names)
         self.test_confusion.reset()
-
-    def configure_optimizers(self) -> Any:
-        return build_optimizers(
-            self.parameters(), self.optimizer_factory, self.scheduler_factory, self.monitor
-        )

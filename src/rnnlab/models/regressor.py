@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnlab.models.base import SequenceModule
 from rnnlab.models.encoder import RNNEncoder
 from rnnlab.models.metrics import regression_metrics
-from rnnlab.models.optim import build_optimizers
 from rnnlab.utils.errors import ConfigError
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -24,7 +23,7 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 Batch = dict[str, torch.Tensor]
 
 
-class SequenceRegressor(L.LightningModule):
+class SequenceRegressor(SequenceModule):
     """Encoder -> dropout -> linear head giving ``horizon x num_targets`` values.
 
     Batches (dicts) hold targets ``y`` in original units and the target normalisation (``shift``,
@@ -54,7 +53,7 @@ class SequenceRegressor(L.LightningModule):
         plot_windows: int = 0,
         monitor: str = "val/loss",
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler, monitor)
         if loss not in LOSSES:
             raise ConfigError(
                 f"unknown loss {loss!r}; set model.loss to one of {', '.join(LOSSES)}"
@@ -68,8 +67,6 @@ class SequenceRegressor(L.LightningModule):
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.relative = relative
         self.baselines = list(baselines)
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.monitor = monitor
         self.plot_windows = plot_windows
         # One collection per stage and forecaster: sharing one mixes their states.
         self.stage_metrics = nn.ModuleDict(
@@ -106,15 +103,7 @@ class SequenceRegressor(L.LightningModule):
         normalised = self(batch["x"], batch["lengths"])
         target = (y - batch["shift"][:, None]) / batch["scale"][:, None]
         loss = self.loss_fn(normalised, target)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(y),
-            sync_dist=stage != "train",  # all ranks agree on val/test loss (see classifier)
-        )
+        self.log_loss(stage, loss, len(y))
         return loss, self._denormalise(normalised.detach(), batch)
 
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
@@ -125,8 +114,17 @@ class SequenceRegressor(L.LightningModule):
         for name, metrics in self.stage_metrics[stage].items():
             forecast = prediction if name == "model" else batch[name]
             metrics.update(forecast, batch["y"], **extra)
-            self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=name == "model")
         return prediction
+
+    def _log_metrics(self, stage: str) -> None:
+        """Log a stage's metrics once per epoch (``compute`` syncs DDP ranks)."""
+        for name, metrics in self.stage_metrics[stage].items():
+            self.log_dict(metrics.compute(), prog_bar=name == "model")
+            metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_metrics("val")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
@@ -166,13 +164,10 @@ class SequenceRegressor(L.LightningModule):
         self._plotted = []
 
     def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_metrics("test")
         if self._plotted:
             from rnnlab.utils.plots import log_forecasts
 
             log_forecasts(self, self._plotted, self.target_names[0])
         self._plotted, self._plot_index = [], set()
-
-    def configure_optimizers(self) -> Any:
-        return build_optimizers(
-            self.parameters(), self.optimizer_factory, self.scheduler_factory, self.monitor
-        )

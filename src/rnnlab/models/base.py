@@ -1,0 +1,78 @@
+"""What the classifier and the regressor share: the optimisers and how the loss is logged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from rnnlab.models.optim import build_optimizers
+
+STAGES = ("train", "val", "test")
+
+
+class SequenceModule(L.LightningModule):
+    """Base LightningModule: ``optimizer`` and ``scheduler`` are Hydra partials completed in
+    ``configure_optimizers``; ``monitor`` is the metric a plateau scheduler watches.
+
+    The loss is averaged per stage (weighted by batch size, summed across DDP ranks) and logged
+    once per epoch as ``train/loss_epoch``, ``val/loss`` and ``test/loss``; the training step's
+    own loss is logged as ``train/loss_step`` only on the steps the logger writes
+    (``trainer.log_every_n_steps``). A ``self.log`` call costs more than a small model's
+    step (scripts/bench_loop.py); calling it only when its value is written gives the same
+    curves and the same numbers.
+    """
+
+    def __init__(
+        self,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None,
+        monitor: str,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.monitor = monitor
+        # nan_strategy "disable": a NaN loss must show as NaN, not be dropped with a warning
+        # (keyed "<stage>_loss": a ModuleDict key "train" would shadow Module.train)
+        self.stage_loss = nn.ModuleDict(
+            {f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES}
+        )
+
+    def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        """Add a batch's mean loss to its stage's epoch mean; log a training step's loss when
+        the logger will write it (Lightning's own rule: every ``log_every_n_steps`` batches)."""
+        # one copy of the batch mean per sample, not weight=batch_size: with nan_strategy
+        # "disable" torchmetrics 1.9 drops the weights (torchmetrics #3434)
+        self.stage_loss[f"{stage}_loss"].update(loss.detach().expand(batch_size))
+        trainer = self._trainer
+        if stage != "train" or trainer is None:
+            return
+        if (self.global_step + 1) % trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=batch_size)
+
+    def log_epoch_loss(self, stage: str) -> None:
+        """Log and reset a stage's epoch mean loss (already synced across ranks by compute)."""
+        mean = self.stage_loss[f"{stage}_loss"]
+        if mean.update_called:
+            name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
+            self.log(name, mean.compute(), prog_bar=True)
+        mean.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_loss("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_loss("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_loss("test")
+
+    def configure_optimizers(self) -> Any:
+        return build_optimizers(
+            self.parameters(), self.optimizer_factory, self.scheduler_factory, self.monitor
+        )
