@@ -76,18 +76,27 @@ def test_bench_loop_small(capsys):
     (timing_head, timing), (agree_head, agree) = tables(text)
     assert timing_head == [
         "loop",
+        "compared with",
         "s per run (median)",
-        "ratio to raw (medians)",
         "s per run (min)",
-        "ratio to raw (mins)",
+        "time ratio (median of paired)",
+        "time ratio (mins)",
         "spread (max-min)/median",
     ]
-    assert [row[0] for row in timing[:1]] == ["raw PyTorch loop"] and len(timing) == 3
-    for index in (1, 2, 3, 4):
+    assert [row[:2] for row in timing] == [
+        ["raw loop", "raw loop"],
+        ["raw loop + outputs", "raw loop + outputs"],
+        ["template, lean", "raw loop"],
+        ["template, default (as train() builds it)", "raw loop + outputs"],
+    ]
+    for index in (2, 3, 4, 5):
         assert min(column(timing, index)) > 0
-    assert agree_head[:3] == ["loop", "final train loss", "final val loss"]
+    assert column(timing, 4)[:2] == [1.0, 1.0]
+    assert agree_head[:4] == ["loop", "final train loss", "final val loss", "final val F1"]
     assert min(column(agree, 1)) > 0 and min(column(agree, 2)) > 0
-    # same init, batches and optimiser: the template and the raw loop train the same weights
+    # the same torchmetrics on the same predictions
+    assert max(column(agree, 3)) - min(column(agree, 3)) < 1e-6
+    # same init, batches and optimiser: the template and the raw loops train the same weights
     assert max(column(agree, 4)) < 1e-5
     assert max(column(agree, 5)) < 1e-5
 

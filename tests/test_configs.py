@@ -10,10 +10,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import OmegaConf
 
+from rnnlab.callbacks import progress
 from rnnlab.data.export import export
-from rnnlab.train import build_data_and_model
+from rnnlab.train import build_data_and_model, build_trainer
 from rnnlab.utils.config import config_dir, instantiate_group
 from tests.conftest import compose_config
 
@@ -104,3 +106,22 @@ def test_scheduler_is_optional_and_watches_the_monitor(tmp_path: Path, scheduler
         assert isinstance(configured, torch.optim.AdamW)
     else:
         assert configured["lr_scheduler"]["monitor"] == cfg.monitor
+
+
+def test_progress_bar_redraws_at_most_every_interval_and_at_each_end(monkeypatch):
+    clock = iter([0.0, 0.1, 0.2, 0.3, 0.35, 0.36])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    bar = progress.ThrottledProgressBar(min_interval=0.25)
+    redrawn = [n for n in (1, 2, 3, 4, 7, 8) if bar._should_update(n, 8)]
+    assert redrawn == [1, 4, 8]  # the first batch, once 0.25 s passed, the last batch
+
+
+def test_disabled_progress_bar_drops_the_configured_bar(tmp_path: Path):
+    cfg = compose_config("train", ["trainer.enable_progress_bar=false"], tmp_path)
+    assert "progress_bar" in cfg.callbacks
+    trainer = build_trainer(cfg)  # the Trainer itself refuses a bar it was told not to show
+    assert not any(isinstance(c, ProgressBar) for c in trainer.callbacks)
+    assert any(
+        isinstance(c, progress.ThrottledProgressBar)
+        for c in build_trainer(compose_config("train", [], tmp_path)).callbacks
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed, StoreConfig
@@ -95,18 +95,26 @@ def fit_and_test(
     return metrics
 
 
+def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers, plus the ones
+    every run gets: the config stored in checkpoints and the per-step seeds."""
+    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), StepSeed(cfg.seed)]
+    callbacks += extra_callbacks
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses a bar then
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then test with the best checkpoint; return (and write) the final metrics."""
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
     timer = StartupTimer()
-    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), StepSeed(cfg.seed)]
-    callbacks.append(timer)
-    loggers = instantiate_group(cfg.get("logger"))
-    if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, timer)
     try:
         metrics = fit_and_test(cfg, trainer, model, datamodule)
     finally:
@@ -115,7 +123,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["time/startup_to_first_step_s"] = timer.first_step_s
     metrics["time/train_s"] = time.perf_counter() - started
     if trainer.is_global_zero:
-        log_hparams(loggers, cfg, metrics)
+        log_hparams(trainer.loggers, cfg, metrics)
         write_metrics(metrics, cfg.paths.output_dir)
     return metrics
 
