@@ -2,6 +2,7 @@
 PyTorch loops doing the same work, in one process.
 
     .venv/bin/python scripts/bench_loop.py [--small] [--epochs 10] [--repetitions 10] [--threads 1]
+        [Hydra overrides of a classification run, e.g. data.batch_size=64]
 
 Every loop gets the model that ``rnnlab.train.build_data_and_model`` builds from the default
 config (deep copies of the same initial weights), the DataModule's own train and val loaders
@@ -307,6 +308,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repetitions", type=int, default=10)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "overrides", nargs="*", help="Hydra overrides of the (classification) run config"
+    )
     add_threads_arg(parser)
     parser.add_argument(
         "--ablate", action=argparse.BooleanOptionalAction, default=None, help="ablation rows"
@@ -345,6 +349,7 @@ def main(argv: list[str] | None = None) -> str:
         f"seed={args.seed}",
         "trainer.accelerator=cpu",
         f"trainer.max_epochs={args.epochs}",
+        *args.overrides,
     ]
     cfg = compose_train(overrides, tempfile.gettempdir())
     seed_all(args.seed)

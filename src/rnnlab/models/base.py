@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 
 from rnnlab.models.optim import build_optimizers
 
@@ -22,9 +22,10 @@ class SequenceModule(L.LightningModule):
     The loss is averaged per stage (weighted by batch size, summed across DDP ranks) and logged
     once per epoch as ``train/loss_epoch``, ``val/loss`` and ``test/loss``; the training step's
     own loss is logged as ``train/loss_step`` only on the steps the logger writes
-    (``trainer.log_every_n_steps``). A ``self.log`` call costs more than a small model's
-    step (scripts/bench_loop.py); calling it only when its value is written gives the same
-    curves and the same numbers.
+    (``trainer.log_every_n_steps``). Every ``self.log`` call moves its stored value to the
+    device again (Lightning #20388); calling it only when its value is written gives the same
+    curves and the same numbers for less (scripts/bench_loop.py). Metric collections are
+    logged the same way, once per epoch (``log_epoch_metrics``).
     """
 
     def __init__(
@@ -62,6 +63,11 @@ class SequenceModule(L.LightningModule):
             name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
             self.log(name, mean.compute(), prog_bar=True)
         mean.reset()
+
+    def log_epoch_metrics(self, metrics: MetricCollection, prog_bar: bool) -> None:
+        """Log and reset a collection updated every step (``compute`` syncs DDP ranks)."""
+        self.log_dict(metrics.compute(), prog_bar=prog_bar)
+        metrics.reset()
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_loss("train")

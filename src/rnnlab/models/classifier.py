@@ -96,24 +96,17 @@ class SequenceClassifier(SequenceModule):
         x, lengths, _ = batch
         return {"probabilities": self(x, lengths).softmax(dim=-1).cpu()}
 
-    def _log_epoch(self, metrics: MetricCollection, prog_bar: bool) -> None:
-        """Log a stage's metrics once per epoch: a ``log`` call per step and metric cost more
-        than the updates themselves (measured by scripts/bench_loop.py). ``compute`` syncs the
-        states across DDP ranks."""
-        self.log_dict(metrics.compute(), prog_bar=prog_bar)
-        metrics.reset()
-
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        self._log_epoch(self.train_metrics, prog_bar=False)
+        self.log_epoch_metrics(self.train_metrics, prog_bar=False)
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self._log_epoch(self.val_metrics, prog_bar=True)
+        self.log_epoch_metrics(self.val_metrics, prog_bar=True)
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
-        self._log_epoch(self.test_metrics, prog_bar=True)
+        self.log_epoch_metrics(self.test_metrics, prog_bar=True)
         from rnnlab.utils.plots import log_confusion_matrix
 
         log_confusion_matrix(self, self.test_confusion.compute(), self.class_names)

@@ -117,10 +117,8 @@ class SequenceRegressor(SequenceModule):
         return prediction
 
     def _log_metrics(self, stage: str) -> None:
-        """Log a stage's metrics once per epoch (``compute`` syncs DDP ranks)."""
         for name, metrics in self.stage_metrics[stage].items():
-            self.log_dict(metrics.compute(), prog_bar=name == "model")
-            metrics.reset()
+            self.log_epoch_metrics(metrics, prog_bar=name == "model")
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
