@@ -57,6 +57,7 @@ from bench_common import (
     add_threads_arg,
     command_line,
     compose_train,
+    lean_trainer,
     machine,
     markdown_table,
     median,
@@ -253,6 +254,59 @@ def run_raw(
     )
 
 
+class TrivialModel(L.LightningModule):
+    """Almost no compute on the same batches: the mean of each padded sequence through one
+    linear layer. Lightning's own per-step and per-epoch cost is what remains of its time."""
+
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(features, classes)
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        x, _, y = batch
+        return F.cross_entropy(self.linear(x.mean(dim=1)), y)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.loss(batch)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.loss(batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters())
+
+
+def lightning_cost(cfg: DictConfig, datamodule: L.LightningDataModule, classes: int) -> float:
+    """Seconds a bare Trainer (no callbacks, logger, checkpoints, progress bar or sanity check)
+    takes beyond a hand-written loop for the trivial model on the same batches, epochs and
+    clipping: the least any Lightning-based loop can add to this benchmark's runs."""
+    features = next(iter(datamodule.train_dataloader()))[0].shape[-1]
+    seed_all(cfg.seed)
+    model = TrivialModel(features, classes)
+    start = time.perf_counter()
+    lean_trainer(cfg).fit(model, datamodule=datamodule)
+    lightning = time.perf_counter() - start
+
+    seed_all(cfg.seed)
+    model = TrivialModel(features, classes)
+    start = time.perf_counter()
+    optimizer = model.configure_optimizers()
+    train_loader, val_loader = datamodule.train_dataloader(), datamodule.val_dataloader()
+    for _ in range(cfg.trainer.max_epochs):
+        model.train()
+        for batch in train_loader:
+            loss = model.loss(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
+            optimizer.step()
+        model.eval()
+        with torch.inference_mode():
+            for batch in val_loader:
+                model.loss(batch)
+    return lightning - (time.perf_counter() - start)
+
+
 # Where the default template's time goes: (row, file name suffix, function names or "on_*" for
 # every hook of a callback). Each row sums the cumulative time of its entry functions.
 COMPONENTS = [
@@ -369,9 +423,14 @@ def main(argv: list[str] | None = None) -> str:
     for name in names:  # untimed: imports, allocator, first TensorBoard writer
         run(name, warm_cfg)
     results: dict[str, list[Result]] = {name: [] for name in names}
+    floor: list[float] = []
+    classes = len(model0.class_names)
+    lightning_cost(warm_cfg, datamodule, classes)
     with CpuLoad() as load:
         for _, name in run_order(names, args.repetitions):
             results[name].append(run(name, cfg))
+            if name == RAW:
+                floor.append(lightning_cost(cfg, datamodule, classes))
     profile = profile_default(cfg, model0, datamodule) if args.profile else []
 
     seconds = {name: [r.seconds for r in rs] for name, rs in results.items()}
@@ -400,6 +459,23 @@ def main(argv: list[str] | None = None) -> str:
             "spread (max-min)/median",
         ],
         rows,
+    )
+    raw_median = median(seconds[RAW])
+    floor_table = markdown_table(
+        [
+            "Lightning's own cost (bare Trainer, trivial model, same batches)",
+            "s per run (median)",
+            "as a share of the raw loop's time",
+            "lowest ratio a Lightning loop can reach here",
+        ],
+        [
+            [
+                "bare Trainer - hand-written loop",
+                median(floor),
+                median(floor) / raw_median,
+                1 + median(floor) / raw_median,
+            ]
+        ],
     )
     ref = results[RAW][0]
     agreement = markdown_table(
@@ -430,6 +506,7 @@ def main(argv: list[str] | None = None) -> str:
             f"{machine()}; {cfg.data.name}, {batches} train batches of {cfg.data.batch_size}, "
             f"{args.epochs} epochs, {args.repetitions} repetitions; {load.describe()}",
             timing,
+            floor_table,
             agreement,
         ]
         + (

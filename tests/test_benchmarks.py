@@ -73,7 +73,7 @@ def column(rows: list[list[str]], index: int) -> list[float]:
 def test_bench_loop_small(capsys):
     text = script("bench_loop").main(SMALL)
     assert "scripts/bench_loop.py --small --threads 1" in capsys.readouterr().out
-    (timing_head, timing), (agree_head, agree) = tables(text)
+    (timing_head, timing), (floor_head, floor), (agree_head, agree) = tables(text)
     assert timing_head == [
         "loop",
         "compared with",
@@ -92,6 +92,9 @@ def test_bench_loop_small(capsys):
     for index in (2, 3, 4, 5):
         assert min(column(timing, index)) > 0
     assert column(timing, 4)[:2] == [1.0, 1.0]
+    assert floor_head[0].startswith("Lightning's own cost") and len(floor) == 1
+    seconds, share, lowest = (float(v) for v in floor[0][1:])
+    assert lowest == pytest.approx(1 + share, abs=1e-3) and math.isfinite(seconds)
     assert agree_head[:4] == ["loop", "final train loss", "final val loss", "final val F1"]
     assert min(column(agree, 1)) > 0 and min(column(agree, 2)) > 0
     # the same torchmetrics on the same predictions
