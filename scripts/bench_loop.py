@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import cProfile
-import os
 import pstats
 import sys
 import tempfile
@@ -70,6 +69,7 @@ from bench_common import (
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
 from rnnlab.train import build_data_and_model, build_trainer
+from rnnlab.utils.checkpoint_io import AtomicCheckpointIO
 
 LEAN: dict[str, Any] = {
     "callbacks": None,
@@ -153,15 +153,6 @@ def run_template(
     )
 
 
-def save_atomically(state: dict[str, Any], path: Path) -> None:
-    """What the template's checkpoint IO does: temporary file, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    with tmp.open("rb") as written:
-        os.fsync(written.fileno())
-    os.replace(tmp, path)
-
-
 def run_raw(
     cfg: DictConfig,
     model0: L.LightningModule,
@@ -184,6 +175,7 @@ def run_raw(
         step_seed, state = StepSeed(cfg.seed), SimpleNamespace(global_step=0)
         clip, log_every = cfg.trainer.gradient_clip_val, cfg.trainer.log_every_n_steps
         writer = SummaryWriter(out) if outputs else None
+        checkpoint_io = AtomicCheckpointIO()  # the template's writer: temp file, fsync, rename
         best, waited = float("inf"), 0
         train_loss = val_loss = torch.tensor(float("nan"))
         scores: dict[str, torch.Tensor] = {}
@@ -240,10 +232,10 @@ def run_raw(
             improved = val_loss.item() < best
             if improved:
                 best, waited = val_loss.item(), 0
-                save_atomically(checkpoint, Path(out) / "best.ckpt")
+                checkpoint_io.save_checkpoint(checkpoint, Path(out) / "best.ckpt")
             else:
                 waited += 1
-            save_atomically(checkpoint, Path(out) / "last.ckpt")
+            checkpoint_io.save_checkpoint(checkpoint, Path(out) / "last.ckpt")
             if waited >= cfg.callbacks.early_stopping.patience:
                 break
         if writer is not None:
