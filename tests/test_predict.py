@@ -12,8 +12,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rnnlab.checkpoint import load_checkpoint
 from rnnlab.data.export import export
-from rnnlab.eval import evaluate, load_checkpoint, restore
+from rnnlab.eval import evaluate, restore
 from rnnlab.predict import predict
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError

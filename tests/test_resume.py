@@ -1,27 +1,32 @@
-"""Crash and resume: a run killed with SIGKILL mid-epoch and resumed with ``resume=auto`` ends
-exactly where an uninterrupted run with the same seed ends; identical seeds give identical runs."""
+"""Crash and resume: a run killed at an exact step and resumed with ``resume=auto`` ends exactly
+where an uninterrupted run with the same seed ends; resuming a finished run, resuming twice and
+resuming with another ``trainer.max_epochs`` each do what they say; identical seeds give
+identical runs."""
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 import random
 import signal
 import subprocess
 import sys
-import time
 import traceback
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
+from rnnlab.callbacks.faults import SignalAtStep
 from rnnlab.callbacks.run_state import StepSeed
+from rnnlab.checkpoint import ResumePoint, adopt, load_checkpoint
 from rnnlab.train import train
+from rnnlab.utils.errors import ConfigError, DataError
 from tests.conftest import FAST, compose_config
-from tests.test_scale import _train
 
 RUN = [
     "task_name=resume",
@@ -33,57 +38,186 @@ RUN = [
     "logger=none",
 ]
 COMPARED = ("test/acc", "test/f1", "test/loss", "val/loss_best", "epochs", "train/loss_epoch")
+STEPS_PER_EPOCH = 14  # JapaneseVowels: 216 training sequences in batches of 16
 
 
 def _metrics(run_dir: Path) -> dict[str, float]:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def _wait_for_epoch(runs: Path, epoch: int, proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Block until some run under ``runs`` has a last.ckpt of at least ``epoch``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "training ended before it could be killed"
-        for last in runs.glob("*/checkpoints/last.ckpt"):
-            # written atomically, so whatever exists is whole
-            if torch.load(last, weights_only=True)["epoch"] >= epoch:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"no last.ckpt of epoch {epoch} under {runs}")
+def _timeless(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def _run(logs: Path, name: str, overrides: list[str]) -> dict[str, float]:
+    """``train(cfg)`` with its run directory at ``logs/<task>/runs/<name>``, where
+    ``resume=auto`` looks for earlier runs."""
+    base = [*RUN, f"paths.log_dir={logs}"]
+    cfg = compose_config("train", [*base, *overrides], logs / "resume" / "runs" / name)
+    return train(cfg)
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
-    straight = tmp_path / "straight"
-    straight.mkdir()
-    _train([*RUN, "hydra.run.dir=run"], straight)
+def test_sigkill_at_an_exact_step_then_resume_equals_uninterrupted_run(tmp_path):
+    """The process kills itself before step 2 * 14 + 5 (mid third epoch): no timer decides
+    where the crash lands, so the test cannot race the training it interrupts."""
+    logs = tmp_path / "logs"
+    straight = _run(logs, "straight", [])
 
-    crashed = tmp_path / "crashed"
-    runs = crashed / "logs" / "resume" / "runs"
-    env = {**os.environ, "RNNLAB_LOG_DIR": str(crashed / "logs")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnnlab.train", *RUN],
-        cwd=crashed.mkdir() or crashed,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed = logs / "resume" / "runs" / "killed"
+    crash = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnnlab.train",
+            *RUN,
+            f"paths.log_dir={logs}",
+            f"hydra.run.dir={killed}",
+            "+callbacks.fault._target_=rnnlab.callbacks.faults.SignalAtStep",
+            f"+callbacks.fault.step={2 * STEPS_PER_EPOCH + 5}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    try:
-        _wait_for_epoch(runs, 1, proc)
-        time.sleep(0.3)  # into the next epoch
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    (killed,) = list(runs.iterdir())
+    assert crash.returncode == -signal.SIGKILL, crash.stderr[-2000:]
     assert not (killed / "metrics.json").exists()
-    assert not list(killed.glob("checkpoints/*.tmp"))
+    assert not list(killed.glob("checkpoints/.*tmp"))
+    last = load_checkpoint(killed / "checkpoints" / "last.ckpt")
+    assert last["epoch"] == 1  # the second epoch's checkpoint; the third never finished
 
-    time.sleep(1.1)  # run directories are named by the second
-    _train([*RUN, "resume=auto"], crashed)
-    resumed = next(p for p in runs.iterdir() if p != killed)
-    expected, got = _metrics(straight / "run"), _metrics(resumed)
+    resumed = _run(logs, "resumed", ["resume=auto"])
     for key in COMPARED:
-        assert got[key] == expected[key], key  # bit for bit, not approximately
+        assert resumed[key] == straight[key], key  # bit for bit, not approximately
+    assert _timeless(resumed) == _timeless(straight)
+    assert set(_metrics(logs / "resume" / "runs" / "resumed")) == set(straight)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, dict[str, float]]:
+    """A finished 3-epoch run under ``logs/resume/runs/first``."""
+    logs = tmp_path_factory.mktemp("finished") / "logs"
+    return logs, _run(logs, "first", [*FAST])
+
+
+def test_resuming_a_finished_run_retests_it_and_reports_the_same_metrics(
+    finished, tmp_path, caplog
+):
+    logs, first = finished
+    logs = _copy_logs(logs, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        again = _run(logs, "again", [*FAST, "resume=auto"])
+    said = [r.getMessage() for r in caplog.records if "nothing to train" in r.getMessage()]
+    assert len(said) == 1 and "already trained 3 epochs" in said[0]
+    assert _timeless(again) == _timeless(first)  # val/loss_best, train/*, val/*, test/*
+    written = _metrics(logs / "resume" / "runs" / "again")
+    assert set(written) == set(_metrics(logs / "resume" / "runs" / "first"))
+    assert written["time/startup_to_first_step_s"] is None  # no step ran
+    # the new run directory holds the run's checkpoints, not only a pointer to the old ones
+    new_checkpoints = logs / "resume" / "runs" / "again" / "checkpoints"
+    assert {p.name for p in new_checkpoints.iterdir()} == {"best.ckpt", "last.ckpt"}
+
+    # and once more, from the re-test's own copy (the newest last.ckpt now)
+    with caplog.at_level(logging.INFO):
+        twice = _run(logs, "twice", [*FAST, "resume=auto"])
+    assert any(str(new_checkpoints / "last.ckpt") in r.getMessage() for r in caplog.records)
+    assert _timeless(twice) == _timeless(first)
+
+
+def test_resuming_with_more_epochs_continues_to_the_same_end_as_a_straight_run(finished, tmp_path):
+    logs, _ = finished
+    logs = _copy_logs(logs, tmp_path)
+    longer = [*FAST, "trainer.max_epochs=5"]
+    continued = _run(logs, "continued", [*longer, "resume=auto"])
+    straight = _run(tmp_path / "other", "straight", longer)
+    assert continued["epochs"] == 5
+    assert _timeless(continued) == _timeless(straight)
+
+
+def test_resuming_with_fewer_epochs_than_done_is_refused_in_one_line(finished, tmp_path):
+    logs, _ = finished
+    with pytest.raises(ConfigError, match=r"trained 3 epochs, more than trainer.max_epochs=2; set"):
+        _run(logs, "shorter", [*FAST, "trainer.max_epochs=2", "resume=auto"])
+    assert not (logs / "resume" / "runs" / "shorter" / "checkpoints").exists()
+
+
+def test_resuming_with_other_model_settings_is_refused_naming_the_key(finished):
+    logs, _ = finished
+    message = (
+        r"model.encoder.hidden_size is 16 in the checkpoint but 8 now; "
+        r"give the interrupted run's overrides"
+    )
+    with pytest.raises(ConfigError, match=message):
+        _run(logs, "other", [*FAST, "model.encoder.hidden_size=8", "resume=auto"])
+
+
+def _copy_logs(logs: Path, tmp_path: Path) -> Path:
+    """A private copy of the shared finished run, so tests resuming it don't see each other."""
+    import shutil
+
+    copy = tmp_path / "logs"
+    shutil.copytree(logs, copy)
+    return copy
+
+
+def _checkpoint_with_best(directory: Path) -> Path:
+    """A last.ckpt whose checkpoint callback recorded best.ckpt (score 0.25) in ``directory``."""
+    directory.mkdir(parents=True)
+    callback = ModelCheckpoint(dirpath=str(directory), monitor="val/loss")
+    callback.best_model_score = torch.tensor(0.25)
+    callback.best_model_path = str(directory / "best.ckpt")
+    callback.best_k_models = {callback.best_model_path: torch.tensor(0.25)}
+    callback.last_model_path = str(directory / "last.ckpt")
+    callbacks = {callback.state_key: callback.state_dict()}
+    best = {"weights": torch.ones(2), "callbacks": callbacks, "rnnlab_config": {}}
+    torch.save(best, directory / "best.ckpt")
+    last = {"epoch": 4, "callbacks": callbacks, "rnnlab_config": {}}
+    torch.save(last, directory / "last.ckpt")
+    return directory / "last.ckpt"
+
+
+def test_adopting_a_checkpoint_carries_the_best_score_and_file_into_the_new_run(tmp_path):
+    # Lightning keeps only best_model_path when the checkpoint folder changes: a resumed run
+    # that never improved would report and test a worse checkpoint as its best
+    source = _checkpoint_with_best(tmp_path / "moved" / "checkpoints")
+    point = ResumePoint(source, torch.load(source, weights_only=True), 5, False)
+    new_dir = tmp_path / "new" / "checkpoints"
+    adopted = adopt(point, new_dir)
+
+    assert adopted == new_dir / "last.ckpt"
+    best = torch.load(new_dir / "best.ckpt", weights_only=True)
+    assert best["weights"].tolist() == [1.0, 1.0]
+    for copy in (adopted, new_dir / "best.ckpt"):  # both point at the new folder only
+        fresh = ModelCheckpoint(dirpath=str(new_dir), monitor="val/loss")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # Lightning warns when it drops the best score
+            fresh.load_state_dict(torch.load(copy, weights_only=True)["callbacks"][fresh.state_key])
+        assert float(fresh.best_model_score) == 0.25
+        assert fresh.best_model_path == str(new_dir / "best.ckpt")
+        assert list(fresh.best_k_models) == [str(new_dir / "best.ckpt")]
+        assert fresh.last_model_path == str(new_dir / "last.ckpt")
+    assert point.best_score == 0.25 and point.best_path == str(new_dir / "best.ckpt")
+
+
+def test_adopting_a_checkpoint_without_its_best_file_is_refused(tmp_path):
+    source = _checkpoint_with_best(tmp_path / "run" / "checkpoints")
+    (source.parent / "best.ckpt").unlink()
+    point = ResumePoint(source, torch.load(source, weights_only=True), 5, False)
+    with pytest.raises(DataError, match=r"best checkpoint best\.ckpt is not beside it; copy"):
+        adopt(point, tmp_path / "new" / "checkpoints")
+
+
+def test_signal_at_step_signals_once_exactly_at_its_step(monkeypatch):
+    sent = []
+    monkeypatch.setattr("os.kill", lambda pid, sig: sent.append(sig))
+    fault = SignalAtStep(7, "SIGTERM")
+    for step in (5, 6, 7, 7, 8):
+        fault.on_train_batch_start(SimpleNamespace(global_step=step, is_global_zero=True))
+    assert sent == [signal.SIGTERM]
+    with pytest.raises(ConfigError, match="unknown signal 'SIGNOPE'"):
+        SignalAtStep(1, "SIGNOPE")
 
 
 def test_same_seed_gives_bit_identical_metrics(tmp_path):
@@ -93,8 +227,7 @@ def test_same_seed_gives_bit_identical_metrics(tmp_path):
             "train", [*FAST, "model.head_dropout=0.3", "logger=none"], tmp_path / name
         )
         runs.append(train(cfg))
-    a, b = ({k: v for k, v in r.items() if not k.startswith("time/")} for r in runs)
-    assert a == b
+    assert _timeless(runs[0]) == _timeless(runs[1])
 
 
 def test_step_seed_fixes_each_steps_numbers_without_deferring_device_calls(monkeypatch):

@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from rnnlab.callbacks.divergence import DivergenceError
-from rnnlab.eval import evaluate, load_checkpoint, restore
+from rnnlab.checkpoint import load_checkpoint
+from rnnlab.eval import evaluate, restore
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError
 from tests.conftest import FAST, compose_config, write_ts

@@ -6,45 +6,19 @@ statistics saved with it, so no training override has to be repeated and nothing
 
 from __future__ import annotations
 
-import pickle
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.callbacks.run_state import CONFIG_KEY
+from rnnlab.checkpoint import CONFIG_KEY, load_checkpoint
 from rnnlab.train import write_metrics
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
-from rnnlab.utils.errors import DataError, first_line
+from rnnlab.utils.errors import DataError
 from rnnlab.utils.preflight import preflight
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by rnnlab without unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"checkpoint {path} does not exist; pass ckpt_path=<run>/checkpoints/best.ckpt"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        # torch's own text for this case advises weights_only=False, which we must not echo
-        reason = "" if "weights_only" in str(exc) else f" ({first_line(exc)})"
-        raise DataError(
-            f"cannot load checkpoint {path} safely{reason}; it is truncated, "
-            "corrupted, or holds objects other than tensors and plain types"
-        ) from exc
-    if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
-        raise DataError(f"{path} is not an rnnlab checkpoint (no stored run config)")
-    return checkpoint
-
 
 # What a stored config may build. A checkpoint is data: its config must not be able to name
 # an arbitrary callable (``_target_: os.system``) for ``instantiate`` to run.

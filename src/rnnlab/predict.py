@@ -17,7 +17,8 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rnnlab.eval import load_checkpoint, restore
+from rnnlab.checkpoint import load_checkpoint
+from rnnlab.eval import restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError, first_line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed, StoreConfig
+from rnnlab.checkpoint import ResumePoint, adopt, epoch_metrics, plan_resume
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
-from rnnlab.utils.errors import ConfigError
 from rnnlab.utils.files import write_json
 from rnnlab.utils.hparams import log_hparams
 from rnnlab.utils.preflight import preflight
@@ -56,43 +57,59 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     return datamodule, instantiate(cfg.model)
 
 
-def resume_from(cfg: DictConfig) -> str | None:
-    """The checkpoint to resume from: ``ckpt_path``, or with ``resume=auto`` the newest
-    ``last.ckpt`` among this task's earlier runs (None: start fresh)."""
-    if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
-    resume = cfg.get("resume")
-    if resume is None:
-        return None
-    if resume != "auto":
-        raise ConfigError(f"resume={resume!r}: use resume=auto, or ckpt_path=<file> to pick one")
-    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
-    here = Path(cfg.paths.output_dir).resolve()
-    found = [p for p in runs.glob("*/checkpoints/last.ckpt") if p.parents[1].resolve() != here]
-    if not found:
-        log.warning("resume=auto: no last.ckpt under %s; starting fresh", runs)
-        return None
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    log.info("resume=auto: resuming from %s", newest)
-    return str(newest)
-
-
 def fit_and_test(
     cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule
 ) -> dict[str, float]:
-    """Fit, then test the best checkpoint; the metrics of both."""
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from(cfg))
-    metrics = _numbers(trainer.callback_metrics)
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and checkpoint.best_model_score is not None:
-        metrics[f"{cfg.monitor}_best"] = float(checkpoint.best_model_score)
-    metrics["epochs"] = float(trainer.current_epoch)
+    """Fit (or resume), then test the best checkpoint; the metrics of both."""
+    point = plan_resume(cfg)
+    resumed = None if point is None else adopt(point, checkpoint_dir(trainer, cfg))
+    if point is not None and point.is_complete(int(cfg.trainer.max_epochs)):
+        why = "stopped early" if point.stopped_early else f"trained {point.epochs_done} epochs"
+        log.warning(
+            "resume: %s already %s (trainer.max_epochs=%s): nothing to train; testing its best "
+            "checkpoint again",
+            point.source,
+            why,
+            cfg.trainer.max_epochs,
+        )
+        metrics = epoch_metrics(point.checkpoint)
+        best, epochs = point.best_path, point.epochs_done
+    else:
+        with warnings.catch_warnings():
+            # the adopted checkpoints are in the folder already, on purpose
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* not empty")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resumed)
+        metrics = _numbers(trainer.callback_metrics)
+        saved = trainer.checkpoint_callback
+        best = saved.best_model_path if saved is not None else None
+        epochs = trainer.current_epoch
+    score = _best_score(trainer, point)
+    if score is not None:
+        metrics[f"{cfg.monitor}_best"] = score
+    metrics["epochs"] = float(epochs)
     if cfg.get("test"):
-        best = checkpoint.best_model_path if checkpoint is not None else ""
-        # fast_dev_run and checkpoint-less runs have no best file: test the weights in memory.
+        # fast_dev_run and checkpoint-less runs have no best file: test the weights in memory
+        # (or, for a finished run resumed, the weights it was resumed from)
+        if not best and resumed is not None:
+            best = str(resumed)
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(_numbers(trainer.callback_metrics))
     return metrics
+
+
+def _best_score(trainer: L.Trainer, point: ResumePoint | None) -> float | None:
+    saved = trainer.checkpoint_callback
+    if saved is not None and saved.best_model_score is not None:
+        return float(saved.best_model_score)
+    return None if point is None else point.best_score
+
+
+def checkpoint_dir(trainer: L.Trainer, cfg: DictConfig) -> Path:
+    """Where this run's checkpoints go (the checkpoint callback's folder)."""
+    saved = trainer.checkpoint_callback
+    if saved is not None and saved.dirpath:
+        return Path(saved.dirpath)
+    return Path(cfg.paths.output_dir) / "checkpoints"
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
@@ -119,8 +136,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics = fit_and_test(cfg, trainer, model, datamodule)
     finally:
         finish_job(trainer)
-    if timer.first_step_s is not None:
-        metrics["time/startup_to_first_step_s"] = timer.first_step_s
+    # null when no step ran (a finished run resumed), so every run writes the same keys
+    metrics["time/startup_to_first_step_s"] = timer.first_step_s  # type: ignore[assignment]
     metrics["time/train_s"] = time.perf_counter() - started
     if trainer.is_global_zero:
         log_hparams(trainer.loggers, cfg, metrics)

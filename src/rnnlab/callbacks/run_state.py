@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_KEY = "rnnlab_config"
+from rnnlab.checkpoint import CONFIG_KEY, METRICS_KEY
 
 
 class StoreConfig(L.Callback):
     """Puts the resolved run config, as plain types, into every checkpoint, so eval and predict
     rebuild the exact data and model from the checkpoint alone (and ``weights_only`` loading
-    still works)."""
+    still works); and the metrics of the epoch just finished, so resuming a finished run
+    reports what the run reported."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.config = OmegaConf.to_container(cfg, resolve=True)
@@ -27,6 +28,7 @@ class StoreConfig(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[CONFIG_KEY] = self.config
+        checkpoint[METRICS_KEY] = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
 def seconds_since_process_start() -> float | None:
