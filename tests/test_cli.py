@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,56 @@ def test_seconds_since_process_start_counts_from_process_start(tmp_path):
     )
     elapsed = float(_run(["-c", code], tmp_path).stdout)
     assert 0.6 <= elapsed < 10.0
+
+
+def test_failed_run_in_a_user_directory_removes_only_what_it_wrote(tmp_path):
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "notes.txt").write_text("keep")
+    (own / "mine.log").write_text("keep")
+    result = _run(
+        ["-m", "rnnlab.train", "data.name=NoSuchSet", f"hydra.run.dir={own}", "overwrite=true"],
+        tmp_path,
+    )
+    assert result.returncode == 2 and "unknown UCR/UEA data set" in result.stderr
+    assert sorted(p.name for p in own.iterdir()) == ["mine.log", "notes.txt"]
+    assert (own / "notes.txt").read_text() == (own / "mine.log").read_text() == "keep"
+
+
+def _earlier_run(run_dir: Path) -> None:
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"earlier weights")
+    (run_dir / "metrics.json").write_text('{"test/acc": 0.5}')
+    (run_dir / "notes.txt").write_text("mine")
+
+
+def test_existing_run_directory_is_refused_then_replaced_only_when_asked(tmp_path):
+    run_dir = tmp_path / "run"
+    _earlier_run(run_dir)
+    args = ["-m", "rnnlab.train", "trainer.max_epochs=1", "model.encoder.hidden_size=8"]
+    refused = _run([*args, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"error: the run directory {run_dir} already holds files; choose another hydra.run.dir, "
+        f"continue it with ckpt_path={run_dir}/checkpoints/last.ckpt, or pass overwrite=true "
+        "to replace an earlier run's outputs there"
+    )
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"earlier weights"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "metrics.json", "notes.txt"]
+
+    replaced = _run([*args, f"hydra.run.dir={run_dir}", "overwrite=true", "logger=none"], tmp_path)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert (run_dir / "notes.txt").read_text() == "mine"
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() != b"earlier weights"
+
+
+def test_sweep_into_a_used_sweep_directory_is_refused(tmp_path):
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    result = _run(
+        ["-m", "rnnlab.train", "-m", "seed=1,2", f"hydra.sweep.dir={sweep}"], tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: the run directory {sweep} already holds files")
+    assert [p.name for p in sweep.iterdir()] == ["0"]

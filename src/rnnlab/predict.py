@@ -17,8 +17,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from rnnlab.checkpoint import load_checkpoint
-from rnnlab.eval import restore
+from rnnlab.checkpoint import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError, first_line
@@ -49,8 +48,12 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     blocker = blocking_file(output.parent)  # fail before any work, not after it
     if blocker is not None:
         raise DataError(f"cannot write {output}: {blocker} is a file; choose output=")
-    run_cfg, datamodule, model = restore(load_checkpoint(cfg.ckpt_path))
-    L.seed_everything(run_cfg.seed, workers=True, verbose=False)
+    if output.exists() and not cfg.get("overwrite"):
+        raise ConfigError(
+            f"output={output} exists; choose another path or pass overwrite=true to replace it"
+        )
+    seed, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    L.seed_everything(seed, workers=True, verbose=False)
     datamodule.predict_file = str(cfg.input)
     datamodule.setup("predict")  # bad input fails here, before the trainer prints anything
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False)

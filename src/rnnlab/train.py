@@ -58,10 +58,13 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
 
 
 def fit_and_test(
-    cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    point: ResumePoint | None = None,
 ) -> dict[str, float]:
-    """Fit (or resume), then test the best checkpoint; the metrics of both."""
-    point = plan_resume(cfg)
+    """Fit (or resume from ``point``), then test the best checkpoint; the metrics of both."""
     resumed = None if point is None else adopt(point, checkpoint_dir(trainer, cfg))
     if point is not None and point.is_complete(int(cfg.trainer.max_epochs)):
         why = "stopped early" if point.stopped_early else f"trained {point.epochs_done} epochs"
@@ -130,10 +133,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
+    point = plan_resume(cfg)  # a bad checkpoint is refused before the trainer starts
     timer = StartupTimer()
     trainer = build_trainer(cfg, timer)
     try:
-        metrics = fit_and_test(cfg, trainer, model, datamodule)
+        metrics = fit_and_test(cfg, trainer, model, datamodule, point)
     finally:
         finish_job(trainer)
     # null when no step ran (a finished run resumed), so every run writes the same keys

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.checkpoint import CONFIG_KEY, METRICS_KEY
+from rnnlab.checkpoint import CONFIG_KEY, DATA_KEY, METRICS_KEY
 
 
 class StoreConfig(L.Callback):
-    """Puts the resolved run config, as plain types, into every checkpoint, so eval and predict
-    rebuild the exact data and model from the checkpoint alone (and ``weights_only`` loading
-    still works); and the metrics of the epoch just finished, so resuming a finished run
-    reports what the run reported."""
+    """Puts the resolved run config and the DataModule's fitted state, as plain types, into every
+    checkpoint, so eval and predict rebuild the exact data and model from the checkpoint alone
+    (and ``weights_only`` loading still works); and the metrics of the epoch just finished, so
+    resuming a finished run reports what the run reported."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.config = OmegaConf.to_container(cfg, resolve=True)
@@ -29,6 +29,9 @@ class StoreConfig(L.Callback):
     ) -> None:
         checkpoint[CONFIG_KEY] = self.config
         checkpoint[METRICS_KEY] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None:
+            checkpoint[DATA_KEY] = datamodule.state_dict()
 
 
 def seconds_since_process_start() -> float | None:

@@ -69,11 +69,9 @@ class ClassificationDataModule(SequenceDataModule):
         return len(self.classes)
 
     def model_settings(self) -> dict[str, Any]:
-        return {
-            **super().model_settings(),
-            "num_classes": self.num_classes,
-            "class_names": list(self.classes or []),
-        }
+        # numbers only: class names are data and never enter the config (its resolver would
+        # read a label such as '${seed}' as an interpolation); they travel in state_dict()
+        return {**super().model_settings(), "num_classes": self.num_classes}
 
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
         """One row per sample: predicted label and every class probability (and the file's own

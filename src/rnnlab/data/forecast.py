@@ -317,7 +317,6 @@ class ForecastDataModule(L.LightningDataModule):
             "encoder": {"input_size": len(self.columns)},
             "horizon": self.horizon,
             "num_targets": self.num_targets,
-            "target_names": list(self.target_columns),
         }
 
     def dataset(self, split: str) -> WindowDataset:

@@ -109,5 +109,7 @@ class SequenceClassifier(SequenceModule):
         self.log_epoch_metrics(self.test_metrics, prog_bar=True)
         from rnnlab.utils.plots import log_confusion_matrix
 
-        log_confusion_matrix(self, self.test_confusion.compute(), self.class_names)
+        # names come from the data (its state), never through the config
+        names = getattr(self.trainer.datamodule, "classes", None) or self.class_names
+        log_confusion_matrix(self, self.test_confusion.compute(), list(names))
         self.test_confusion.reset()

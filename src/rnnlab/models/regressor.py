@@ -167,5 +167,6 @@ class SequenceRegressor(SequenceModule):
         if self._plotted:
             from rnnlab.utils.plots import log_forecasts
 
-            log_forecasts(self, self._plotted, self.target_names[0])
+            names = getattr(self.trainer.datamodule, "target_columns", None) or self.target_names
+            log_forecasts(self, self._plotted, names[0])
         self._plotted, self._plot_index = [], set()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,23 +13,36 @@ from typing import TypeVar
 from omegaconf import DictConfig
 
 from rnnlab.utils.errors import find_user_error
+from rnnlab.utils.files import RUN_OUTPUTS
 
 T = TypeVar("T")
 
 
 def _remove_fresh_run_dir() -> None:
-    """Delete the run directory Hydra made for this job if it holds nothing but Hydra's own
-    files, so a failed start leaves no half-filled run behind."""
+    """After a failed start, delete what Hydra wrote for this job (its config copy and log) when
+    the run wrote no outputs, and the run directory if that leaves it empty. Nothing else is
+    touched: the directory may hold the user's own files."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if not run_dir.is_dir():
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    subdir = hydra_cfg.output_subdir
+    ours = {f"{hydra_cfg.job.name}.log", *([subdir] if subdir else [])}
+    if not run_dir.is_dir() or any(p.name in RUN_OUTPUTS[1:] for p in run_dir.iterdir()):
         return
-    entries = list(run_dir.iterdir())
-    if all(p.name == ".hydra" or p.suffix == ".log" for p in entries):
-        shutil.rmtree(run_dir, ignore_errors=True)
+    for name in ours:
+        entry = run_dir / name
+        if entry.is_dir():
+            for saved in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                (entry / saved).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                entry.rmdir()
+        else:
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # only when empty
+        run_dir.rmdir()
 
 
 class _DropTips(logging.Filter):

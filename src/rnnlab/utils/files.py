@@ -4,8 +4,13 @@ a path cannot be written at all."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
+
+# What a run writes into its directory (Hydra's config copy first, then checkpoints, loggers,
+# results), besides its log; overwrite=true removes these and nothing else.
+RUN_OUTPUTS = (".hydra", "checkpoints", "tensorboard", "csv", "metrics.json", "status.json")
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -26,3 +31,14 @@ def blocking_file(path: str | Path) -> Path | None:
         if ancestor.exists():
             return None if ancestor.is_dir() else ancestor
     return None
+
+
+def remove_run_outputs(run_dir: Path, job_name: str) -> None:
+    """Delete an earlier run's outputs from ``run_dir``: the entries a run writes and the job's
+    log (``<job_name>.log``), never anything else a user keeps there."""
+    for entry in run_dir.iterdir():
+        if entry.name in (*RUN_OUTPUTS, f"{job_name}.log"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()

@@ -11,7 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rnnlab.utils.errors import ConfigError, first_line
-from rnnlab.utils.files import blocking_file
+from rnnlab.utils.files import blocking_file, remove_run_outputs
 
 # Lines of Hydra's reports that say nothing about the mistake.
 _NOISE = ("full_key:", "object_type=", "Config search path", "provider=")
@@ -105,14 +105,17 @@ def check(config_name: str, argv: list[str]) -> None:
         GlobalHydra.instance().clear()
     _check_required(cfg)
     _check_devices(cfg)
-    _check_run_dir(cfg)
+    _check_run_dir(cfg, multirun=any(a in _SWEEP_FLAGS for a in argv))
 
 
-def _check_run_dir(cfg: DictConfig) -> None:
-    """The run directory must be creatable: refuse a path below a file before Hydra tries."""
+def _check_run_dir(cfg: DictConfig, multirun: bool = False) -> None:
+    """The run directory must be creatable, and must not be an earlier run's: refuse a path
+    below a file, or a directory that already holds files, before Hydra writes into it.
+    ``overwrite=true`` clears the earlier run's outputs (and only those) instead."""
     from omegaconf import OmegaConf
 
-    key = "sweep" if OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN" else "run"
+    multirun = multirun or OmegaConf.select(cfg, "hydra.mode") == "MULTIRUN"
+    key = "sweep" if multirun else "run"
     try:
         run_dir = Path(str(OmegaConf.select(cfg, f"hydra.{key}.dir"))).absolute()
     except Exception:  # an interpolation only a running job resolves: leave it to Hydra
@@ -123,6 +126,18 @@ def _check_run_dir(cfg: DictConfig) -> None:
             f"cannot create the run directory {run_dir}: {blocker} is a file; "
             f"set hydra.{key}.dir elsewhere"
         )
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    if cfg.get("overwrite"):
+        remove_run_outputs(run_dir, str(OmegaConf.select(cfg, "hydra.job.name")))
+        return
+    resume = ""
+    if key == "run" and "resume" in cfg:
+        resume = f"continue it with ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}, "
+    raise ConfigError(
+        f"the run directory {run_dir} already holds files; choose another hydra.{key}.dir, "
+        f"{resume}or pass overwrite=true to replace an earlier run's outputs there"
+    )
 
 
 def _check_required(cfg: DictConfig) -> None:
