@@ -45,8 +45,31 @@ def seasonal_naive(history: torch.Tensor, horizon: int, season: int) -> torch.Te
     return history[len(history) + steps - season * (steps // season + 1)]
 
 
+def causal_fill(observed: np.ndarray, origin: int, fallback: np.ndarray) -> np.ndarray:
+    """``observed[:origin]`` (time, columns; NaN where missing) with each gap filled linearly
+    from the observed values before ``origin`` only: a gap after a column's last observation
+    before the origin holds that observation, one before its first holds the first; a column
+    with no observation before the origin takes ``fallback`` (the training mean)."""
+    past = observed[:origin].copy()
+    steps = np.arange(origin)
+    for column in range(past.shape[1]):
+        values = past[:, column]
+        known = ~np.isnan(values)
+        if known.all():
+            continue
+        if known.any():
+            values[~known] = np.interp(steps[~known], steps[known], values[known])
+        else:
+            values[:] = fallback[column]
+    return past
+
+
 class WindowDataset(Dataset):
-    """Windows ``(series, origin)`` over normalised inputs and raw targets of many series."""
+    """Windows ``(series, origin)`` over normalised inputs and raw targets of many series.
+
+    With ``missing=interpolate`` a window whose inputs have gaps fills them from values before
+    its own origin only (``causal_fill``), so no input reads a value at or after the forecast
+    origin, its targets included."""
 
     def __init__(
         self,
@@ -55,20 +78,35 @@ class WindowDataset(Dataset):
         raw: list[torch.Tensor],
         windows: list[tuple[int, int]],
         with_targets: bool = True,
+        observed: list[np.ndarray | None] | None = None,
     ) -> None:
         self.module, self.inputs, self.raw = module, inputs, raw
         self.windows, self.with_targets = windows, with_targets
+        self.observed = observed or [None] * len(raw)
 
     def __len__(self) -> int:
         return len(self.windows)
+
+    def _window_inputs(self, s: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised and raw inputs of the window of series ``s`` with origin ``t``."""
+        m = self.module
+        observed = self.observed[s]
+        if observed is None or not np.isnan(observed[t - m.lookback : t]).any():
+            return self.inputs[s][t - m.lookback : t], self.raw[s][t - m.lookback : t]
+        normalizer = m.normalizer(s)
+        assert normalizer.shift is not None
+        filled = causal_fill(observed, t, normalizer.shift.double().numpy())
+        raw = torch.tensor(filled[t - m.lookback :], dtype=torch.float32)
+        return normalizer.transform(raw), raw
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         m = self.module
         s, t = self.windows[index]
         targets = m.num_targets
         shift, scale = m.target_stats(s)
+        x, raw_inputs = self._window_inputs(s, t)
         item: dict[str, Any] = {
-            "x": self.inputs[s][t - m.lookback : t],
+            "x": x,
             "lengths": m.lookback,
             "shift": shift,
             "scale": scale,
@@ -77,7 +115,7 @@ class WindowDataset(Dataset):
             "index": index,
         }
         if self.with_targets:
-            history = self.raw[s][t - m.lookback : t, :targets]
+            history = raw_inputs[:, :targets]
             item["y"] = self.raw[s][t : t + m.horizon, :targets]
             item["history"] = history
             item["naive"] = seasonal_naive(history, m.horizon, 1)
@@ -161,6 +199,8 @@ class ForecastDataModule(L.LightningDataModule):
         self.series_names: list[str] = []
         self.normalizers: list[Normalizer] = []
         self.raw: list[torch.Tensor] = []
+        # values with their gaps (NaN), kept for missing=interpolate: see WindowDataset
+        self.observed: list[np.ndarray | None] = []
         self.mase_scale: list[torch.Tensor] = []
         self.windows: dict[str, list[tuple[int, int]]] = {}
         self.predict_file: str | None = None
@@ -223,7 +263,7 @@ class ForecastDataModule(L.LightningDataModule):
         if restored and self.per_series and [s.name for s in all_series] != self.series_names:
             raise DataError(f"{table.where}: its series differ from those in the checkpoint")
         self.series_names = [s.name for s in all_series]
-        self.raw, self.mase_scale = [], []
+        self.raw, self.mase_scale, self.observed = [], [], []
         self.windows = {split: [] for split in SPLITS}
         train_parts = []
         for index, series in enumerate(all_series):
@@ -237,6 +277,8 @@ class ForecastDataModule(L.LightningDataModule):
             values = fill_missing(series, self.missing, bounds, table, self.columns)
             raw = torch.tensor(values, dtype=torch.float32)
             self.raw.append(raw)
+            gaps = self.missing == "interpolate" and bool(np.isnan(series.values).any())
+            self.observed.append(series.values if gaps else None)
             train_parts.append(raw[:train_end])
             self.mase_scale.append(self._mase_scale(raw[:train_end, : self.num_targets]))
             for split, (start, end) in zip(SPLITS, bounds, strict=True):
@@ -264,8 +306,9 @@ class ForecastDataModule(L.LightningDataModule):
         m = self.season_length
         if len(train_targets) <= m:
             return torch.ones(train_targets.shape[1])
+        train_targets = train_targets.double()  # a float32 sum of large differences overflows
         scale = (train_targets[m:] - train_targets[:-m]).abs().mean(dim=0)
-        return torch.where(scale > 0, scale, torch.ones_like(scale))
+        return torch.where(scale > 0, scale, torch.ones_like(scale)).float()
 
     def normalizer(self, series: int) -> Normalizer:
         return self.normalizers[series if self.per_series else 0]
@@ -321,7 +364,10 @@ class ForecastDataModule(L.LightningDataModule):
 
     def dataset(self, split: str) -> WindowDataset:
         inputs = [self.normalizer(i).transform(raw) for i, raw in enumerate(self.raw)]
-        return WindowDataset(self, inputs, self.raw, self.windows[split], split != "predict")
+        observed = self.observed if split != "predict" else None
+        return WindowDataset(
+            self, inputs, self.raw, self.windows[split], split != "predict", observed
+        )
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         data = self.dataset(split)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rnnlab.utils.errors import ConfigError
 
 METHODS = ("zscore", "minmax", "none")
+# Inputs are float32 tensors. A value this large keeps ``x - shift`` and ``max - min`` (at most
+# twice the largest magnitude) finite in float32; anything larger would reach the model as inf.
+MAX_ABS_VALUE = float(np.finfo(np.float32).max) / 4
 
 
 class Normalizer:

@@ -4,6 +4,7 @@ normalised with training statistics, padded batches with CPU lengths, and predic
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,14 @@ from rnnlab.data.collate import (
     pad_collate,
     to_device_keeping_lengths,
 )
-from rnnlab.data.normalize import Normalizer
+from rnnlab.data.normalize import MAX_ABS_VALUE, Normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
 
 
-def check_sequences(sequences: list[torch.Tensor], where: str) -> None:
-    """Reject what would otherwise fail deep inside torch: empty sequences and non-finite values."""
+def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
+    """Reject what would otherwise fail deep inside torch (empty sequences, values that are not
+    finite or do not fit float32 training); return the sequences as float32."""
     for i, seq in enumerate(sequences):
         if seq.shape[0] == 0:
             raise DataError(f"{where} sample {i} has length 0; remove it or give it time steps")
@@ -36,6 +38,15 @@ def check_sequences(sequences: list[torch.Tensor], where: str) -> None:
                 f"{where} sample {i} has NaN/inf at time step {step}, channel {channel}; "
                 "impute or drop such values before training"
             )
+        huge = seq.abs() > MAX_ABS_VALUE
+        if huge.any():
+            step, channel = (int(v) for v in huge.nonzero()[0])
+            raise DataError(
+                f"{where} sample {i} has value {float(seq[step, channel]):g} at time step {step}, "
+                f"channel {channel}, beyond what float32 training can represent "
+                f"(|x| <= {MAX_ABS_VALUE:.2g}); rescale that channel"
+            )
+    return [seq.float() for seq in sequences]
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -67,6 +78,11 @@ class SequenceDataModule(L.LightningDataModule):
             raise ConfigError("set both data.train_file and data.test_file, or neither")
         if train_file is None and not name:
             raise ConfigError("set data.name (an archive data set) or data.train_file/test_file")
+        if train_file is None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", str(name)):
+            raise ConfigError(
+                f"data.name={name!r} is not an archive data set name (letters, digits, _ and -); "
+                "point data.train_file/test_file at your own .ts files"
+            )
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
         if batch_size < 1:
@@ -119,8 +135,8 @@ class SequenceDataModule(L.LightningDataModule):
         train_x, train_labels = self.load_raw("train")
         test_x, test_labels = self.load_raw("test")
         assert train_labels is not None and test_labels is not None
-        check_sequences(train_x, self.where("train"))
-        check_sequences(test_x, self.where("test"))
+        train_x = check_sequences(train_x, self.where("train"))
+        test_x = check_sequences(test_x, self.where("test"))
         train_idx, val_idx = self.split_indices(train_labels)
         self.fit_labels(train_labels[train_idx])
         targets = self.encode(train_labels, self.where("train"))
@@ -144,7 +160,7 @@ class SequenceDataModule(L.LightningDataModule):
                 "model: input must be a .ts file like the one it was trained on"
             )
         sequences, labels = load_ts_file(self.predict_file, labels=None)
-        check_sequences(sequences, self.predict_file)
+        sequences = check_sequences(sequences, self.predict_file)
         channels = {int(s.shape[1]) for s in sequences}
         expected = int(self.normalizer.shift.numel())  # type: ignore[union-attr]
         if channels != {expected}:

@@ -6,12 +6,14 @@ lines as an editor does, header = line 1) or the row (DataFrames count rows from
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rnnlab.data.normalize import MAX_ABS_VALUE
 from rnnlab.utils.errors import ConfigError, DataError, first_line
 
 MISSING = ("error", "ffill", "interpolate")
@@ -46,8 +48,16 @@ def read_csv(path: str | Path) -> Table:
         raise DataError(f"data file {path} does not exist; check data.file / input")
     try:
         frame = pd.read_csv(path)
+        with path.open(newline="", encoding="utf-8") as lines:
+            header = next(csv.reader(lines), [])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path} as CSV: {first_line(exc)}") from exc
+    # pandas renames a repeated column ('co2' -> 'co2.1') and the first one would win silently
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise DataError(
+            f"{path} has column {twice[0]!r} more than once; rename or drop the copies"
+        )
     return Table(frame, str(path), from_file=True)
 
 
@@ -82,6 +92,13 @@ def _numbers(table: Table, column: str) -> np.ndarray:
             f"{table.where} {table.row(bad[0])}: column {column!r} holds "
             f"{_show_value(raw.iloc[bad[0]])}, not a finite number"
         )
+    huge = np.flatnonzero(np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE)
+    if len(huge):
+        raise DataError(
+            f"{table.where} {table.row(huge[0])}: column {column!r} holds {values[huge[0]]:g}, "
+            f"beyond what float32 training can represent (|x| <= {MAX_ABS_VALUE:.2g}); "
+            "rescale the column"
+        )
     return values
 
 
@@ -94,6 +111,11 @@ def split_series(
     table: Table, time_column: str, value_columns: list[str], series_column: str | None
 ) -> list[Series]:
     """Check columns, types and time order; return the series in order of first appearance."""
+    twice = table.frame.columns[table.frame.columns.duplicated()]
+    if len(twice):
+        raise DataError(
+            f"{table.where} has column {str(twice[0])!r} more than once; rename or drop the copies"
+        )
     needed = [time_column, *value_columns, *([series_column] if series_column else [])]
     absent = [c for c in needed if c not in table.frame.columns]
     if absent:
@@ -131,7 +153,9 @@ def fill_missing(
 
     ``ffill`` only looks back, so it never moves information across a split boundary.
     ``interpolate`` is linear within each chronological part (train, val, test) separately, so
-    no part borrows values from a later one.
+    no part borrows values from a later one. These filled values serve as targets and for the
+    training statistics; a window's *inputs* are filled again from values before its own
+    origin only (``forecast.WindowDataset``).
     """
     if method not in MISSING:
         raise ConfigError(f"unknown data.missing {method!r}; use one of {', '.join(MISSING)}")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnlab.data.normalize import MAX_ABS_VALUE
 from rnnlab.utils.errors import DataError, first_line
 
 Split = tuple[list[torch.Tensor], np.ndarray | None]
@@ -35,10 +36,11 @@ def shipped_names() -> list[str]:
 
 
 def _to_tensors(frame: object, where: str) -> list[torch.Tensor]:
-    """sktime's nested frame (one pd.Series per sample and channel) -> (time, channels) tensors."""
+    """sktime's nested frame (one pd.Series per sample and channel) -> (time, channels) float64
+    tensors (``check_sequences`` checks their values, then makes them float32)."""
     sequences = []
     for i, row in enumerate(frame.itertuples(index=False)):  # type: ignore[attr-defined]
-        channels = [np.asarray(cell, dtype=np.float32) for cell in row]
+        channels = [np.asarray(cell, dtype=np.float64) for cell in row]
         lengths = {len(c) for c in channels}
         if len(lengths) != 1:
             raise DataError(
@@ -76,11 +78,18 @@ def _labels(values: np.ndarray, kind: str, where: str) -> np.ndarray:
             f"{where} sample {bad[0]} has target {values[bad[0]]!r}, not a finite number; "
             "regression targets must be real numbers"
         )
+    huge = np.flatnonzero(np.abs(numbers) > MAX_ABS_VALUE)
+    if len(huge):
+        raise DataError(
+            f"{where} sample {huge[0]} has target {numbers[huge[0]]:g}, beyond what float32 "
+            f"training can represent (|y| <= {MAX_ABS_VALUE:.2g}); rescale the targets"
+        )
     return numbers
 
 
 def load_ts_file(path: str | Path, where: str | None = None, labels: str | None = "class") -> Split:
-    """Read a .ts file (the archive's format) into (time, channels) sequences and their labels.
+    """Read a .ts file (the archive's format) into (time, channels) float64 sequences and their
+    labels.
 
     ``labels`` is what the file must declare: 'class' (string labels), 'target' (one real value
     per sample) or None (either or neither: unlabelled files give ``None`` labels, as for

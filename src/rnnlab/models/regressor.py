@@ -108,13 +108,28 @@ class SequenceRegressor(SequenceModule):
 
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         _, prediction = self._step(batch, stage)
+        wide = self._metric_dtype()
         extra = {}
         if "mase_scale" in batch:
-            extra["scale"] = batch["mase_scale"][:, None].expand_as(batch["y"])
+            extra["scale"] = batch["mase_scale"][:, None].expand_as(batch["y"]).to(wide)
+        target = batch["y"].to(wide)
         for name, metrics in self.stage_metrics[stage].items():
             forecast = prediction if name == "model" else batch[name]
-            metrics.update(forecast, batch["y"], **extra)
+            metrics.update(forecast.to(wide), target, **extra)
         return prediction
+
+    def _metric_dtype(self) -> torch.dtype:
+        """Metrics are computed in float64: squared errors of values near float32's range would
+        overflow to inf (and MASE to 0) in float32. MPS has no float64."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
+
+    def _widen_metric_states(self) -> None:
+        for metrics in self.stage_metrics.values():
+            for collection in metrics.values():
+                collection.set_dtype(self._metric_dtype())
+
+    def on_validation_epoch_start(self) -> None:
+        self._widen_metric_states()
 
     def _log_metrics(self, stage: str) -> None:
         for name, metrics in self.stage_metrics[stage].items():
@@ -153,6 +168,7 @@ class SequenceRegressor(SequenceModule):
         return {"prediction": self._denormalise(normalised, batch).cpu()}
 
     def on_test_epoch_start(self) -> None:
+        self._widen_metric_states()
         loaders = self.trainer.test_dataloaders
         loader = loaders[0] if isinstance(loaders, list) else loaders
         count = len(loader.dataset) if loader is not None else 0  # type: ignore[arg-type]
