@@ -11,6 +11,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -20,12 +21,15 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import OmegaConf
 
 from rnnlab.callbacks.faults import SignalAtStep
 from rnnlab.callbacks.run_state import StepSeed
 from rnnlab.checkpoint import ResumePoint, adopt, load_checkpoint
 from rnnlab.train import train
-from rnnlab.utils.errors import ConfigError, DataError
+from rnnlab.utils.cli import run_task
+from rnnlab.utils.errors import ConfigError, DataError, RunInterrupted
+from rnnlab.utils.sweep import run_sweep_job
 from tests.conftest import FAST, compose_config
 
 RUN = [
@@ -93,6 +97,53 @@ def test_sigkill_at_an_exact_step_then_resume_equals_uninterrupted_run(tmp_path)
         assert resumed[key] == straight[key], key  # bit for bit, not approximately
     assert _timeless(resumed) == _timeless(straight)
     assert set(_metrics(logs / "resume" / "runs" / "resumed")) == set(straight)
+
+    # a cluster job requeued after preemption runs again in its own directory: it continues
+    # from the last.ckpt it finds there
+    requeued = _run(logs, "killed", [])
+    assert _timeless(requeued) == _timeless(straight)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_training_stops_promptly_with_a_resumable_checkpoint(tmp_path):
+    logs = tmp_path / "logs"
+    straight = _run(logs, "straight", [])
+    stopped = logs / "resume" / "runs" / "stopped"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rnnlab.train",
+            *RUN,
+            f"paths.log_dir={logs}",
+            f"hydra.run.dir={stopped}",
+            "+callbacks.fault._target_=rnnlab.callbacks.faults.SignalAtStep",
+            f"+callbacks.fault.step={2 * STEPS_PER_EPOCH + 5}",
+            "+callbacks.fault.signal=SIGTERM",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # blocks until the process says it has signalled itself
+        if line.startswith("fault: sending SIGTERM"):
+            break
+    sent = time.monotonic()
+    rest = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 128 + signal.SIGTERM, rest[-2000:]
+    last_line = rest.strip().splitlines()[-1]
+    assert last_line.startswith("interrupted: SIGTERM at epoch 2, step 34; resume with the same")
+    assert "Traceback" not in rest
+    status = json.loads((stopped / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["error"] == last_line[13:]
+    assert not (stopped / "metrics.json").exists()
+    assert load_checkpoint(stopped / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+    resumed = _run(logs, "resumed", ["resume=auto"])
+    assert _timeless(resumed) == _timeless(straight)
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +297,25 @@ def test_step_seed_fixes_each_steps_numbers_without_deferring_device_calls(monke
     assert draws(4) == first
     assert draws(5) != first
     assert stacks == []  # torch.manual_seed: three per step on a machine without a GPU
+
+
+def _stopped_task(cfg: object) -> dict[str, float]:
+    raise RunInterrupted("SIGTERM at epoch 1, step 3; resume with ...", signal.SIGTERM)
+
+
+def test_interrupted_run_records_its_status_and_exits_with_the_signal(tmp_path, capsys):
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    with pytest.raises(SystemExit) as exited:
+        run_task(_stopped_task, cfg)
+    said = "SIGTERM at epoch 1, step 3; resume with ..."
+    assert exited.value.code == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == f"interrupted: {said}\n"
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status == {"status": "interrupted", "error": said}
+
+
+def test_interrupted_sweep_job_is_recorded_and_stops_the_sweep(tmp_path):
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "monitor": "val/loss"})
+    with pytest.raises(RunInterrupted):  # not swallowed as a failed job: the sweep stops
+        run_sweep_job(_stopped_task, cfg, lambda cfg, metrics: 0.0)
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "interrupted"

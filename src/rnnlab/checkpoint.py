@@ -140,10 +140,15 @@ def _epochs_done(checkpoint: dict[str, Any]) -> int:
 
 
 def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
-    """``ckpt_path``, or with ``resume=auto`` the newest ``last.ckpt`` among this task's earlier
-    runs (None: start fresh)."""
+    """``ckpt_path``; else this run directory's own ``last.ckpt`` (a cluster job requeued after
+    preemption runs again in its directory); else with ``resume=auto`` the newest ``last.ckpt``
+    among this task's earlier runs. None: start fresh."""
     if cfg.get("ckpt_path"):
         return Path(str(cfg.ckpt_path))
+    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        log.warning("resuming from %s, left in this run directory by an earlier attempt", own)
+        return own
     resume = cfg.get("resume")
     if resume is None:
         return None

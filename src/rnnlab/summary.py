@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from rnnlab.utils.sweep import STATUS_FILE
+from rnnlab.utils.files import STATUS_FILE
 
 
 def _job(directory: Path) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +16,15 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed, StoreConfig
 from rnnlab.checkpoint import ResumePoint, adopt, epoch_metrics, plan_resume
-from rnnlab.utils.cli import run_task
+from rnnlab.utils.cli import exit_on_interrupt, run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
+from rnnlab.utils.errors import RunInterrupted
 from rnnlab.utils.files import write_json
 from rnnlab.utils.hparams import log_hparams
 from rnnlab.utils.preflight import preflight
@@ -78,7 +83,7 @@ def fit_and_test(
         metrics = epoch_metrics(point.checkpoint)
         best, epochs = point.best_path, point.epochs_done
     else:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stopped_by_signal(trainer):
             # the adopted checkpoints are in the folder already, on purpose
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* not empty")
             trainer.fit(model, datamodule=datamodule, ckpt_path=resumed)
@@ -95,9 +100,34 @@ def fit_and_test(
         # (or, for a finished run resumed, the weights it was resumed from)
         if not best and resumed is not None:
             best = str(resumed)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        with stopped_by_signal(trainer):
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(_numbers(trainer.callback_metrics))
     return metrics
+
+
+@contextlib.contextmanager
+def stopped_by_signal(trainer: L.Trainer) -> Iterator[None]:
+    """Turn Lightning's exit after SIGTERM (it finishes the batch, then raises) or Ctrl-C into
+    ``RunInterrupted``, whose one line says how to resume. The last finished epoch's
+    ``last.ckpt`` is the resumable state: it resumes exactly, a mid-epoch one would not."""
+    try:
+        yield
+    except SystemExit as exc:
+        if not trainer.interrupted:
+            raise
+        name = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
+        saved = trainer.checkpoint_callback
+        last = Path(saved.dirpath or "") / "last.ckpt" if saved is not None else None
+        where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
+        if last is not None and last.is_file():
+            how = (
+                f"resume with the same command plus resume=auto (it continues from {last}, "
+                "the last finished epoch)"
+            )
+        else:
+            how = "no epoch had finished, so there is nothing to resume: run it again"
+        raise RunInterrupted(f"{name.name} {where}; {how}", name) from exc
 
 
 def _best_score(trainer: L.Trainer, point: ResumePoint | None) -> float | None:
@@ -166,7 +196,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """The command: check the command line, then let Hydra run the job(s)."""
     preflight("train")
-    hydra_main()
+    with exit_on_interrupt():
+        hydra_main()
 
 
 if __name__ == "__main__":

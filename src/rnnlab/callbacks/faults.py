@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal as signals
+import sys
 from typing import Any
 
 import lightning as L
@@ -37,4 +38,7 @@ class SignalAtStep(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if not self.sent and trainer.global_step == self.step and trainer.is_global_zero:
             self.sent = True
+            # a line to wait for: a test measures from here how promptly the run stops
+            print(f"fault: sending {self.signal.name} before step {self.step}", file=sys.stderr)
+            sys.stderr.flush()
             os.kill(os.getpid(), self.signal)

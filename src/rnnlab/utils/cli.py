@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from omegaconf import DictConfig
 
-from rnnlab.utils.errors import find_user_error
-from rnnlab.utils.files import RUN_OUTPUTS
+from rnnlab.utils.errors import RunInterrupted, find_user_error
+from rnnlab.utils.files import RUN_OUTPUTS, write_status
 
 T = TypeVar("T")
 
@@ -61,10 +62,15 @@ def quiet_lightning_tips() -> None:
 
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Call ``task(cfg)``; a UserError anywhere in the cause chain exits with status 2 and its
-    message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead."""
+    message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead. A run stopped by a signal
+    records ``status.json`` as interrupted and exits with 128 + the signal's number."""
     quiet_lightning_tips()
     try:
         return task(cfg)
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        stopped = as_interrupted(exc)
+        write_status(cfg.paths.output_dir, "interrupted", str(stopped))
+        report_interrupted(stopped)
     except Exception as exc:
         error = find_user_error(exc)
         if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -72,3 +78,24 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         _remove_fresh_run_dir()
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def as_interrupted(exc: BaseException) -> RunInterrupted:
+    if isinstance(exc, RunInterrupted):
+        return exc
+    return RunInterrupted("interrupted (SIGINT) before training started", signal.SIGINT)
+
+
+def report_interrupted(exc: RunInterrupted) -> NoReturn:
+    print(f"interrupted: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+
+
+@contextlib.contextmanager
+def exit_on_interrupt() -> Iterator[None]:
+    """Around a command's Hydra entry point: a sweep stopped by a signal (already recorded in
+    its job's status.json) ends in one line and the signal's exit status."""
+    try:
+        yield
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        report_interrupted(as_interrupted(exc))

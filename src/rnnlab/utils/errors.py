@@ -15,6 +15,17 @@ class DataError(UserError, ValueError):
     """Input data that cannot be trained or evaluated on."""
 
 
+class RunInterrupted(BaseException):
+    """A run stopped by a signal (a scheduler's SIGTERM, Ctrl-C); the message says how to resume.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (a sweep's failed
+    job handling, Hydra's job runner) swallows it and carries on with the next job."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention for death by a signal
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (library errors can span many), for quoting
     inside a one-line user error; the exception's type name when it has no message."""

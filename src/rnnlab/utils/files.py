@@ -11,6 +11,7 @@ from typing import Any
 # What a run writes into its directory (Hydra's config copy first, then checkpoints, loggers,
 # results), besides its log; overwrite=true removes these and nothing else.
 RUN_OUTPUTS = (".hydra", "checkpoints", "tensorboard", "csv", "metrics.json", "status.json")
+STATUS_FILE = "status.json"
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -42,3 +43,9 @@ def remove_run_outputs(run_dir: Path, job_name: str) -> None:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+
+
+def write_status(output_dir: str | Path, status: str, error: str | None = None) -> None:
+    """``status.json`` beside a run's metrics: ``completed``, ``failed`` or ``interrupted``,
+    with the reason."""
+    write_json(Path(output_dir) / STATUS_FILE, {"status": status, "error": error})

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from omegaconf import DictConfig
 
-from rnnlab.utils.cli import quiet_lightning_tips
-from rnnlab.utils.errors import find_user_error, first_line, root_cause
-from rnnlab.utils.files import write_json
+from rnnlab.utils.cli import as_interrupted, quiet_lightning_tips
+from rnnlab.utils.errors import RunInterrupted, find_user_error, first_line, root_cause
+from rnnlab.utils.files import write_status
 
 log = logging.getLogger(__name__)
-STATUS_FILE = "status.json"
 
 
 def in_multirun() -> bool:
@@ -21,11 +19,6 @@ def in_multirun() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def write_status(output_dir: str | Path, status: str, error: str | None = None) -> None:
-    """``status.json`` beside the job's metrics: ``completed`` or ``failed`` with the reason."""
-    write_json(Path(output_dir) / STATUS_FILE, {"status": status, "error": error})
 
 
 def run_sweep_job(
@@ -39,6 +32,9 @@ def run_sweep_job(
     quiet_lightning_tips()
     try:
         metrics = task(cfg)
+    except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
+        write_status(cfg.paths.output_dir, "interrupted", str(as_interrupted(exc)))
+        raise
     except Exception as exc:  # one failed job must not end the sweep
         user_error = find_user_error(exc)
         root = root_cause(exc)
