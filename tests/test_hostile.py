@@ -77,6 +77,25 @@ def _copy_checkpoint(task: str, name: str, edit: Callable[[bytes], bytes]):
     return setup
 
 
+def _tampered_checkpoint(task: str, name: str, target: str):
+    """A copy of a genuine checkpoint whose stored config names ``target`` as the model."""
+
+    def setup(directory: Path, checkpoints: dict[str, Path]) -> None:
+        checkpoint = torch.load(checkpoints[task], weights_only=True)
+        checkpoint["rnnlab_config"]["model"]["_target_"] = target
+        torch.save(checkpoint, directory / name)
+
+    return setup
+
+
+def _write_in(folder: str, name: str, text: str) -> Callable[[Path], None]:
+    def setup(directory: Path) -> None:
+        (directory / folder).mkdir()
+        (directory / folder / name).write_text(text)
+
+    return setup
+
+
 # (id, command, arguments, setup, what stderr must say)
 CASES = [
     (
@@ -137,6 +156,27 @@ CASES = [
         "s.csv line 30: time 2000-01-05 00:00:00 precedes the time on line 29",
     ),
     (
+        "csv beyond float32",
+        "train",
+        FORECAST,
+        _write("s.csv", CSV_HEAD + CSV_ROWS.replace(",305\n", ",3e38\n")),
+        "s.csv line 6: column 'co2' holds 3e+38, beyond what float32 training can represent",
+    ),
+    (
+        "csv repeated column",
+        "train",
+        FORECAST,
+        _write("s.csv", "date,co2,co2\n" + CSV_ROWS.replace("\n", ",1\n")),
+        "s.csv has column 'co2' more than once; rename or drop the copies",
+    ),
+    (
+        "data name is a path",
+        "train",
+        ["data.name=../../tmp/x"],
+        None,
+        "data.name='../../tmp/x' is not an archive data set name",
+    ),
+    (
         "series too short",
         "train",
         FORECAST,
@@ -156,6 +196,13 @@ CASES = [
         TS_FILES,
         lambda d: (_ts("train.ts", ["1,NaN,3:a", *GOOD_TS])(d), _ts("test.ts", GOOD_TS)(d)),
         "train.ts sample 0 has NaN/inf at time step 1, channel 0",
+    ),
+    (
+        "ts beyond float32",
+        "train",
+        TS_FILES,
+        lambda d: (_ts("train.ts", ["1,1e308,3:a", *GOOD_TS])(d), _ts("test.ts", GOOD_TS)(d)),
+        "train.ts sample 0 has value 1e+308 at time step 1, channel 0, beyond what float32",
     ),
     (
         "ts text value",
@@ -261,6 +308,31 @@ CASES = [
             _write("blocker", "x")(d),
         ),
         "cannot write blocker/out.csv",
+    ),
+    (
+        "checkpoint naming a callable",
+        "eval",
+        ["ckpt_path=evil.ckpt"],
+        _tampered_checkpoint("classify", "evil.ckpt", "rnnlab.utils.cli.os.system"),
+        "checkpoint evil.ckpt: model._target_ is 'rnnlab.utils.cli.os.system', not one of",
+    ),
+    (
+        "predict over an existing file",
+        "predict",
+        ["ckpt_path=classify.ckpt", "input=jv.ts", "output=kept.csv"],
+        lambda d, c: (
+            shutil.copy(c["classify"], d / "classify.ckpt"),
+            export("JapaneseVowels", d / "jv.ts"),
+            _write("kept.csv", "mine\n")(d),
+        ),
+        "output=kept.csv exists; choose another path or pass overwrite=true",
+    ),
+    (
+        "run dir of an earlier run",
+        "train",
+        ["hydra.run.dir=used"],
+        _write_in("used", "metrics.json", "{}"),
+        "the run directory",
     ),
     (
         "predict missing values",
