@@ -270,7 +270,7 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.models.encoder import RNNEncoder
     from rnnlab.models.regressor import SequenceRegressor
 
-    optim = torch.optim
+    optim, schedulers = torch.optim, torch.optim.lr_scheduler
     return {
         "data": {
             "rnnlab.data.classification.ClassificationDataModule": ClassificationDataModule,
@@ -282,15 +282,30 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
             "rnnlab.models.regressor.SequenceRegressor": SequenceRegressor,
         },
         "model.encoder": {"rnnlab.models.encoder.RNNEncoder": RNNEncoder},
+        # torch's public optimiser and scheduler classes, each under its public name only
         "model.optimizer": {
             f"torch.optim.{name}": getattr(optim, name)
-            for name in ("AdamW", "Adam", "SGD", "RMSprop")
+            for name in optim.__all__
+            if _is_subclass(getattr(optim, name), optim.Optimizer)
         },
         "model.scheduler": {
-            f"torch.optim.lr_scheduler.{name}": getattr(optim.lr_scheduler, name)
-            for name in ("ReduceLROnPlateau", "CosineAnnealingLR", "StepLR", "ExponentialLR")
+            f"torch.optim.lr_scheduler.{name}": getattr(schedulers, name)
+            for name in schedulers.__all__
+            if name not in _TAKES_CALLABLES
+            and (
+                _is_subclass(getattr(schedulers, name), schedulers.LRScheduler)
+                or getattr(schedulers, name) is schedulers.ReduceLROnPlateau
+            )
         },
     }
+
+
+# schedulers built from functions or other schedulers, which plain config values cannot give
+_TAKES_CALLABLES = {"LambdaLR", "MultiplicativeLR", "ChainedScheduler", "SequentialLR"}
+
+
+def _is_subclass(value: Any, base: type) -> bool:
+    return isinstance(value, type) and issubclass(value, base) and value is not base
 
 
 # places whose object is completed later (with the parameters, with the optimizer)
