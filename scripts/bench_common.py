@@ -131,7 +131,7 @@ class EpochTimer(L.Callback):
     ) -> None:
         sync(pl_module.device)
         self.seconds[-1] = time.perf_counter() - self._start
-        self.sequences[-1] += len(batch[-1])
+        self.sequences[-1] += len(batch)
 
 
 class CpuLoad:

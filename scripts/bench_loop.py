@@ -68,8 +68,8 @@ from bench_common import (
 )
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
+from rnnlab.checkpoint import AtomicCheckpointIO
 from rnnlab.train import build_data_and_model, build_trainer
-from rnnlab.utils.checkpoint_io import AtomicCheckpointIO
 
 LEAN: dict[str, Any] = {
     "callbacks": None,
@@ -186,7 +186,8 @@ def run_raw(
             model.train()
             total, count = torch.zeros(()), 0
             batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not outputs)
-            for x, lengths, y in batches:
+            for batch in batches:
+                x, lengths, y = batch.x, batch.lengths, batch.y
                 step_seed.on_train_batch_start(state, model)  # type: ignore[arg-type]
                 logits = model(x, lengths)
                 loss = F.cross_entropy(logits, y)
@@ -206,7 +207,8 @@ def run_raw(
             model.eval()
             total, count = torch.zeros(()), 0
             with torch.inference_mode():  # as Lightning validates
-                for x, lengths, y in val_loader:
+                for batch in val_loader:
+                    x, lengths, y = batch.x, batch.lengths, batch.y
                     logits = model(x, lengths)
                     total += F.cross_entropy(logits, y) * len(y)
                     count += len(y)
@@ -255,7 +257,7 @@ class TrivialModel(L.LightningModule):
         self.linear = torch.nn.Linear(features, classes)
 
     def loss(self, batch: Any) -> torch.Tensor:
-        x, _, y = batch
+        x, y = batch.x, batch.y
         return F.cross_entropy(self.linear(x.mean(dim=1)), y)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -272,7 +274,7 @@ def lightning_cost(cfg: DictConfig, datamodule: L.LightningDataModule, classes: 
     """Seconds a bare Trainer (no callbacks, logger, checkpoints, progress bar or sanity check)
     takes beyond a hand-written loop for the trivial model on the same batches, epochs and
     clipping: the least any Lightning-based loop can add to this benchmark's runs."""
-    features = next(iter(datamodule.train_dataloader()))[0].shape[-1]
+    features = next(iter(datamodule.train_dataloader())).x.shape[-1]
     seed_all(cfg.seed)
     model = TrivialModel(features, classes)
     start = time.perf_counter()
@@ -310,7 +312,7 @@ COMPONENTS = [
     ("progress bar hooks", "progress/rich_progress.py", "on_*"),
     ("progress bar hooks (tqdm)", "progress/tqdm_progress.py", "on_*"),
     ("ModelCheckpoint hooks (best + last saves)", "callbacks/model_checkpoint.py", "on_*"),
-    ("  of which atomic write + fsync", "rnnlab/utils/checkpoint_io.py", ("save_checkpoint",)),
+    ("  of which atomic write + fsync", "rnnlab/checkpoint.py", ("save_checkpoint",)),
     ("EarlyStopping hooks", "callbacks/early_stopping.py", "on_*"),
     ("DivergenceGuard hooks", "rnnlab/callbacks/divergence.py", "on_*"),
     ("StepSeed hook", "rnnlab/callbacks/run_state.py", ("on_train_batch_start",)),

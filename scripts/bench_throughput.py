@@ -71,16 +71,17 @@ def infer(model: L.LightningModule, loader: DataLoader, precision: str) -> float
     with torch.inference_mode(), autocast:
         sync(device)
         start = time.perf_counter()
-        for x, lengths, _ in loader:
-            model(x.to(device), lengths)  # lengths stay on the CPU, as the DataModule keeps them
-            count += len(lengths)
+        for batch in loader:
+            # lengths stay on the CPU, as the DataModule keeps them
+            model(batch.x.to(device), batch.lengths)
+            count += len(batch)
         sync(device)
     return count / (time.perf_counter() - start)
 
 
 def autocast_dtype(model: L.LightningModule, loader: DataLoader) -> torch.dtype:
     """The dtype the LSTM's output has under bf16 autocast: does the recurrence run in bf16?"""
-    x, _, _ = next(iter(loader))
+    x = next(iter(loader)).x
     with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16):
         out, _ = model.encoder.rnn(x.to(model.device))
     return out.dtype

@@ -118,7 +118,8 @@ def test_stratified_split_is_seeded_disjoint_and_keeps_every_class(vowels):
 
 def test_pad_collate_gives_padded_batch_and_cpu_int64_lengths():
     batch = [(torch.ones(3, 2), torch.tensor(0)), (torch.ones(5, 2), torch.tensor(1))]
-    x, lengths, y = pad_collate(batch)
+    padded = pad_collate(batch)
+    x, lengths, y = padded.x, padded.lengths, padded.y
     assert x.shape == (2, 5, 2)
     assert lengths.dtype == torch.int64 and lengths.device.type == "cpu"
     assert lengths.tolist() == [3, 5] and y.tolist() == [0, 1]
@@ -128,9 +129,9 @@ def test_pad_collate_gives_padded_batch_and_cpu_int64_lengths():
 def test_lengths_stay_on_cpu_when_the_batch_moves_to_a_device():
     batch = pad_collate([(torch.ones(4, 2), torch.tensor(0)), (torch.ones(2, 2), torch.tensor(1))])
     dm = ClassificationDataModule()
-    x, lengths, y = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
-    assert x.device.type == y.device.type == "meta"
-    assert lengths.device.type == "cpu" and lengths.dtype == torch.int64
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved.x.device.type == moved.y.device.type == "meta"
+    assert moved.lengths.device.type == "cpu" and moved.lengths.dtype == torch.int64
 
 
 def test_bucket_sampler_covers_each_index_once_with_similar_lengths():
@@ -167,7 +168,7 @@ def test_bucket_sampler_shards_by_its_sampler_under_ddp():
 
 def test_bucketed_module_serves_every_training_sample(vowels):
     dm = _module(vowels, bucket=True, batch_size=16)
-    seen = sum(len(y) for _, _, y in dm.train_dataloader())
+    seen = sum(len(batch) for batch in dm.train_dataloader())
     assert seen == len(dm.splits["train"][1])
 
 

@@ -61,8 +61,8 @@ def test_window_counts_boundaries_and_last_window():
     last = dm.dataset("test")[3]
     assert last["y"][:, 0].tolist() == values[18:20].tolist()  # ends on the series' last step
     assert last["history"][:, 0].tolist() == values[15:18].tolist()
-    shift, scale = dm.target_stats(0)
-    expected_x = (torch.tensor(values[15:18]) - shift) / scale
+    normalizer = dm.normalizer(0)
+    expected_x = (torch.tensor(values[15:18]) - normalizer.shift[0]) / normalizer.scale[0]
     torch.testing.assert_close(last["x"][:, 0], expected_x)
     assert last["lengths"] == 3
 
@@ -105,7 +105,8 @@ def test_nothing_after_the_training_cutoff_changes_training(missing, per_series)
     for old, new in zip(before.normalizers, after.normalizers, strict=True):
         torch.testing.assert_close(old.shift, new.shift)
         torch.testing.assert_close(old.scale, new.scale)
-    torch.testing.assert_close(before.mase_scale, after.mase_scale)
+    for old, new in zip(before.series, after.series, strict=True):
+        torch.testing.assert_close(old.mase_scale, new.mase_scale)
     old_train, new_train = before.dataset("train"), after.dataset("train")
     assert len(old_train) == len(new_train) > 0
     for i in range(len(old_train)):
@@ -128,7 +129,7 @@ def test_interpolate_stays_inside_each_part():
     frame = toy_frame(20)
     frame.loc[9, "y"] = np.nan  # last step of the train part: only train values may fill it
     dm = module(frame, missing="interpolate")
-    assert dm.raw[0][9, 0] == pytest.approx(frame.loc[8, "y"])  # carried, not read from t=10
+    assert dm.series[0].raw[9, 0] == pytest.approx(frame.loc[8, "y"])  # carried, not read from t=10
 
 
 # --- metrics in original units ---------------------------------------------------------------
@@ -252,5 +253,6 @@ def test_shipped_co2_series_loads_through_the_config():
     cfg.seed = 0
     dm = instantiate(cfg)
     dm.setup("fit")
-    assert len(dm.raw[0]) == 2284 and not torch.isnan(dm.raw[0]).any()  # gaps forward-filled
+    raw = dm.series[0].raw
+    assert len(raw) == 2284 and not torch.isnan(raw).any()  # gaps forward-filled
     assert len(dm.windows["test"]) == 343 - 26 + 1

@@ -80,9 +80,9 @@ def test_logged_losses_are_exact_epoch_means_and_step_losses_every_n_steps(run):
     model.eval()
     with torch.inference_mode():
         batches = list(datamodule.test_dataloader())
-        logits = torch.cat([model(x, lengths) for x, lengths, _ in batches])
-        labels = torch.cat([y for _, _, y in batches])
-    assert len(batches[-1][2]) != len(batches[0][2])  # a short last batch: weights matter
+        logits = torch.cat([model(b.x, b.lengths) for b in batches])
+        labels = torch.cat([b.y for b in batches])
+    assert len(batches[-1]) != len(batches[0])  # a short last batch: weights matter
     # the whole test set's mean, not the mean of per-batch means
     assert metrics["test/loss"] == pytest.approx(float(F.cross_entropy(logits, labels)), abs=1e-5)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import pickle
 import shutil
 import zipfile
@@ -26,10 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.utils.errors import ConfigError, DataError, first_line
+from rnnlab.utils.files import as_floats, atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -63,26 +65,45 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
-    """``torch.save`` through a temporary file that is flushed and renamed over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as out:
-            torch.save(checkpoint, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` so that ``path`` is never seen half written."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def copy_atomically(source: Path, target: Path) -> None:
     """Copy a file so that ``target`` is never seen half written."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through ``atomic_path``: a crash mid-write never leaves a
+    torn ``last.ckpt`` (a resumed run sees the old file or the new one)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+class StoreRunState(L.Callback):
+    """Puts what rnnlab adds to a checkpoint into every one the trainer writes: the resolved run
+    config and the DataModule's fitted state, as plain types (eval and predict rebuild data and
+    model from the checkpoint alone, and ``weights_only`` loading works), and the metrics of the
+    epoch just finished (resuming a finished run reports what the run reported)."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+        checkpoint[METRICS_KEY] = as_floats(trainer.callback_metrics)
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None:
+            checkpoint[DATA_KEY] = datamodule.state_dict()
 
 
 def epoch_metrics(checkpoint: dict[str, Any]) -> dict[str, float]:
@@ -268,6 +289,7 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.data.regression import RegressionDataModule
     from rnnlab.models.classifier import SequenceClassifier
     from rnnlab.models.encoder import RNNEncoder
+    from rnnlab.models.forecaster import Forecaster
     from rnnlab.models.regressor import SequenceRegressor
 
     optim, schedulers = torch.optim, torch.optim.lr_scheduler
@@ -280,6 +302,7 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
         "model": {
             "rnnlab.models.classifier.SequenceClassifier": SequenceClassifier,
             "rnnlab.models.regressor.SequenceRegressor": SequenceRegressor,
+            "rnnlab.models.forecaster.Forecaster": Forecaster,
         },
         "model.encoder": {"rnnlab.models.encoder.RNNEncoder": RNNEncoder},
         # torch's public optimiser and scheduler classes, each under its public name only
@@ -308,6 +331,8 @@ def _is_subclass(value: Any, base: type) -> bool:
     return isinstance(value, type) and issubclass(value, base) and value is not base
 
 
+# settings that older checkpoints carry and rnnlab no longer takes (figures moved to callbacks)
+_RETIRED = {"model.plot_windows"}
 # places whose object is completed later (with the parameters, with the optimizer)
 _PARTIAL = {"model.optimizer", "model.scheduler"}
 _MAY_BE_NULL = {"model.scheduler"}
@@ -366,6 +391,8 @@ def _build(node: Any, place: str, path: Path | str, registry: dict[str, dict[str
     for key, value in node.items():
         where = f"{place}.{key}"
         if key == "_target_" or (key == "_partial_" and place in _PARTIAL and value is True):
+            continue
+        if where in _RETIRED:
             continue
         if where in registry:
             kwargs[key] = _build(value, where, path, registry)

@@ -12,9 +12,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rnnlab.checkpoint import load_checkpoint, restore
-from rnnlab.train import write_metrics
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
+from rnnlab.utils.files import as_floats, write_metrics
 from rnnlab.utils.preflight import preflight
 
 
@@ -25,7 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
     trainer.test(model, datamodule=datamodule)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = as_floats(trainer.callback_metrics)
     if trainer.is_global_zero:
         write_metrics(metrics, cfg.paths.output_dir)
     return metrics

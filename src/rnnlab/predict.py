@@ -8,7 +8,6 @@ output file behind.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import hydra
@@ -21,20 +20,17 @@ from rnnlab.checkpoint import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError, first_line
-from rnnlab.utils.files import blocking_file
+from rnnlab.utils.files import atomic_path, blocking_file
 from rnnlab.utils.preflight import preflight
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV through a temporary file, so a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write a CSV atomically: a reader never sees half of it, a failure leaves nothing."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(tmp, index=False)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise DataError(
             f"cannot write {path}: {exc.strerror or first_line(exc)}; choose a writable output="
         ) from exc
@@ -54,8 +50,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         )
     seed, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
     L.seed_everything(seed, workers=True, verbose=False)
-    datamodule.predict_file = str(cfg.input)
-    datamodule.setup("predict")  # bad input fails here, before the trainer prints anything
+    datamodule.setup_predict(str(cfg.input))  # bad input fails here, before the trainer starts
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False)
     outputs = trainer.predict(model, datamodule=datamodule)
     frame = datamodule.prediction_frame(outputs)

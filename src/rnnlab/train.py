@@ -10,7 +10,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning as L
@@ -19,27 +18,18 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnlab.callbacks.run_state import StartupTimer, StepSeed, StoreConfig
-from rnnlab.checkpoint import ResumePoint, adopt, epoch_metrics, plan_resume
+from rnnlab.callbacks.run_state import StartupTimer, StepSeed
+from rnnlab.checkpoint import ResumePoint, StoreRunState, adopt, epoch_metrics, plan_resume
 from rnnlab.utils.cli import exit_on_interrupt, run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import RunInterrupted
-from rnnlab.utils.files import write_json
+from rnnlab.utils.files import as_floats, write_metrics
 from rnnlab.utils.hparams import log_hparams
 from rnnlab.utils.preflight import preflight
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
 log = logging.getLogger(__name__)
-
-
-def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
-
-
-def write_metrics(metrics: dict[str, float], output_dir: str | Path) -> Path:
-    """Write ``metrics.json`` atomically (a reader never sees half a file)."""
-    return write_json(Path(output_dir) / "metrics.json", metrics)
 
 
 def resolve_data_paths(data_cfg: DictConfig) -> None:
@@ -59,7 +49,9 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     datamodule.setup("fit")
     with open_dict(cfg):
         cfg.model = OmegaConf.merge(cfg.model, datamodule.model_settings())
-    return datamodule, instantiate(cfg.model)
+    model = instantiate(cfg.model)
+    model.check_data(datamodule)  # e.g. baselines the data does not provide, in one line
+    return datamodule, model
 
 
 def fit_and_test(
@@ -87,7 +79,7 @@ def fit_and_test(
             # the adopted checkpoints are in the folder already, on purpose
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* not empty")
             trainer.fit(model, datamodule=datamodule, ckpt_path=resumed)
-        metrics = _numbers(trainer.callback_metrics)
+        metrics = as_floats(trainer.callback_metrics)
         saved = trainer.checkpoint_callback
         best = saved.best_model_path if saved is not None else None
         epochs = trainer.current_epoch
@@ -102,7 +94,7 @@ def fit_and_test(
             best = str(resumed)
         with stopped_by_signal(trainer):
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(_numbers(trainer.callback_metrics))
+        metrics.update(as_floats(trainer.callback_metrics))
     return metrics
 
 
@@ -148,7 +140,7 @@ def checkpoint_dir(trainer: L.Trainer, cfg: DictConfig) -> Path:
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers, plus the ones
     every run gets: the config stored in checkpoints and the per-step seeds."""
-    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreConfig(cfg), StepSeed(cfg.seed)]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), StoreRunState(cfg), StepSeed(cfg.seed)]
     callbacks += extra_callbacks
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger to write to

@@ -1,4 +1,4 @@
-"""Callbacks that every run gets: the config stored in checkpoints, and start-up timing."""
+"""Callbacks that every run gets: per-step seeds and start-up timing."""
 
 from __future__ import annotations
 
@@ -10,28 +10,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-
-from rnnlab.checkpoint import CONFIG_KEY, DATA_KEY, METRICS_KEY
-
-
-class StoreConfig(L.Callback):
-    """Puts the resolved run config and the DataModule's fitted state, as plain types, into every
-    checkpoint, so eval and predict rebuild the exact data and model from the checkpoint alone
-    (and ``weights_only`` loading still works); and the metrics of the epoch just finished, so
-    resuming a finished run reports what the run reported."""
-
-    def __init__(self, cfg: DictConfig) -> None:
-        self.config = OmegaConf.to_container(cfg, resolve=True)
-
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[CONFIG_KEY] = self.config
-        checkpoint[METRICS_KEY] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None:
-            checkpoint[DATA_KEY] = datamodule.state_dict()
 
 
 def seconds_since_process_start() -> float | None:

@@ -38,6 +38,7 @@ class ClassificationDataModule(SequenceDataModule):
     travels in the checkpoint beside the normaliser."""
 
     label_kind = "class"
+    target_dtype = torch.int64
 
     def __init__(self, name: str | None = "JapaneseVowels", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence, Sized
-from typing import Any
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import BatchSampler, Dataset, RandomSampler, Sampler, SequentialSampler
+
+from rnnlab.batch import Batch
 
 
 class SequenceDataset(Dataset):
@@ -24,27 +25,15 @@ class SequenceDataset(Dataset):
         return self.sequences[index], self.targets[index]
 
 
-def to_device_keeping_lengths(batch: Any, device: torch.device) -> Any:
-    """Move a batch (``(x, lengths, y)`` or a dict) to ``device``, leaving ``lengths`` on the CPU
-    where packing reads them (a device copy would cost a synchronising transfer back in every
-    forward)."""
-    if isinstance(batch, dict):
-        return {k: v if k == "lengths" else v.to(device) for k, v in batch.items()}
-    x, lengths, y = batch
-    return x.to(device), lengths, y.to(device)
-
-
-def pad_collate(
-    batch: list[tuple[torch.Tensor, torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return ``(padded (B, T_max, F), lengths (B,) int64 on CPU, targets)``.
+def pad_collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+    """Padded ``x`` (B, T_max, F), ``lengths`` (B,) int64 on the CPU, and the stacked targets.
 
     Packing happens inside the model's ``forward``: a PackedSequence does not survive DataLoader
     pinning, device transfer or DDP scatter, while a padded tensor plus lengths does.
     """
     sequences, targets = zip(*batch, strict=True)
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
-    return pad_sequence(list(sequences), batch_first=True), lengths, torch.stack(targets)
+    return Batch(pad_sequence(list(sequences), batch_first=True), lengths, torch.stack(targets))
 
 
 class EpochRandomSampler(RandomSampler):

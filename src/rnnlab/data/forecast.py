@@ -11,16 +11,17 @@ every metric, its own and the baselines', in original units.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from rnnlab.data.collate import EpochRandomSampler, to_device_keeping_lengths
+from rnnlab.batch import Batch
+from rnnlab.data.base import TaskDataModule
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
 from rnnlab.data.sources import load_source
@@ -64,67 +65,111 @@ def causal_fill(observed: np.ndarray, origin: int, fallback: np.ndarray) -> np.n
     return past
 
 
-class WindowDataset(Dataset):
-    """Windows ``(series, origin)`` over normalised inputs and raw targets of many series.
+@dataclass(frozen=True)
+class WindowSpec:
+    """The shape of every window: ``lookback`` input steps, then ``horizon`` target steps of the
+    first ``num_targets`` columns; the seasonal-naive baseline repeats ``season_length`` steps."""
 
-    With ``missing=interpolate`` a window whose inputs have gaps fills them from values before
-    its own origin only (``causal_fill``), so no input reads a value at or after the forecast
-    origin, its targets included."""
+    lookback: int
+    horizon: int
+    num_targets: int
+    season_length: int
+
+
+@dataclass
+class SeriesData:
+    """One series as the windows read it: ``raw`` values (time, columns; gaps filled), the
+    ``normalizer`` its inputs use, MASE's ``mase_scale`` and, for ``missing=interpolate``,
+    the ``observed`` values with their gaps (NaN)."""
+
+    raw: torch.Tensor
+    normalizer: Normalizer
+    mase_scale: torch.Tensor | None = None
+    observed: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.inputs = self.normalizer.transform(self.raw)
+
+
+class WindowDataset(Dataset):
+    """Windows ``(series, origin)``: normalised inputs and, ``with_targets``, raw targets and the
+    naive and seasonal-naive forecasts of the same window.
+
+    A window whose inputs have gaps in ``observed`` fills them from values before its own origin
+    only (``causal_fill``), so no input reads a value at or after the forecast origin, its
+    targets included."""
 
     def __init__(
         self,
-        module: ForecastDataModule,
-        inputs: list[torch.Tensor],
-        raw: list[torch.Tensor],
+        spec: WindowSpec,
+        series: list[SeriesData],
         windows: list[tuple[int, int]],
         with_targets: bool = True,
-        observed: list[np.ndarray | None] | None = None,
     ) -> None:
-        self.module, self.inputs, self.raw = module, inputs, raw
+        self.spec, self.series = spec, series
         self.windows, self.with_targets = windows, with_targets
-        self.observed = observed or [None] * len(raw)
 
     def __len__(self) -> int:
         return len(self.windows)
 
     def _window_inputs(self, s: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised and raw inputs of the window of series ``s`` with origin ``t``."""
-        m = self.module
-        observed = self.observed[s]
-        if observed is None or not np.isnan(observed[t - m.lookback : t]).any():
-            return self.inputs[s][t - m.lookback : t], self.raw[s][t - m.lookback : t]
-        normalizer = m.normalizer(s)
-        assert normalizer.shift is not None
-        filled = causal_fill(observed, t, normalizer.shift.double().numpy())
-        raw = torch.tensor(filled[t - m.lookback :], dtype=torch.float32)
-        return normalizer.transform(raw), raw
+        data, start = self.series[s], t - self.spec.lookback
+        if data.observed is None or not np.isnan(data.observed[start:t]).any():
+            return data.inputs[start:t], data.raw[start:t]
+        shift = data.normalizer.shift
+        assert shift is not None
+        filled = causal_fill(data.observed, t, shift.double().numpy())
+        raw = torch.tensor(filled[start:], dtype=torch.float32)
+        return data.normalizer.transform(raw), raw
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        m = self.module
+        spec = self.spec
         s, t = self.windows[index]
-        targets = m.num_targets
-        shift, scale = m.target_stats(s)
+        data, targets = self.series[s], spec.num_targets
+        shift, scale = data.normalizer.shift, data.normalizer.scale
+        assert shift is not None and scale is not None
         x, raw_inputs = self._window_inputs(s, t)
         item: dict[str, Any] = {
             "x": x,
-            "lengths": m.lookback,
-            "shift": shift,
-            "scale": scale,
+            "lengths": spec.lookback,
+            "shift": shift[:targets],
+            "scale": scale[:targets],
             "series": s,
             "origin": t,
             "index": index,
         }
         if self.with_targets:
             history = raw_inputs[:, :targets]
-            item["y"] = self.raw[s][t : t + m.horizon, :targets]
+            item["y"] = data.raw[t : t + spec.horizon, :targets]
             item["history"] = history
-            item["naive"] = seasonal_naive(history, m.horizon, 1)
-            item["seasonal_naive"] = seasonal_naive(history, m.horizon, m.season_length)
-            item["mase_scale"] = m.mase_scale[s]
+            item["naive"] = seasonal_naive(history, spec.horizon, 1)
+            item["seasonal_naive"] = seasonal_naive(history, spec.horizon, spec.season_length)
+            item["mase_scale"] = data.mase_scale
         return item
 
 
-class ForecastDataModule(L.LightningDataModule):
+def collate_windows(items: list[dict[str, Any]]) -> Batch:
+    """Window items -> ``Batch`` (targets, baselines and history only when the items have them)."""
+    stacked = default_collate(items)
+    with_targets = "y" in stacked
+    return Batch(
+        x=stacked["x"],
+        lengths=stacked["lengths"].to(torch.int64),
+        y=stacked.get("y"),
+        target_shift=stacked["shift"],
+        target_scale=stacked["scale"],
+        baselines={k: stacked[k] for k in BASELINES} if with_targets else {},
+        mase_scale=stacked.get("mase_scale"),
+        history=stacked.get("history"),
+        index=stacked["index"],
+    )
+
+
+BASELINES = ("naive", "seasonal_naive")
+
+
+class ForecastDataModule(TaskDataModule):
     """Series from ``file`` (CSV), ``source`` (a shipped series) or ``frame`` (a DataFrame, from
     Python) with a time column, target column(s), optional covariates (inputs only) and an
     optional series-id column. Splits by ``val_fraction``/``test_fraction`` of each series, or by
@@ -197,14 +242,12 @@ class ForecastDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
         self.series_names: list[str] = []
-        self.normalizers: list[Normalizer] = []
-        self.raw: list[torch.Tensor] = []
-        # values with their gaps (NaN), kept for missing=interpolate: see WindowDataset
-        self.observed: list[np.ndarray | None] = []
-        self.mase_scale: list[torch.Tensor] = []
+        self.normalizers: list[Normalizer] = []  # fitted on the train parts: one, or per series
+        self.series: list[SeriesData] = []
         self.windows: dict[str, list[tuple[int, int]]] = {}
-        self.predict_file: str | None = None
+        # what setup_predict read, apart from the training data
         self.predict_series: list[Series] = []
+        self.predict_data: list[SeriesData] = []
 
     # --- columns and tables ------------------------------------------------------------------
     @property
@@ -253,7 +296,8 @@ class ForecastDataModule(L.LightningDataModule):
     # --- setup -------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
-            self._setup_predict()
+            if not self.predict_data:
+                raise ConfigError("no prediction input: set input=<file.csv> for rnnlab.predict")
             return
         if self.windows:
             return
@@ -263,9 +307,8 @@ class ForecastDataModule(L.LightningDataModule):
         if restored and self.per_series and [s.name for s in all_series] != self.series_names:
             raise DataError(f"{table.where}: its series differ from those in the checkpoint")
         self.series_names = [s.name for s in all_series]
-        self.raw, self.mase_scale, self.observed = [], [], []
         self.windows = {split: [] for split in SPLITS}
-        train_parts = []
+        raws, observed, train_parts = [], [], []
         for index, series in enumerate(all_series):
             train_end, val_end, n = self.parts(series)
             if n < self.lookback + self.horizon:
@@ -275,12 +318,11 @@ class ForecastDataModule(L.LightningDataModule):
                 )
             bounds = [(0, train_end), (train_end, val_end), (val_end, n)]
             values = fill_missing(series, self.missing, bounds, table, self.columns)
-            raw = torch.tensor(values, dtype=torch.float32)
-            self.raw.append(raw)
+            raws.append(torch.tensor(values, dtype=torch.float32))
+            train_parts.append(raws[-1][:train_end])
+            # the gaps themselves, for windows to fill from their own past (WindowDataset)
             gaps = self.missing == "interpolate" and bool(np.isnan(series.values).any())
-            self.observed.append(series.values if gaps else None)
-            train_parts.append(raw[:train_end])
-            self.mase_scale.append(self._mase_scale(raw[:train_end, : self.num_targets]))
+            observed.append(series.values if gaps else None)
             for split, (start, end) in zip(SPLITS, bounds, strict=True):
                 origins = window_origins(start, end, self.lookback, self.horizon, self.stride)
                 self.windows[split] += [(index, t) for t in origins]
@@ -293,6 +335,15 @@ class ForecastDataModule(L.LightningDataModule):
                 )
         if not restored:
             self._fit_normalizers(train_parts)
+        self.series = [
+            SeriesData(
+                raw,
+                self.normalizer(i),
+                self._mase_scale(part[:, : self.num_targets]),
+                observed[i],
+            )
+            for i, (raw, part) in enumerate(zip(raws, train_parts, strict=True))
+        ]
 
     def _fit_normalizers(self, train_parts: list[torch.Tensor]) -> None:
         if self.per_series:
@@ -313,26 +364,24 @@ class ForecastDataModule(L.LightningDataModule):
     def normalizer(self, series: int) -> Normalizer:
         return self.normalizers[series if self.per_series else 0]
 
-    def target_stats(self, series: int) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.normalizer(series)
-        assert n.shift is not None and n.scale is not None
-        return n.shift[: self.num_targets], n.scale[: self.num_targets]
-
-    def _setup_predict(self) -> None:
-        """Read ``predict_file``: recent history of each series in the training format; the
-        forecast starts after each series' last row."""
-        if self.predict_file is None:
-            raise ConfigError("no prediction input: set input=<file.csv> for rnnlab.predict")
-        if "predict" in self.windows:
-            return
-        if Path(self.predict_file).suffix.lower() == ".ts":
+    def setup_predict(self, path: str) -> None:
+        """Read ``path``: recent history of each series in the training format; the forecast
+        starts after each series' last row. Kept apart from the training data."""
+        if Path(path).suffix.lower() == ".ts":
             raise DataError(
-                f"{self.predict_file} is a .ts file, but this checkpoint is a forecasting model: "
+                f"{path} is a .ts file, but this checkpoint is a forecasting model: "
                 f"input must be a CSV with columns {[self.time_column, *self.columns]}"
             )
-        table = read_csv(self.predict_file)
+        table = read_csv(path)
         series = self._series(table)
-        self.raw, self.windows["predict"] = [], []
+        if self.per_series:
+            unknown = [s.name for s in series if s.name not in self.series_names]
+            if unknown:
+                raise DataError(
+                    f"{table.where}: series {unknown[0]!r} was not in the training data, and "
+                    "this model normalises per series (data.per_series=true)"
+                )
+        data = []
         for s in series:
             n = len(s.times)
             if n < self.lookback:
@@ -341,18 +390,10 @@ class ForecastDataModule(L.LightningDataModule):
                     f"lookback = {self.lookback} steps"
                 )
             values = fill_missing(s, self.missing, [(0, n)], table, self.columns)
-            self.raw.append(torch.tensor(values, dtype=torch.float32))
-        if self.per_series:
-            unknown = [s.name for s in series if s.name not in self.series_names]
-            if unknown:
-                raise DataError(
-                    f"{table.where}: series {unknown[0]!r} was not in the training data, and "
-                    "this model normalises per series (data.per_series=true)"
-                )
-            order = [self.series_names.index(s.name) for s in series]
-            self.normalizers = [self.normalizers[i] for i in order]
-        self.predict_series = series
-        self.windows["predict"] = [(i, len(s.times)) for i, s in enumerate(series)]
+            index = self.series_names.index(s.name) if self.per_series else 0
+            raw = torch.tensor(values, dtype=torch.float32)
+            data.append(SeriesData(raw, self.normalizers[index]))
+        self.predict_series, self.predict_data = series, data
 
     # --- model settings, loaders -------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:
@@ -362,41 +403,36 @@ class ForecastDataModule(L.LightningDataModule):
             "num_targets": self.num_targets,
         }
 
-    def dataset(self, split: str) -> WindowDataset:
-        inputs = [self.normalizer(i).transform(raw) for i, raw in enumerate(self.raw)]
-        observed = self.observed if split != "predict" else None
-        return WindowDataset(
-            self, inputs, self.raw, self.windows[split], split != "predict", observed
-        )
+    def baseline_names(self) -> tuple[str, ...]:
+        return BASELINES
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        data = self.dataset(split)
-        # the order depends on seed and epoch only, so a resumed run sees the same batches
-        order = EpochRandomSampler(data, self.seed) if shuffle else None
-        return DataLoader(
-            data,
-            batch_size=self.batch_size,
-            sampler=order,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def scaled_metrics(self) -> tuple[str, ...]:
+        return ("mase",)
+
+    @property
+    def spec(self) -> WindowSpec:
+        return WindowSpec(self.lookback, self.horizon, self.num_targets, self.season_length)
+
+    def dataset(self, split: str) -> WindowDataset:
+        if split == "predict":
+            windows = [(i, len(s.times)) for i, s in enumerate(self.predict_series)]
+            return WindowDataset(self.spec, self.predict_data, windows, with_targets=False)
+        return WindowDataset(self.spec, self.series, self.windows[split])
+
+    def collate(self, items: list[dict[str, Any]]) -> Batch:
+        return collate_windows(items)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.loader(self.dataset("train"), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self.loader(self.dataset("val"), shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self.loader(self.dataset("test"), shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
-
-    def transfer_batch_to_device(
-        self, batch: dict[str, torch.Tensor], device: torch.device, dataloader_idx: int
-    ) -> dict[str, torch.Tensor]:
-        return to_device_keeping_lengths(batch, device)
+        return self.loader(self.dataset("predict"), shuffle=False)
 
     # --- predictions as a table --------------------------------------------------------------
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnlab.batch import Batch
 from rnnlab.data.collate import pad_collate
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.sequences import SequenceDataModule
@@ -53,19 +54,19 @@ class RegressionDataModule(SequenceDataModule):
     def encode(self, labels: np.ndarray, where: str) -> torch.Tensor:
         return torch.tensor(np.asarray(labels, dtype=np.float32))
 
-    def collate(self, batch: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        x, lengths, y = pad_collate(batch)
-        size = len(y)
-        assert self.target_normalizer.shift is not None and self.target_normalizer.scale is not None
-        assert self.train_mean is not None
-        return {
-            "x": x,
-            "lengths": lengths,
-            "y": y.reshape(size, 1, 1),  # (batch, horizon 1, one target)
-            "shift": self.target_normalizer.shift.expand(size, 1),
-            "scale": self.target_normalizer.scale.expand(size, 1),
-            "train_mean": self.train_mean.expand(size, 1, 1),
-        }
+    def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+        batch = pad_collate(items)
+        size = len(batch)
+        shift, scale = self.target_normalizer.shift, self.target_normalizer.scale
+        assert shift is not None and scale is not None and self.train_mean is not None
+        assert batch.y is not None
+        batch.y = batch.y.reshape(size, 1, 1)  # (batch, horizon 1, one target)
+        batch.target_shift, batch.target_scale = shift.expand(size, 1), scale.expand(size, 1)
+        batch.baselines = {"train_mean": self.train_mean.expand(size, 1, 1)}
+        return batch
+
+    def baseline_names(self) -> tuple[str, ...]:
+        return ("train_mean",)
 
     def model_settings(self) -> dict[str, Any]:
         return {**super().model_settings(), "horizon": 1, "num_targets": 1}

@@ -8,18 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.collate import (
-    EpochRandomSampler,
-    SequenceDataset,
-    bucket_sampler,
-    pad_collate,
-    to_device_keeping_lengths,
-)
+from rnnlab.batch import Batch
+from rnnlab.data.base import TaskDataModule
+from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.normalize import MAX_ABS_VALUE, Normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
@@ -49,17 +44,19 @@ def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Ten
     return [seq.float() for seq in sequences]
 
 
-class SequenceDataModule(L.LightningDataModule):
+class SequenceDataModule(TaskDataModule):
     """Official train split -> seeded train/val; official test split kept for test.
 
-    Subclasses say what a label is (``label_kind``, ``fit_labels``, ``encode``, ``split_indices``).
+    Subclasses say what a label is (``label_kind``: what the .ts header must declare,
+    ``target_dtype``, ``fit_labels``, ``encode``, ``split_indices``).
     The input normaliser is fitted on the train part only; it and the subclass's label state are
     this module's ``state_dict`` and so travel in every checkpoint, and a module that loaded them
     never refits. Normalisation is applied when loaders are built, which Lightning does after
     restoring a checkpoint, so restored statistics always win.
     """
 
-    label_kind = "class"
+    label_kind: str  # 'class' or 'target' (ucr.LABEL_KINDS)
+    target_dtype: torch.dtype
 
     def __init__(
         self,
@@ -95,8 +92,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.seed = seed
         self.normalizer = Normalizer(normalize)
         self.splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
-        # Set by `rnnlab.predict` before `trainer.predict`: a raw file in the training format.
-        self.predict_file: str | None = None
+        # the labels of a prediction input that has them, kept for the output
         self.predict_labels: np.ndarray | None = None
 
     # --- what a label is (subclasses) --------------------------------------------------------
@@ -109,8 +105,8 @@ class SequenceDataModule(L.LightningDataModule):
     def split_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def collate(self, batch: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
-        return pad_collate(batch)
+    def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
+        return pad_collate(items)
 
     # --- loading -----------------------------------------------------------------------------
     def load_raw(self, split: str) -> Split:
@@ -128,9 +124,10 @@ class SequenceDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
-            self._setup_predict()
+            if "predict" not in self.splits:
+                raise ConfigError("no prediction input: set input=<file> for rnnlab.predict")
             return
-        if self.splits:
+        if self.splits.keys() >= {"train", "val", "test"}:
             return
         train_x, train_labels = self.load_raw("train")
         test_x, test_labels = self.load_raw("test")
@@ -148,31 +145,25 @@ class SequenceDataModule(L.LightningDataModule):
         if not self.normalizer.fitted:
             self.normalizer.fit(self.splits["train"][0])
 
-    def _setup_predict(self) -> None:
-        """Read ``predict_file``: same format as training, labels optional (kept for output)."""
-        if self.predict_file is None:
-            raise ConfigError("no prediction input: set input=<file> for rnnlab.predict")
-        if "predict" in self.splits:
-            return
-        if Path(self.predict_file).suffix.lower() == ".csv":
+    def setup_predict(self, path: str) -> None:
+        """Read ``path``: same format as training, labels optional (kept for the output)."""
+        if Path(path).suffix.lower() == ".csv":
             raise DataError(
-                f"{self.predict_file} is a CSV file, but this checkpoint is a whole-sequence "
+                f"{path} is a CSV file, but this checkpoint is a whole-sequence "
                 "model: input must be a .ts file like the one it was trained on"
             )
-        sequences, labels = load_ts_file(self.predict_file, labels=None)
-        sequences = check_sequences(sequences, self.predict_file)
+        sequences, labels = load_ts_file(path, labels=None)
+        sequences = check_sequences(sequences, path)
         channels = {int(s.shape[1]) for s in sequences}
         expected = int(self.normalizer.shift.numel())  # type: ignore[union-attr]
         if channels != {expected}:
             raise DataError(
-                f"{self.predict_file} has {sorted(channels)} channel(s) per sample; the model "
+                f"{path} has {sorted(channels)} channel(s) per sample; the model "
                 f"was trained on {expected}"
             )
         self.predict_labels = labels
         placeholder = torch.zeros(len(sequences), dtype=self.target_dtype)
         self.splits["predict"] = (sequences, placeholder)
-
-    target_dtype = torch.int64
 
     # --- shapes the model needs --------------------------------------------------------------
     @property
@@ -190,19 +181,12 @@ class SequenceDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.dataset(split)
-        common: dict[str, Any] = {
-            "collate_fn": self.collate,
-            "num_workers": self.num_workers,
-            "persistent_workers": self.num_workers > 0,
-        }
         if self.bucket:
             sampler = bucket_sampler(
                 [len(s) for s in data.sequences], self.batch_size, shuffle=shuffle, seed=self.seed
             )
-            return DataLoader(data, batch_sampler=sampler, **common)
-        # the order depends on seed and epoch only, so a resumed run sees the same batches
-        order = EpochRandomSampler(data, self.seed) if shuffle else None
-        return DataLoader(data, batch_size=self.batch_size, sampler=order, **common)
+            return self.loader(data, shuffle, batch_sampler=sampler)
+        return self.loader(data, shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -215,11 +199,6 @@ class SequenceDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", shuffle=False)
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        return to_device_keeping_lengths(batch, device)
 
     # --- checkpoint state (plain types and tensors: loads with weights_only=True) -----------
     def state_dict(self) -> dict[str, Any]:

@@ -44,6 +44,9 @@ class SequenceModule(L.LightningModule):
             {f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES}
         )
 
+    def check_data(self, datamodule: Any) -> None:
+        """Refuse, when the run is built, settings this data cannot serve (one line)."""
+
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Add a batch's mean loss to its stage's epoch mean; log a training step's loss when
         the logger will write it (Lightning's own rule: every ``log_every_n_steps`` batches)."""

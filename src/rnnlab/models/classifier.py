@@ -17,10 +17,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
 from rnnlab.models.encoder import RNNEncoder
-
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -72,15 +71,16 @@ class SequenceClassifier(SequenceModule):
         return self.head(self.encoder(x, lengths))
 
     def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
-        x, lengths, y = batch
+        x, y = batch.x, batch.y
+        assert y is not None
         if stage == "train" and self.input_noise > 0:
             x = x + self.input_noise * torch.randn_like(x)
-        logits = self(x, lengths)
+        logits = self(x, batch.lengths)
         loss = F.cross_entropy(logits, y)
         metrics.update(logits, y)
         self.log_loss(stage, loss, len(y))
         if stage == "test":
-            self.test_confusion.update(logits, y)
+            self.test_confusion.update(logits, y)  # drawn by callbacks.figures
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -93,8 +93,7 @@ class SequenceClassifier(SequenceModule):
         self._step(batch, "test", self.test_metrics)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        x, lengths, _ = batch
-        return {"probabilities": self(x, lengths).softmax(dim=-1).cpu()}
+        return {"probabilities": self(batch.x, batch.lengths).softmax(dim=-1).cpu()}
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
@@ -104,12 +103,9 @@ class SequenceClassifier(SequenceModule):
         super().on_validation_epoch_end()
         self.log_epoch_metrics(self.val_metrics, prog_bar=True)
 
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         self.log_epoch_metrics(self.test_metrics, prog_bar=True)
-        from rnnlab.utils.plots import log_confusion_matrix
-
-        # names come from the data (its state), never through the config
-        names = getattr(self.trainer.datamodule, "classes", None) or self.class_names
-        log_confusion_matrix(self, self.test_confusion.compute(), list(names))
-        self.test_confusion.reset()

@@ -44,6 +44,10 @@ METRICS = {
 }
 
 
+# metrics that need a per-series scale from the data (TaskDataModule.scaled_metrics)
+DATA_SCALED = {"mase"}
+
+
 def regression_metrics(names: list[str], prefix: str, postfix: str = "") -> MetricCollection:
     """A collection named ``<prefix><metric><postfix>``, e.g. ``test/mae_seasonal_naive``."""
     unknown = [n for n in names if n not in METRICS]

@@ -1,8 +1,9 @@
-"""LightningModule for real-valued outputs: sequence regression and direct multi-step
-forecasting (every horizon step at once from one encoding)."""
+"""LightningModule for real-valued outputs: sequence regression (one value per sequence) and the
+base of the forecaster (every horizon step at once from one encoding)."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
 from rnnlab.models.encoder import RNNEncoder
-from rnnlab.models.metrics import regression_metrics
+from rnnlab.models.metrics import DATA_SCALED, regression_metrics
 from rnnlab.utils.errors import ConfigError
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -20,21 +22,27 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mae": F.l1_loss,
     "huber": F.huber_loss,
 }
-Batch = dict[str, torch.Tensor]
+
+
+def _suggest(name: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class SequenceRegressor(SequenceModule):
     """Encoder -> dropout -> linear head giving ``horizon x num_targets`` values.
 
-    Batches (dicts) hold targets ``y`` in original units and the target normalisation (``shift``,
-    ``scale``); the loss is taken on the normalised scale, metrics on the original one.
-    ``baselines`` name batch entries holding other forecasts of the same targets (naive,
-    seasonal naive, training mean); each gets the same metrics, suffixed with its name.
+    Batches hold targets ``y`` in original units and their normalisation (``target_shift``,
+    ``target_scale``); the loss is taken on the normalised scale, metrics on the original one.
+    ``baselines`` name other forecasts of the same targets that the data puts in
+    ``Batch.baselines`` (training mean; naive, seasonal naive); each gets the same metrics,
+    suffixed with its name. ``test_step`` returns the forecasts in original units (figures
+    callbacks read them).
 
     ``relative``: the encoder reads the target inputs minus their last observed value and the head
-    forecasts the change from it (the targets must be the first input columns). On a trending
-    series the test level lies outside the training range; differences from the last value stay
-    inside it.
+    forecasts the change from it (the targets must be the first input columns, as in forecasting
+    windows). On a trending series the test level lies outside the training range; differences
+    from the last value stay inside it.
     """
 
     def __init__(
@@ -50,7 +58,6 @@ class SequenceRegressor(SequenceModule):
         relative: bool = False,
         metrics: list[str] | tuple[str, ...] = ("mae", "rmse"),
         baselines: list[str] | tuple[str, ...] = (),
-        plot_windows: int = 0,
         monitor: str = "val/loss",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
@@ -66,15 +73,15 @@ class SequenceRegressor(SequenceModule):
         )
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.relative = relative
+        self.metric_names = list(metrics)
         self.baselines = list(baselines)
-        self.plot_windows = plot_windows
         # One collection per stage and forecaster: sharing one mixes their states.
         self.stage_metrics = nn.ModuleDict(
             {
                 stage: nn.ModuleDict(
                     {
                         name: regression_metrics(
-                            list(metrics), f"{stage}/", "" if name == "model" else f"_{name}"
+                            self.metric_names, f"{stage}/", "" if name == "model" else f"_{name}"
                         )
                         for name in ["model", *self.baselines]
                     }
@@ -82,8 +89,23 @@ class SequenceRegressor(SequenceModule):
                 for stage in ("val", "test")
             }
         )
-        self._plotted: list[dict[str, torch.Tensor]] = []
-        self._plot_index: set[int] = set()
+
+    def check_data(self, datamodule: Any) -> None:
+        """Refuse, before training, baselines the data does not provide and metrics it cannot
+        feed (a typo would otherwise fail mid-validation)."""
+        provided = datamodule.baseline_names()
+        for name in self.baselines:
+            if name not in provided:
+                raise ConfigError(
+                    f"model.baselines has {name!r}{_suggest(name, provided)}, which this data "
+                    f"does not provide; it provides: {', '.join(provided) or 'none'}"
+                )
+        for name in set(self.metric_names) & DATA_SCALED:
+            if name not in datamodule.scaled_metrics():
+                raise ConfigError(
+                    f"model.metrics has {name!r}, which needs a scale only forecasting data "
+                    "provides; remove it from model.metrics"
+                )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Normalised forecasts (batch, horizon, targets) for padded ``x`` and its ``lengths``."""
@@ -96,25 +118,28 @@ class SequenceRegressor(SequenceModule):
         return change + last[:, None]
 
     def _denormalise(self, value: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return value * batch["scale"][:, None] + batch["shift"][:, None]
+        assert batch.target_shift is not None and batch.target_scale is not None
+        return value * batch.target_scale[:, None] + batch.target_shift[:, None]
 
     def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        y = batch["y"]
-        normalised = self(batch["x"], batch["lengths"])
-        target = (y - batch["shift"][:, None]) / batch["scale"][:, None]
+        assert batch.y is not None and batch.target_shift is not None
+        assert batch.target_scale is not None
+        normalised = self(batch.x, batch.lengths)
+        target = (batch.y - batch.target_shift[:, None]) / batch.target_scale[:, None]
         loss = self.loss_fn(normalised, target)
-        self.log_loss(stage, loss, len(y))
+        self.log_loss(stage, loss, len(batch))
         return loss, self._denormalise(normalised.detach(), batch)
 
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         _, prediction = self._step(batch, stage)
+        assert batch.y is not None
         wide = self._metric_dtype()
         extra = {}
-        if "mase_scale" in batch:
-            extra["scale"] = batch["mase_scale"][:, None].expand_as(batch["y"]).to(wide)
-        target = batch["y"].to(wide)
+        if batch.mase_scale is not None:
+            extra["scale"] = batch.mase_scale[:, None].expand_as(batch.y).to(wide)
+        target = batch.y.to(wide)
         for name, metrics in self.stage_metrics[stage].items():
-            forecast = prediction if name == "model" else batch[name]
+            forecast = prediction if name == "model" else batch.baselines[name]
             metrics.update(forecast.to(wide), target, **extra)
         return prediction
 
@@ -128,16 +153,23 @@ class SequenceRegressor(SequenceModule):
             for collection in metrics.values():
                 collection.set_dtype(self._metric_dtype())
 
-    def on_validation_epoch_start(self) -> None:
-        self._widen_metric_states()
-
     def _log_metrics(self, stage: str) -> None:
         for name, metrics in self.stage_metrics[stage].items():
             self.log_epoch_metrics(metrics, prog_bar=name == "model")
 
+    def on_validation_epoch_start(self) -> None:
+        self._widen_metric_states()
+
+    def on_test_epoch_start(self) -> None:
+        self._widen_metric_states()
+
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_metrics("test")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
@@ -145,44 +177,9 @@ class SequenceRegressor(SequenceModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        prediction = self._evaluate(batch, "test")
-        if self._plot_index and "history" in batch:
-            for row, index in enumerate(batch["index"].tolist()):
-                if index in self._plot_index:
-                    self._plotted.append(
-                        {
-                            "history": batch["history"][row, :, 0].cpu(),
-                            "actual": batch["y"][row, :, 0].cpu(),
-                            "forecast": prediction[row, :, 0].cpu(),
-                            **(
-                                {"seasonal naive": batch["seasonal_naive"][row, :, 0].cpu()}
-                                if "seasonal_naive" in batch
-                                else {}
-                            ),
-                        }
-                    )
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._evaluate(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        normalised = self(batch["x"], batch["lengths"])
+        normalised = self(batch.x, batch.lengths)
         return {"prediction": self._denormalise(normalised, batch).cpu()}
-
-    def on_test_epoch_start(self) -> None:
-        self._widen_metric_states()
-        loaders = self.trainer.test_dataloaders
-        loader = loaders[0] if isinstance(loaders, list) else loaders
-        count = len(loader.dataset) if loader is not None else 0  # type: ignore[arg-type]
-        if self.plot_windows > 0 and count:
-            spaced = torch.linspace(0, count - 1, min(self.plot_windows, count)).round()
-            self._plot_index = {int(i) for i in spaced}
-        self._plotted = []
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self._log_metrics("test")
-        if self._plotted:
-            from rnnlab.utils.plots import log_forecasts
-
-            names = getattr(self.trainer.datamodule, "target_columns", None) or self.target_names
-            log_forecasts(self, self._plotted, names[0])
-        self._plotted, self._plot_index = [], set()

@@ -3,8 +3,11 @@ a path cannot be written at all."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +17,39 @@ RUN_OUTPUTS = (".hydra", "checkpoints", "tensorboard", "csv", "metrics.json", "s
 STATUS_FILE = "status.json"
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to. When the block ends without error the file
+    is flushed to disk and renamed over ``path``, so a reader (or a crash) sees the old file or
+    the new one, never half of one; on error it is removed and ``path`` is untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with tmp.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as JSON through a temporary file renamed into place."""
+    """Write ``data`` as JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Logged metrics (tensors, numbers) as plain floats."""
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def write_metrics(metrics: Mapping[str, Any], output_dir: str | Path) -> Path:
+    """Write ``metrics.json`` atomically."""
+    return write_json(Path(output_dir) / "metrics.json", dict(metrics))
 
 
 def blocking_file(path: str | Path) -> Path | None:

@@ -1,0 +1,81 @@
+"""The task contract: what ``train``, ``eval`` and ``predict`` rely on from every DataModule (the
+one batch type every model receives is ``rnnlab.batch.Batch``).
+
+A task is a DataModule (a subclass of ``TaskDataModule``) and a LightningModule that reads
+``Batch``. The entry points never look inside either: they call ``setup``, read
+``model_settings()`` into the model config, check the model's configured baselines against
+``baseline_names()``, save ``state_dict()`` in checkpoints, and for predictions call
+``setup_predict(path)`` and ``prediction_frame(outputs)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rnnlab.batch import Batch
+from rnnlab.data.collate import EpochRandomSampler
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Base of every rnnlab DataModule: shared loaders and device transfer, and the methods each
+    task provides (``NotImplementedError`` below until it does).
+
+    Fitted state (normalisers, class lists) must be plain types and tensors in ``state_dict()``
+    (checkpoints load with ``weights_only=True``), and a module that loaded it never refits.
+    """
+
+    batch_size: int
+    num_workers: int
+    seed: int
+
+    # --- what each task provides -------------------------------------------------------------
+    def model_settings(self) -> dict[str, Any]:
+        """Numbers the model config cannot know before the data is read (input size, classes,
+        horizon); written into the config, so checkpoints carry them. Never names from the data:
+        the config resolver would read a label such as '${seed}' as an interpolation."""
+        raise NotImplementedError
+
+    def baseline_names(self) -> tuple[str, ...]:
+        """The baselines this data puts in ``Batch.baselines`` (a model may only ask for these)."""
+        return ()
+
+    def scaled_metrics(self) -> tuple[str, ...]:
+        """Metrics that need a per-series scale this data puts in ``Batch.mase_scale``."""
+        return ()
+
+    def setup_predict(self, path: str) -> None:
+        """Read ``path``, raw data in the training format, for ``predict_dataloader``."""
+        raise NotImplementedError
+
+    def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
+        """The predictions of ``trainer.predict`` as a table in original units."""
+        raise NotImplementedError
+
+    def collate(self, items: list[Any]) -> Batch:
+        raise NotImplementedError
+
+    # --- shared ------------------------------------------------------------------------------
+    def loader(self, data: Dataset, shuffle: bool, **options: Any) -> DataLoader:
+        """A DataLoader of ``data`` with this module's collate and workers. Shuffling follows the
+        seed and the epoch only, so a resumed run sees the same batches."""
+        if shuffle and "batch_sampler" not in options:
+            options["sampler"] = EpochRandomSampler(data, self.seed)  # type: ignore[arg-type]
+        if "batch_sampler" not in options:
+            options["batch_size"] = self.batch_size
+        return DataLoader(
+            data,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **options,
+        )
+
+    def transfer_batch_to_device(
+        self, batch: Batch, device: torch.device, dataloader_idx: int
+    ) -> Batch:
+        return batch.to(device)
