@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_ts
+from rnnlab.train import train
+from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.preflight import check
+from tests.conftest import compose_config, write_ts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,3 +178,34 @@ def test_sweep_into_a_used_sweep_directory_is_refused(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: the run directory {sweep} already holds files")
     assert [p.name for p in sweep.iterdir()] == ["0"]
+
+
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [
+        ("model.cell=gru", "(did you mean model.encoder.cell?)"),
+        ("model.encoder.hiden_size=8", "(did you mean model.encoder.hidden_size?)"),
+        ("data.nmae=x", "(did you mean data.name?)"),
+        ("trainer=gpux", "(did you mean gpu?)"),
+        ("experiment=forcast", "(did you mean forecast?)"),
+    ],
+)
+def test_unknown_key_or_option_suggests_the_closest(override, hint):
+    with pytest.raises(ConfigError) as refused:
+        check("train", [override])
+    assert hint in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_baseline_the_data_does_not_provide_is_refused_when_the_run_is_built(tmp_path):
+    cfg = compose_config(
+        "train", ["experiment=forecast", "model.baselines=[naive,seasonal]"], tmp_path
+    )
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    assert str(refused.value) == (
+        "model.baselines has 'seasonal' (did you mean 'seasonal_naive'?), which this data does "
+        "not provide; it provides: naive, seasonal_naive"
+    )
+    cfg = compose_config("train", ["experiment=covid3month", "model.metrics=[rmse,mase]"], tmp_path)
+    with pytest.raises(ConfigError, match=r"model\.metrics has 'mase', which needs a scale"):
+        train(cfg)

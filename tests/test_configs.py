@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import lightning as L
@@ -42,9 +43,10 @@ OPTIONS = [
 
 
 # Data and model options come in task pairs; each is composed with its partner.
-TASKS = {"ucr": "classifier", "ucr_regression": "regressor", "forecast": "forecaster"}
+TASKS = {"classification": "classifier", "regression": "regressor", "forecast": "forecaster"}
+ALIASES = {"ucr": "classification", "ucr_regression": "regression"}  # former names
 PARTNER = {
-    "data": lambda option: [f"model={TASKS[option]}"],
+    "data": lambda option: [f"model={TASKS[ALIASES.get(option, option)]}"],
     "model": lambda option: [f"data={next(d for d, m in TASKS.items() if m == option)}"],
 }
 
@@ -125,3 +127,18 @@ def test_disabled_progress_bar_drops_the_configured_bar(tmp_path: Path):
         isinstance(c, progress.ThrottledProgressBar)
         for c in build_trainer(compose_config("train", [], tmp_path)).callbacks
     )
+
+
+def test_encoder_defaults_in_python_equal_the_shipped_config():
+    """Python users and the command line get the same model: one source of truth."""
+    from rnnlab.models.encoder import RNNEncoder
+
+    loaded = OmegaConf.load(Path(config_dir()) / "model" / "encoder" / "rnn.yaml")
+    shipped = OmegaConf.to_container(loaded)
+    assert isinstance(shipped, dict)
+    parameters = inspect.signature(RNNEncoder).parameters
+    for key, value in shipped.items():
+        if key in ("_target_", "input_size"):
+            continue
+        assert parameters[key].default == value, key
+    assert set(parameters) - {"input_size"} <= set(shipped)

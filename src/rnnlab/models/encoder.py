@@ -25,7 +25,8 @@ class RNNEncoder(nn.Module):
     """Runs an RNN/LSTM/GRU over a padded batch and pools each sequence to one vector.
 
     Padding never reaches the recurrence: the batch is packed inside ``forward``, so results equal
-    running each sequence alone. ``output_size`` is ``hidden_size * num_directions``.
+    running each sequence alone. ``output_size`` is ``hidden_size * num_directions``. The
+    defaults are those of ``conf/model/encoder/rnn.yaml`` (a test keeps them equal).
     """
 
     def __init__(
@@ -34,11 +35,11 @@ class RNNEncoder(nn.Module):
         hidden_size: int = 64,
         num_layers: int = 1,
         cell: str = "lstm",
-        bidirectional: bool = False,
+        bidirectional: bool = True,
         dropout: float = 0.0,
-        pooling: str = "last",
+        pooling: str = "max",
         learned_init: bool = False,
-        init: str = "default",
+        init: str = "orthogonal",
     ) -> None:
         super().__init__()
         self.cell = _choice("cell", cell, list(CELLS))

@@ -4,7 +4,9 @@ of Hydra's multi-line report, and before a sweep has run (or queued) anything.""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,15 +60,66 @@ def first_values(args: list[str]) -> list[str]:
     return single
 
 
+def _options(group: str) -> list[str]:
+    from rnnlab.utils.config import config_dir
+
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+
+
+def _close(word: str, candidates: list[str]) -> str:
+    """`` (did you mean X?)`` for the closest candidate, or nothing."""
+    found = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean {found[0]}?)" if found else ""
+
+
 def _check_optional_groups(overrides: list[str], conf: str) -> None:
     for override in overrides:
         group, _, option = override.lstrip("+").partition("=")
         if group in _OPTIONAL_GROUPS and option not in ("", "null"):
-            available = sorted(p.stem for p in (Path(conf) / group).glob("*.yaml"))
+            available = _options(group)
             if option not in available:
                 raise ConfigError(
-                    f"unknown {group} {option!r}; choose one of {', '.join(available)}"
+                    f"unknown {group} {option!r}{_close(option, available)}; "
+                    f"choose one of {', '.join(available)}"
                 )
+
+
+def _keys(node: object, prefix: str = "") -> list[str]:
+    """Every dotted key of a plain config tree."""
+    if not isinstance(node, dict):
+        return []
+    found = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        found += [path, *_keys(value, f"{path}.")]
+    return found
+
+
+def _did_you_mean(message: str, config_name: str, overrides: list[str]) -> str:
+    """A suggestion for the mistake in Hydra's ``message``: the option of a config group, or the
+    key, that is closest to what was typed (a key with the same name elsewhere first, so
+    ``model.cell`` finds ``model.encoder.cell``)."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    missing_option = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
+    if missing_option:
+        group, option = missing_option.groups()
+        return _close(option, _options(group))
+    bad_key = re.search(r"Could not override '([^']+)'", message)
+    if not bad_key:
+        return ""
+    key = bad_key.group(1)
+    try:  # the config as composed without the failing override
+        rest = [o for o in overrides if o.lstrip("+~").split("=")[0] != key]
+        cfg = compose(config_name, overrides=rest)
+    except Exception:
+        return ""
+    keys = _keys(OmegaConf.to_container(cfg, resolve=False))
+    same_name = [k for k in keys if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+    if same_name:
+        return f" (did you mean {same_name[0]}?)"
+    return _close(key, keys)
 
 
 def _check_devices(cfg: DictConfig) -> None:
@@ -98,9 +151,11 @@ def check(config_name: str, argv: list[str]) -> None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    except Exception as exc:  # Hydra raises several types; all mean a bad command line
-        raise ConfigError(_one_line(exc)) from exc
+            try:
+                cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+            except Exception as exc:  # Hydra raises several types; all mean a bad command line
+                hint = _did_you_mean(str(exc), config_name, overrides)
+                raise ConfigError(_one_line(exc) + hint) from exc
     finally:
         GlobalHydra.instance().clear()
     _check_required(cfg)
