@@ -6,21 +6,17 @@ losses of the two training loops, less padding with buckets, the unpacked encode
 from __future__ import annotations
 
 import importlib
-import itertools
 import logging
 import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import MethodType, ModuleType
+from types import ModuleType
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
-from rnnlab.models.encoder import RNNEncoder
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts" / "bench"
 
 
 # One torch thread: with one per core, any other process on the machine can stall the small
@@ -42,7 +38,7 @@ def _restore_global_state() -> Iterator[None]:
 
 
 def script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` (not a package: the scripts import ``bench_common`` from
+    """Import ``scripts/bench/<name>.py`` (not a package: the scripts import ``harness`` from
     their own folder, which is what the path entry gives them here too)."""
     if str(SCRIPTS) not in sys.path:
         sys.path.insert(0, str(SCRIPTS))
@@ -71,8 +67,8 @@ def column(rows: list[list[str]], index: int) -> list[float]:
 
 
 def test_bench_loop_small(capsys):
-    text = script("bench_loop").main(SMALL)
-    assert "scripts/bench_loop.py --small --threads 1" in capsys.readouterr().out
+    text = script("loop").main(SMALL)
+    assert "scripts/bench/loop.py --small --threads 1" in capsys.readouterr().out
     (timing_head, timing), (floor_head, floor), (agree_head, agree) = tables(text)
     assert timing_head == [
         "loop",
@@ -105,8 +101,8 @@ def test_bench_loop_small(capsys):
 
 
 def test_bench_bucket_small(capsys):
-    text = script("bench_bucket").main(SMALL)
-    assert "scripts/bench_bucket.py --small --threads 1" in capsys.readouterr().out
+    text = script("bucket").main(SMALL)
+    assert "scripts/bench/bucket.py --small --threads 1" in capsys.readouterr().out
     [(head, rows)] = tables(text)
     assert head[:4] == [
         "batches, encoder",
@@ -126,29 +122,10 @@ def test_bench_bucket_small(capsys):
 
 
 def test_bench_throughput_small(capsys):
-    text = script("bench_throughput").main(SMALL)
-    assert "scripts/bench_throughput.py --small --threads 1" in capsys.readouterr().out
+    text = script("throughput").main(SMALL)
+    assert "scripts/bench/throughput.py --small --threads 1" in capsys.readouterr().out
     [(head, rows)] = tables(text)
     assert head[0] == "precision, encoder" and "train seq/s (median)" in head
     assert [row[0] for row in rows][:2] == ["fp32 (32-true), packed", "bf16-mixed, packed"]
     for index in (1, 2, 4, 5, 6, 7):
         assert min(column(rows, index)) > 0
-
-
-@pytest.mark.parametrize(
-    ("bidirectional", "pooling"), itertools.product((True, False), ("last", "mean", "max"))
-)
-def test_two_pass_forward_equals_packed_encoder(bidirectional, pooling):
-    """The unpacked encoder the benchmarks time computes what the shipped one does."""
-    two_pass_forward = script("bench_common").two_pass_forward
-    torch.manual_seed(0)
-    encoder = RNNEncoder(3, 8, bidirectional=bidirectional, pooling=pooling, init="orthogonal")
-    lengths = torch.tensor([5, 1, 9, 3])
-    x = pad_sequence([torch.randn(int(n), 3) for n in lengths], batch_first=True)
-    expected = encoder(x, lengths)
-    got = MethodType(two_pass_forward, encoder)(x, lengths)
-    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
-    params = list(encoder.parameters())
-    grads = torch.autograd.grad(got.sum(), params)
-    for g, e in zip(grads, torch.autograd.grad(expected.sum(), params), strict=True):
-        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4)

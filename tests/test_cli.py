@@ -172,9 +172,7 @@ def test_existing_run_directory_is_refused_then_replaced_only_when_asked(tmp_pat
 def test_sweep_into_a_used_sweep_directory_is_refused(tmp_path):
     sweep = tmp_path / "sweep"
     (sweep / "0").mkdir(parents=True)
-    result = _run(
-        ["-m", "rnnlab.train", "-m", "seed=1,2", f"hydra.sweep.dir={sweep}"], tmp_path
-    )
+    result = _run(["-m", "rnnlab.train", "-m", "seed=1,2", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: the run directory {sweep} already holds files")
     assert [p.name for p in sweep.iterdir()] == ["0"]

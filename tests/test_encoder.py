@@ -6,6 +6,8 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.nn.utils.rnn import pad_sequence
 
 from rnnlab.models.encoder import CELLS, POOLINGS, RNNEncoder
@@ -113,3 +115,86 @@ def test_bad_choices_name_the_option_and_the_fix(kwargs: dict, message: str):
     with pytest.raises(ConfigError, match=message) as info:
         RNNEncoder(FEATURES, HIDDEN, **kwargs)
     assert "model.encoder." in str(info.value)
+
+
+def _outputs_and_gradients(
+    encoder: RNNEncoder, x: torch.Tensor, lengths: torch.Tensor, impl: str
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    encoder.impl = impl
+    encoder.zero_grad()
+    x = x.clone().requires_grad_(True)
+    out = encoder(x, lengths)
+    # a weighting that differs per output unit, so no gradient cancels by symmetry
+    (out * torch.linspace(-1, 2, out.shape[-1], device=out.device)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in encoder.named_parameters() if p.grad is not None}
+    assert x.grad is not None
+    return out.detach(), grads, x.grad
+
+
+PATH_CASES = {
+    "cell": st.sampled_from(sorted(CELLS)),
+    "bidirectional": st.booleans(),
+    "pooling": st.sampled_from(POOLINGS),
+    "num_layers": st.integers(1, 3),
+    "learned_init": st.booleans(),
+    "lengths": st.lists(st.integers(1, 9), min_size=1, max_size=6),
+    "padding": st.sampled_from([0.0, 1e6, float("nan")]),
+    "seed": st.integers(0, 2**16),
+}
+
+
+def _paths_agree(device: str, padding: float, lengths: list[int], seed: int, **config) -> None:
+    torch.manual_seed(seed)
+    encoder = RNNEncoder(FEATURES, HIDDEN, dropout=0.3, **config).eval().to(device)
+    # dropout acts between layers; in eval mode, as the two paths draw dropout masks differently
+    if config["learned_init"]:
+        with torch.no_grad():
+            for state in (encoder.h0, encoder.c0):
+                if state is not None:
+                    state.normal_()
+    sequences = [s.to(device) for s in _sequences(lengths, seed)]
+    x = pad_sequence(sequences, batch_first=True, padding_value=padding)
+    size = torch.tensor(lengths)
+    packed = _outputs_and_gradients(encoder, x, size, "packed")
+    padded = _outputs_and_gradients(encoder, x, size, "padded")
+    zero_padded = _outputs_and_gradients(
+        encoder, pad_sequence(sequences, batch_first=True), size, "padded"
+    )
+    torch.testing.assert_close(padded[0], packed[0], rtol=1e-5, atol=1e-5)
+    assert padded[1].keys() == packed[1].keys()
+    for name in packed[1]:
+        torch.testing.assert_close(padded[1][name], packed[1][name], rtol=1e-5, atol=1e-5)
+    valid = (torch.arange(x.shape[1])[None, :, None] < size[:, None, None]).to(device)
+    torch.testing.assert_close(padded[2] * valid, packed[2] * valid, rtol=1e-5, atol=1e-5)
+    assert not padded[2][~valid.expand_as(padded[2])].any()  # padding gets no gradient
+    torch.testing.assert_close(padded[0], zero_padded[0], rtol=0, atol=0)
+    for name in packed[1]:
+        torch.testing.assert_close(padded[1][name], zero_padded[1][name], rtol=0, atol=0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(**PATH_CASES)
+def test_padded_path_equals_packed_outputs_and_gradients(**case):
+    """Outputs, parameter gradients and input gradients of impl=padded equal impl=packed for any
+    lengths (1, all equal, unsorted), cell, direction, depth, pooling and initial state; and
+    the padding value (0, 1e6, NaN) changes nothing."""
+    _paths_agree("cpu", **case)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@settings(max_examples=60, deadline=None)
+@given(**PATH_CASES)
+def test_padded_path_equals_packed_on_cuda(**case):
+    """The same on CUDA, where packed runs cuDNN's packed kernels (TF32 off: exact float32)."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    _paths_agree("cuda", **case)
+
+
+def test_auto_picks_the_padded_path_on_the_cpu_only():
+    encoder = RNNEncoder(FEATURES, HIDDEN, impl="auto")
+    assert encoder.uses_padded(torch.device("cpu"))
+    assert not encoder.uses_padded(torch.device("cuda"))
+    assert RNNEncoder(FEATURES, HIDDEN, impl="packed").uses_padded(torch.device("cpu")) is False
+    with pytest.raises(ConfigError, match="unknown impl 'fast'"):
+        RNNEncoder(FEATURES, HIDDEN, impl="fast")

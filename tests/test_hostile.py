@@ -4,6 +4,7 @@ run directory left behind by train, no prediction file by predict)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -348,6 +349,11 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_hostile_input_fails_cleanly(tmp_path, checkpoints, case):
     result = run_case(tmp_path, checkpoints, case)
+    report = os.environ.get("RNNLAB_HOSTILE_TABLE")  # set by scripts/hostile_table.py
+    if report:
+        seen = result.stderr.strip().replace(f"{tmp_path}/", "").replace("|", "\\|")
+        with open(report, "a", encoding="utf-8") as table:
+            table.write(f"| {case[0]} | {case[1]} | {result.returncode} | `{seen}` |\n")
     message = case[-1]
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0

@@ -13,18 +13,23 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlab.utils.files import STATUS_FILE
 
 
 def _job(directory: Path) -> dict[str, Any]:
     hydra_dir = directory / ".hydra"
-    overrides = OmegaConf.load(hydra_dir / "overrides.yaml") if hydra_dir.is_dir() else []
-    config = OmegaConf.load(hydra_dir / "config.yaml") if hydra_dir.is_dir() else {}
+    # Hydra writes overrides.yaml as a list and config.yaml as a mapping
+    overrides: ListConfig | list[str] = (
+        cast(ListConfig, OmegaConf.load(hydra_dir / "overrides.yaml")) if hydra_dir.is_dir() else []
+    )
+    config: DictConfig | dict[str, Any] = (
+        cast(DictConfig, OmegaConf.load(hydra_dir / "config.yaml")) if hydra_dir.is_dir() else {}
+    )
     metrics_file, status_file = directory / "metrics.json", directory / STATUS_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     status = json.loads(status_file.read_text()) if status_file.is_file() else {}

@@ -10,11 +10,12 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -80,7 +81,7 @@ def fit_and_test(
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* not empty")
             trainer.fit(model, datamodule=datamodule, ckpt_path=resumed)
         metrics = as_floats(trainer.callback_metrics)
-        saved = trainer.checkpoint_callback
+        saved = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
         best = saved.best_model_path if saved is not None else None
         epochs = trainer.current_epoch
     score = _best_score(trainer, point)
@@ -109,7 +110,7 @@ def stopped_by_signal(trainer: L.Trainer) -> Iterator[None]:
         if not trainer.interrupted:
             raise
         name = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
-        saved = trainer.checkpoint_callback
+        saved = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
         last = Path(saved.dirpath or "") / "last.ckpt" if saved is not None else None
         where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
         if last is not None and last.is_file():
@@ -123,7 +124,7 @@ def stopped_by_signal(trainer: L.Trainer) -> Iterator[None]:
 
 
 def _best_score(trainer: L.Trainer, point: ResumePoint | None) -> float | None:
-    saved = trainer.checkpoint_callback
+    saved = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
     if saved is not None and saved.best_model_score is not None:
         return float(saved.best_model_score)
     return None if point is None else point.best_score
@@ -131,7 +132,7 @@ def _best_score(trainer: L.Trainer, point: ResumePoint | None) -> float | None:
 
 def checkpoint_dir(trainer: L.Trainer, cfg: DictConfig) -> Path:
     """Where this run's checkpoints go (the checkpoint callback's folder)."""
-    saved = trainer.checkpoint_callback
+    saved = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
     if saved is not None and saved.dirpath:
         return Path(saved.dirpath)
     return Path(cfg.paths.output_dir) / "checkpoints"

@@ -4,7 +4,7 @@ matrix of a classifier and test forecasts against actuals."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -37,7 +37,7 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
             ax.text(
                 j,
                 i,
-                int(counts[i, j]),
+                str(int(counts[i, j])),  # Text calls str() on it anyway
                 ha="center",
                 va="center",
                 color="white" if rates[i, j] > 0.5 else "black",
@@ -95,7 +95,9 @@ class ConfusionMatrixFigure(L.Callback):
         if confusion is None or not confusion.update_called:
             return
         matrix = confusion.compute()  # on every rank: compute syncs them
-        names = getattr(trainer.datamodule, "classes", None) or pl_module.class_names
+        # trainer.datamodule (None without one) is missing from Lightning's types
+        datamodule = getattr(trainer, "datamodule", None)
+        names = getattr(datamodule, "classes", None) or cast("list[str]", pl_module.class_names)
         _add_figure(trainer, "test/confusion_matrix", lambda: confusion_figure(matrix, list(names)))
 
 
@@ -113,8 +115,10 @@ class ForecastFigure(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loaders = trainer.test_dataloaders
         loader = loaders[0] if isinstance(loaders, list) else loaders
-        count = len(loader.dataset) if loader is not None else 0  # type: ignore[arg-type]
-        spaced = torch.linspace(0, count - 1, min(self.windows, count)).round() if count else []
+        count = len(loader.dataset) if loader is not None else 0
+        spaced: torch.Tensor | list[float] = (
+            torch.linspace(0, count - 1, min(self.windows, count)).round() if count else []
+        )
         self.chosen, self.drawn = {int(i) for i in spaced}, []
 
     def on_test_batch_end(
@@ -143,7 +147,8 @@ class ForecastFigure(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.drawn:
-            names = getattr(trainer.datamodule, "target_columns", None) or ["target"]
+            datamodule = getattr(trainer, "datamodule", None)
+            names = getattr(datamodule, "target_columns", None) or ["target"]
             drawn = self.drawn
             _add_figure(trainer, "test/forecasts", lambda: forecast_figure(drawn, names[0]))
         self.chosen, self.drawn = set(), []

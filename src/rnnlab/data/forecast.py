@@ -265,7 +265,7 @@ class ForecastDataModule(TaskDataModule):
             return read_csv(self.file)
         if self.source is not None:
             return Table(load_source(self.source), f"source {self.source!r}", from_file=False)
-        return Table(self.frame, "data frame", from_file=False)  # type: ignore[arg-type]
+        return Table(self.frame, "data frame", from_file=False)
 
     def _series(self, table: Table) -> list[Series]:
         return split_series(table, self.time_column, self.columns, self.series_column)
@@ -276,7 +276,7 @@ class ForecastDataModule(TaskDataModule):
         if np.issubdtype(times.dtype, np.datetime64):
             point = np.datetime64(pd.Timestamp(str(start)).to_datetime64(), "ns")
             return int(np.searchsorted(times.astype("datetime64[ns]"), point, side="left"))
-        return int(np.searchsorted(times, float(start), side="left"))  # type: ignore[arg-type]
+        return int(np.searchsorted(times, float(start), side="left"))
 
     def parts(self, series: Series) -> tuple[int, int, int]:
         """(train_end, val_end, length): train = [0, train_end), val = [train_end, val_end),

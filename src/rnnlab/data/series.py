@@ -55,9 +55,7 @@ def read_csv(path: str | Path) -> Table:
     # pandas renames a repeated column ('co2' -> 'co2.1') and the first one would win silently
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
-        raise DataError(
-            f"{path} has column {twice[0]!r} more than once; rename or drop the copies"
-        )
+        raise DataError(f"{path} has column {twice[0]!r} more than once; rename or drop the copies")
     return Table(frame, str(path), from_file=True)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -52,16 +52,17 @@ class SequenceModule(L.LightningModule):
         the logger will write it (Lightning's own rule: every ``log_every_n_steps`` batches)."""
         # one copy of the batch mean per sample, not weight=batch_size: with nan_strategy
         # "disable" torchmetrics 1.9 drops the weights (torchmetrics #3434)
-        self.stage_loss[f"{stage}_loss"].update(loss.detach().expand(batch_size))
+        cast(MeanMetric, self.stage_loss[f"{stage}_loss"]).update(loss.detach().expand(batch_size))
         trainer = self._trainer
         if stage != "train" or trainer is None:
             return
-        if (self.global_step + 1) % trainer.log_every_n_steps == 0:
+        # set on every Trainer at init (default 50) but missing from Lightning's types
+        if (self.global_step + 1) % getattr(trainer, "log_every_n_steps", 50) == 0:
             self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=batch_size)
 
     def log_epoch_loss(self, stage: str) -> None:
         """Log and reset a stage's epoch mean loss (already synced across ranks by compute)."""
-        mean = self.stage_loss[f"{stage}_loss"]
+        mean = cast(MeanMetric, self.stage_loss[f"{stage}_loss"])
         if mean.update_called:
             name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
             self.log(name, mean.compute(), prog_bar=True)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.utils.errors import ConfigError
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max")
 INITS = ("default", "orthogonal")
+IMPLS = ("auto", "packed", "padded")
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# The fused kernels nn.RNN/LSTM/GRU call themselves, one layer and direction at a time here.
+KERNELS: dict[str, Callable[..., Any]] = {
+    "rnn": torch.rnn_tanh,
+    "lstm": torch.lstm,
+    "gru": torch.gru,
+}
 
 
 def _choice(kind: str, value: str, allowed: tuple[str, ...] | list[str]) -> str:
@@ -24,9 +35,20 @@ def _choice(kind: str, value: str, allowed: tuple[str, ...] | list[str]) -> str:
 class RNNEncoder(nn.Module):
     """Runs an RNN/LSTM/GRU over a padded batch and pools each sequence to one vector.
 
-    Padding never reaches the recurrence: the batch is packed inside ``forward``, so results equal
-    running each sequence alone. ``output_size`` is ``hidden_size * num_directions``. The
-    defaults are those of ``conf/model/encoder/rnn.yaml`` (a test keeps them equal).
+    Padding never reaches a valid step, so results equal running each sequence alone, by one of
+    two paths (``impl``) that give the same outputs and gradients:
+
+    - ``packed``: the batch is packed inside ``forward`` (``pack_padded_sequence``). cuDNN runs
+      packed input fast; on the CPU PyTorch runs it as a per-step loop.
+    - ``padded``: the recurrence runs over the padded tensor, where the CPU uses its fused
+      kernel. Padding is zeroed and trails every sequence, so the forward direction's valid
+      steps never see it; the backward direction reads each sequence reversed within its own
+      length (an index gather, undone on its outputs), so its padding trails too. Bidirectional
+      stacks run layer by layer (each layer reads both directions of the one below).
+    - ``auto``: ``padded`` on the CPU, ``packed`` elsewhere (cuDNN).
+
+    ``output_size`` is ``hidden_size * num_directions``. The defaults are those of
+    ``conf/model/encoder/rnn.yaml`` (a test keeps them equal).
     """
 
     def __init__(
@@ -40,10 +62,12 @@ class RNNEncoder(nn.Module):
         pooling: str = "max",
         learned_init: bool = False,
         init: str = "orthogonal",
+        impl: str = "packed",
     ) -> None:
         super().__init__()
         self.cell = _choice("cell", cell, list(CELLS))
         self.pooling = _choice("pooling", pooling, POOLINGS)
+        self.impl = _choice("impl", impl, IMPLS)
         _choice("init", init, INITS)
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ConfigError(
@@ -64,6 +88,8 @@ class RNNEncoder(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )
         state_shape = (num_layers * self.num_directions, 1, hidden_size)
+        self.h0: nn.Parameter | None
+        self.c0: nn.Parameter | None
         if learned_init:
             self.h0 = nn.Parameter(torch.zeros(state_shape))
             self.c0 = nn.Parameter(torch.zeros(state_shape)) if cell == "lstm" else None
@@ -101,8 +127,16 @@ class RNNEncoder(nn.Module):
             return h0
         return h0, self.c0.expand(-1, batch, -1).contiguous()
 
+    def uses_padded(self, device: torch.device) -> bool:
+        return self.impl == "padded" or (self.impl == "auto" and device.type == "cpu")
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` of shape (batch, time, features) with valid ``lengths`` (batch,)."""
+        if self.uses_padded(x.device):
+            return self._forward_padded(x, lengths)
+        return self._forward_packed(x, lengths)
+
+    def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, total_length = x.shape[0], x.shape[1]
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out_packed, state = self.rnn(packed, self._initial_state(batch))
@@ -114,9 +148,62 @@ class RNNEncoder(nn.Module):
             top = h_n.view(self.num_layers, self.num_directions, batch, self.hidden_size)[-1]
             return top.transpose(0, 1).reshape(batch, self.output_size)
         out, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=total_length)
-        steps = torch.arange(total_length, device=x.device)
-        valid = (steps[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1)
+        return self._pool_steps(out, lengths)
+
+    def _pool_steps(self, out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean or max of each sequence's valid steps of ``out`` (batch, time, features)."""
+        steps = torch.arange(out.shape[1], device=out.device)
+        lengths = lengths.to(out.device)
+        valid = (steps[None, :] < lengths[:, None]).unsqueeze(-1)
         if self.pooling == "mean":
             summed = out.masked_fill(~valid, 0.0).sum(dim=1)
-            return summed / lengths.to(device=x.device, dtype=out.dtype)[:, None]
+            return summed / lengths.to(dtype=out.dtype)[:, None]
         return out.masked_fill(~valid, float("-inf")).amax(dim=1)
+
+    def _direction(
+        self, inputs: torch.Tensor, layer: int, direction: int, h0: Any | None
+    ) -> torch.Tensor:
+        """Outputs (batch, time, hidden) of one layer and direction over ``inputs``, by the
+        fused kernel the module itself calls, with that direction's weights."""
+        suffix = f"l{layer}" + ("_reverse" if direction else "")
+        weights = [getattr(self.rnn, f"{name}_{suffix}") for name in WEIGHT_NAMES]
+        batch = inputs.shape[0]
+        index = layer * self.num_directions + direction
+        if h0 is None:
+            zeros = inputs.new_zeros(1, batch, self.hidden_size)
+            hx: Any = (zeros, zeros) if self.cell == "lstm" else zeros
+        elif isinstance(h0, tuple):
+            hx = tuple(h[index : index + 1] for h in h0)
+        else:
+            hx = h0[index : index + 1]
+        # (input, hx, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
+        return KERNELS[self.cell](inputs, hx, weights, True, 1, 0.0, self.training, False, True)[0]
+
+    def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        batch, total = x.shape[:2]
+        lengths = lengths.to(x.device)
+        steps = torch.arange(total, device=x.device)[None, :]
+        valid = steps < lengths[:, None]
+        # each sequence reversed within its length, padding left in place: its own inverse
+        flip = torch.where(valid, lengths[:, None] - 1 - steps, steps).unsqueeze(-1)
+        # padding values (a NaN, 1e6) must not reach the arithmetic of any gradient
+        inputs = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+        h0 = self._initial_state(batch)
+        for layer in range(self.num_layers):
+            if layer > 0 and self.rnn.dropout > 0:
+                inputs = nn.functional.dropout(inputs, self.rnn.dropout, self.training)
+            outputs = [self._direction(inputs, layer, 0, h0)]
+            if self.num_directions == 2:
+                reversed_inputs = inputs.gather(1, flip.expand_as(inputs))
+                backward = self._direction(reversed_inputs, layer, 1, h0)
+                outputs.append(backward.gather(1, flip.expand(-1, -1, self.hidden_size)))
+            inputs = torch.cat(outputs, dim=-1)
+        out = inputs
+        if self.pooling != "last":
+            return self._pool_steps(out, lengths)
+        # forward direction: its output at each sequence's last valid step; backward direction:
+        # its output at t=0, the state after reading the whole sequence (what packed's h_n holds)
+        last = out.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1]))[:, 0]
+        if self.num_directions == 1:
+            return last
+        return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
 from torchmetrics.regression import (
@@ -19,6 +21,8 @@ class MeanAbsoluteScaledError(Metric):
     is_differentiable = True
     higher_is_better = False
     full_state_update = False
+    total: torch.Tensor
+    count: torch.Tensor
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -35,7 +39,7 @@ class MeanAbsoluteScaledError(Metric):
         return (self.total / self.count).float()
 
 
-METRICS = {
+METRICS: dict[str, Callable[..., Metric]] = {
     "mae": MeanAbsoluteError,
     "rmse": lambda: MeanSquaredError(squared=False),
     "mape": MeanAbsolutePercentageError,  # a fraction, not percent

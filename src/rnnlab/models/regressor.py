@@ -4,12 +4,13 @@ base of the forecaster (every horizon step at once from one encoding)."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MetricCollection
 
 from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
@@ -138,7 +139,8 @@ class SequenceRegressor(SequenceModule):
         if batch.mase_scale is not None:
             extra["scale"] = batch.mase_scale[:, None].expand_as(batch.y).to(wide)
         target = batch.y.to(wide)
-        for name, metrics in self.stage_metrics[stage].items():
+        collections = cast("Mapping[str, MetricCollection]", self.stage_metrics[stage])
+        for name, metrics in collections.items():
             forecast = prediction if name == "model" else batch.baselines[name]
             metrics.update(forecast.to(wide), target, **extra)
         return prediction
@@ -149,12 +151,14 @@ class SequenceRegressor(SequenceModule):
         return torch.float32 if self.device.type == "mps" else torch.float64
 
     def _widen_metric_states(self) -> None:
-        for metrics in self.stage_metrics.values():
+        stages = cast("Mapping[str, Mapping[str, MetricCollection]]", self.stage_metrics)
+        for metrics in stages.values():
             for collection in metrics.values():
                 collection.set_dtype(self._metric_dtype())
 
     def _log_metrics(self, stage: str) -> None:
-        for name, metrics in self.stage_metrics[stage].items():
+        collections = cast("Mapping[str, MetricCollection]", self.stage_metrics[stage])
+        for name, metrics in collections.items():
             self.log_epoch_metrics(metrics, prog_bar=name == "model")
 
     def on_validation_epoch_start(self) -> None:

@@ -75,6 +75,7 @@ class HydraDDPStrategy(DDPStrategy):
     def _configure_launcher(self) -> None:
         super()._configure_launcher()
         if type(self._launcher) is _SubprocessScriptLauncher:
+            assert self.cluster_environment is not None  # DDPStrategy asserts it first
             self._launcher = JobLauncher(
                 self.cluster_environment, self.num_processes, self.num_nodes
             )

@@ -17,7 +17,7 @@ def flat_hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {"seed": cfg.get("seed")}
     for section in SECTIONS:
         node = OmegaConf.to_container(cfg.get(section) or {}, resolve=True)
-        stack = [(section, node)]
+        stack: list[tuple[str, Any]] = [(section, node)]
         while stack:
             prefix, value = stack.pop()
             if isinstance(value, dict):

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -53,6 +54,7 @@ def first_values(args: list[str]) -> list[str]:
     single = []
     for override in parsed:
         if not override.is_sweep_override():
+            assert override.input_line is not None  # parse_overrides sets it on every override
             single.append(override.input_line)
         elif override.is_discrete_sweep():
             first = next(iter(override.sweep_string_iterator()))
@@ -201,10 +203,11 @@ def _check_required(cfg: DictConfig) -> None:
 
     # unresolved: interpolations such as ${hydra:...} only resolve inside a running job
     plain = OmegaConf.to_container(cfg, resolve=False)
-    missing, stack = [], [("", plain)]
+    missing: list[str] = []
+    stack: list[tuple[str, Any]] = [("", plain)]
     while stack:
         prefix, node = stack.pop()
-        for key, value in node.items():  # type: ignore[union-attr]
+        for key, value in node.items():
             if isinstance(value, dict) and key not in ("hydra", "model"):
                 stack.append((f"{prefix}{key}.", value))
             elif value == "???":

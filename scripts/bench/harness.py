@@ -1,5 +1,6 @@
-"""Helpers shared by the benchmark scripts: config composition, seeding, run order, epoch timing
-and Markdown tables. Not a package: the scripts import it from their own folder."""
+"""The harness every benchmark script shares: config composition, seeding, run order, epoch
+timing, machine description and Markdown tables. Not a package: the scripts import it from their
+own folder."""
 
 from __future__ import annotations
 
@@ -169,52 +170,12 @@ class CpuLoad:
         )
 
 
-def two_pass_forward(self: Any, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``RNNEncoder.forward`` without packing, same results (a candidate change, benchmarked
-    here only). Each direction of a one-layer LSTM runs over the padded tensor, where CPU
-    PyTorch uses its fused oneDNN kernel instead of the per-step loop it runs for packed input:
-    the forward direction reads ``x`` as padded (padding trails, so valid steps never see it);
-    the backward direction reads every sequence reversed within its own length, so its padding
-    trails too. Bind it with ``types.MethodType(two_pass_forward, encoder)``."""
-    rnn = self.rnn
-    if not (self.cell == "lstm" and self.num_layers == 1 and self.h0 is None):
-        raise ValueError("two_pass_forward covers one-layer LSTMs with zero initial state")
-    batch, total = x.shape[:2]
-    lengths = lengths.to(x.device)
-    steps = torch.arange(total, device=x.device)[None, :]
-    valid = steps < lengths[:, None]
-    flip = torch.where(valid, lengths[:, None] - 1 - steps, steps).unsqueeze(-1)  # involution
-    zeros = x.new_zeros(1, batch, self.hidden_size)
-    outputs = []
-    directions = [("", x)]
-    if self.num_directions == 2:
-        directions.append(("_reverse", x.gather(1, flip.expand_as(x))))
-    for suffix, inputs in directions:
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        weights = [getattr(rnn, f"{name}_l0{suffix}") for name in names]
-        out = torch.lstm(inputs, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)
-        outputs.append(out[0])
-    if len(outputs) == 2:
-        outputs[1] = outputs[1].gather(1, flip.expand(-1, -1, self.hidden_size))
-    out = torch.cat(outputs, dim=-1)
-    if self.pooling == "max":
-        return out.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
-    if self.pooling == "mean":
-        return out.masked_fill(~valid.unsqueeze(-1), 0.0).sum(dim=1) / lengths[:, None]
-    # "last": forward state at each sequence's last valid step; the backward direction's state
-    # after reading back to t=0 (what RNNEncoder takes from h_n)
-    last = out.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1]))[:, 0]
-    if len(outputs) == 1:
-        return last
-    return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
-
-
 def command_line(script: str, argv: Sequence[str]) -> str:
     """The command that reproduces this run, with the interpreter as typed from the checkout."""
     python = sys.executable
     if python.startswith(os.getcwd() + os.sep):
         python = os.path.relpath(python)
-    return shlex.join([python, f"scripts/{script}", *argv])
+    return shlex.join([python, f"scripts/bench/{script}", *argv])
 
 
 def _cell(value: Any) -> str:

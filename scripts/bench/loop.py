@@ -1,7 +1,7 @@
 """Template training loop (Lightning ``Trainer`` from the composed config) against hand-written
 PyTorch loops doing the same work, in one process.
 
-    .venv/bin/python scripts/bench_loop.py [--small] [--epochs 10] [--repetitions 10] [--threads 1]
+    .venv/bin/python scripts/bench/loop.py [--small] [--epochs 10] [--repetitions 10] [--threads 1]
         [Hydra overrides of a classification run, e.g. data.batch_size=64]
 
 Every loop gets the model that ``rnnlab.train.build_data_and_model`` builds from the default
@@ -51,7 +51,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import (
+from harness import (
     CpuLoad,
     add_threads_arg,
     command_line,
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> str:
     batches = len(datamodule.train_dataloader())
     text = "\n\n".join(
         [
-            f"command: {command_line('bench_loop.py', argv)}",
+            f"command: {command_line('loop.py', argv)}",
             f"{machine()}; {cfg.data.name}, {batches} train batches of {cfg.data.batch_size}, "
             f"{args.epochs} epochs, {args.repetitions} repetitions; {load.describe()}",
             timing,

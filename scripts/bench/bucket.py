@@ -1,7 +1,7 @@
 """Length-bucketed batches (``data.bucket=true``) against random pad-to-max batches on a data set
 with skewed sequence lengths, trained through the template in one process.
 
-    .venv/bin/python scripts/bench_bucket.py [--small] [--epochs 5] [--repetitions 5] [--threads 1]
+    .venv/bin/python scripts/bench/bucket.py [--small] [--epochs 5] [--repetitions 5] [--threads 1]
 
 The data set is synthetic and seeded: lengths drawn from a log-normal distribution (median 40,
 clipped to 10..1000, so most sequences are short and a few are long), three channels, four
@@ -15,10 +15,10 @@ accuracy after the same number of epochs. Repetition ``r`` uses seed ``seed + r`
 init and shuffling in every variant; variants alternate order between repetitions.
 
 Batches: ``pad-to-max`` (random batches padded to their longest sequence, the default loader)
-or ``bucketed`` (BucketBatchSampler). Encoder: ``packed`` (as shipped: pack_padded_sequence
-inside forward) or, with ``--unpacked``, ``two-pass`` (``bench_common.two_pass_forward``: the
-LSTM runs over the padded tensor directly, the backward direction over each sequence reversed
-within its length, so results equal the packed encoder's; a candidate change, not in src/).
+or ``bucketed`` (BucketBatchSampler). Encoder: ``packed`` (``model.encoder.impl=packed``:
+pack_padded_sequence inside forward) or, with ``--padded``, the encoder's padded path
+(``impl=padded``: fused kernels over the padded tensor, the backward direction over each
+sequence reversed within its length; same outputs and gradients as packed).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from types import MethodType
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import (
+from harness import (
     CpuLoad,
     EpochTimer,
     add_threads_arg,
@@ -52,19 +51,18 @@ from bench_common import (
     seed_all,
     set_threads,
     spread,
-    two_pass_forward,
 )
 
 from rnnlab.data.sequences import SequenceDataModule
 from rnnlab.train import build_data_and_model
 
 PERIODS = (4.0, 7.0, 12.0, 20.0)  # one class per period
-# name -> (bucketed batches, two-pass unpacked encoder)
+# name -> (bucketed batches, the encoder's padded path instead of packing)
 VARIANTS = {
     "pad-to-max, packed (default)": (False, False),
     "bucketed, packed": (True, False),
-    "pad-to-max, two-pass unpacked": (False, True),
-    "bucketed, two-pass unpacked": (True, True),
+    "pad-to-max, padded path": (False, True),
+    "bucketed, padded path": (True, True),
 }
 PAD = "pad-to-max, packed (default)"
 
@@ -117,10 +115,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     add_threads_arg(parser)
     parser.add_argument(
-        "--unpacked",
+        "--padded",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also run the two-pass unpacked encoder",
+        help="also run the encoder's padded path (model.encoder.impl=padded)",
     )
     args = parser.parse_args(argv)
     if args.small:
@@ -145,7 +143,7 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
     train_lengths = write_skewed_ts(tmp / "train.ts", args.train_size, args.seed)
     write_skewed_ts(tmp / "test.ts", args.test_size, args.seed + 1)
 
-    names = [n for n, (_, unpacked) in VARIANTS.items() if args.unpacked or not unpacked]
+    names = [n for n, (_, padded) in VARIANTS.items() if args.padded or not padded]
     setups: dict[bool, tuple[DictConfig, SequenceDataModule]] = {}
     for bucket in (False, True):
         overrides = [
@@ -160,13 +158,12 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
         setups[bucket] = cfg, datamodule
 
     def run(name: str, seed: int, epochs: int) -> tuple[EpochTimer, float]:
-        bucket, unpacked = VARIANTS[name]
+        bucket, padded = VARIANTS[name]
         cfg, datamodule = setups[bucket]
         seed_all(seed)
         datamodule.seed = seed  # the loaders' shuffling follows the repetition's seed
         model = instantiate(cfg.model)
-        if unpacked:
-            model.encoder.forward = MethodType(two_pass_forward, model.encoder)
+        model.encoder.impl = "padded" if padded else "packed"
         timer = EpochTimer()
         trainer = lean_trainer(cfg, callbacks=[timer], max_epochs=epochs)
         trainer.fit(model, datamodule=datamodule)
@@ -220,7 +217,7 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
     lengths = np.array(train_lengths)
     return "\n\n".join(
         [
-            f"command: {command_line('bench_bucket.py', argv)}",
+            f"command: {command_line('bucket.py', argv)}",
             f"{machine()}; synthetic skewed set: {args.train_size} train (80 % fit, 20 % val) "
             f"/ {args.test_size} test sequences, lengths min {lengths.min()}, median "
             f"{int(np.median(lengths))}, mean {lengths.mean():.0f}, p95 "

@@ -1,7 +1,7 @@
 """Training and inference throughput (sequences/s) of the default model, fp32 against bf16-mixed
 precision, in one process.
 
-    .venv/bin/python scripts/bench_throughput.py [--small] [--accelerator cpu|gpu] [--threads 1]
+    .venv/bin/python scripts/bench/throughput.py [--small] [--accelerator cpu|gpu] [--threads 1]
 
 The default config is composed (bidirectional LSTM on JapaneseVowels, batch 16) and trained with
 the Lightning Trainer at ``trainer.precision`` 32-true or bf16-mixed, minus progress bar, logger
@@ -10,9 +10,9 @@ throughput is sequences per second of each epoch's training batches (validation 
 median over the epochs of all repetitions, after an untimed warm-up epoch per variant. Inference
 throughput runs the trained model in eval mode under ``torch.inference_mode`` (and bf16 autocast
 for bf16-mixed) over the test split, at the loader's batch size and at batch 256, median of the
-repetitions. Variants alternate order between repetitions and share the initial weights. The
-``two-pass`` rows swap in ``bench_common.two_pass_forward`` (same results as the packed encoder,
-without packing; a candidate change, not in src/). On a GPU the device name is printed.
+repetitions. Variants alternate order between repetitions and share the initial weights. With
+``--padded`` the ``padded`` rows run the encoder's padded path (``model.encoder.impl=padded``,
+same outputs and gradients as packed). On a GPU the device name is printed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import MethodType
 from typing import Any
 
 import lightning as L
@@ -31,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import (
+from harness import (
     CpuLoad,
     EpochTimer,
     add_threads_arg,
@@ -47,17 +46,16 @@ from bench_common import (
     set_threads,
     spread,
     sync,
-    two_pass_forward,
 )
 
 from rnnlab.train import build_data_and_model
 
-# name -> (trainer precision, two-pass encoder)
+# name -> (trainer precision, encoder path: model.encoder.impl)
 VARIANTS = {
-    "fp32 (32-true), packed": ("32-true", False),
-    "bf16-mixed, packed": ("bf16-mixed", False),
-    "fp32, two-pass unpacked": ("32-true", True),
-    "bf16-mixed, two-pass unpacked": ("bf16-mixed", True),
+    "fp32 (32-true), packed": ("32-true", "packed"),
+    "bf16-mixed, packed": ("bf16-mixed", "packed"),
+    "fp32, padded": ("32-true", "padded"),
+    "bf16-mixed, padded": ("bf16-mixed", "padded"),
 }
 BASE = "fp32 (32-true), packed"
 
@@ -96,10 +94,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     add_threads_arg(parser)
     parser.add_argument(
-        "--two-pass",
+        "--padded",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also run the two-pass unpacked encoder",
+        help="also run the encoder's padded path (model.encoder.impl=padded)",
     )
     args = parser.parse_args(argv)
     if args.small:
@@ -124,13 +122,12 @@ def main(argv: list[str] | None = None) -> str:
             datamodule.dataset("test"), batch_size=256, collate_fn=datamodule.collate
         ),
     }
-    names = [n for n, (_, two_pass) in VARIANTS.items() if args.two_pass or not two_pass]
+    names = [n for n, (_, impl) in VARIANTS.items() if args.padded or impl == "packed"]
 
     def run(name: str, epochs: int) -> tuple[EpochTimer, L.LightningModule, float]:
-        precision, two_pass = VARIANTS[name]
+        precision, impl = VARIANTS[name]
         model = copy.deepcopy(model0)
-        if two_pass:
-            model.encoder.forward = MethodType(two_pass_forward, model.encoder)
+        model.encoder.impl = impl
         timer = EpochTimer()
         trainer = lean_trainer(cfg, callbacks=[timer], precision=precision, max_epochs=epochs)
         seed_all(args.seed)
@@ -183,7 +180,7 @@ def main(argv: list[str] | None = None) -> str:
     )
     text = "\n\n".join(
         [
-            f"command: {command_line('bench_throughput.py', argv)}",
+            f"command: {command_line('throughput.py', argv)}",
             f"{machine()}; accelerator {args.accelerator}; {cfg.data.name}: "
             f"{sum(timer.sequences) // len(timer.sequences)} training sequences per epoch, "
             f"{len(datamodule.dataset('test'))} test sequences; {args.epochs} epochs x "
