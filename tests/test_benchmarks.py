@@ -129,3 +129,20 @@ def test_bench_throughput_small(capsys):
     assert [row[0] for row in rows][:2] == ["fp32 (32-true), packed", "bf16-mixed, packed"]
     for index in (1, 2, 4, 5, 6, 7):
         assert min(column(rows, index)) > 0
+
+
+def test_bench_encoder_paths_small(capsys):
+    text = script("encoder_paths").main(["--small", "--threads", "1", "--device", "cpu"])
+    [(head, rows)] = tables(text)
+    assert head[:7] == [
+        "lengths",
+        "hidden",
+        "precision",
+        "pass",
+        "packed ms",
+        "padded ms",
+        "packed / padded",
+    ]
+    assert [row[3] for row in rows] == ["train step", "inference"]
+    assert min(column(rows, 4) + column(rows, 5)) > 0
+    assert max(column(rows, 7)) < 1e-5  # the paths agree on the timed batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -176,8 +177,14 @@ class RNNEncoder(nn.Module):
             hx = tuple(h[index : index + 1] for h in h0)
         else:
             hx = h0[index : index + 1]
-        # (input, hx, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
-        return KERNELS[self.cell](inputs, hx, weights, True, 1, 0.0, self.training, False, True)[0]
+        with warnings.catch_warnings():
+            # cuDNN asks for the module's flat weight buffer; one direction's weights are a view
+            # into it, which it copies per call (the cost is in scripts/bench/encoder_paths.py)
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            # (input, hx, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
+            return KERNELS[self.cell](
+                inputs, hx, weights, True, 1, 0.0, self.training, False, True
+            )[0]
 
     def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, total = x.shape[:2]
