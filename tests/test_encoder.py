@@ -144,7 +144,13 @@ PATH_CASES = {
 
 
 def _paths_agree(
-    device: str, padding: float, lengths: list[int], seed: int, rtol: float = 1e-5, **config
+    device: str,
+    padding: float,
+    lengths: list[int],
+    seed: int,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    **config,
 ) -> None:
     torch.manual_seed(seed)
     # training mode (cuDNN has no backward in eval mode) without dropout: the two paths would
@@ -163,12 +169,12 @@ def _paths_agree(
     zero_padded = _outputs_and_gradients(
         encoder, pad_sequence(sequences, batch_first=True), size, "padded"
     )
-    torch.testing.assert_close(padded[0], packed[0], rtol=rtol, atol=1e-5)
+    torch.testing.assert_close(padded[0], packed[0], rtol=rtol, atol=atol)
     assert padded[1].keys() == packed[1].keys()
     for name in packed[1]:
-        torch.testing.assert_close(padded[1][name], packed[1][name], rtol=rtol, atol=1e-5)
+        torch.testing.assert_close(padded[1][name], packed[1][name], rtol=rtol, atol=atol)
     valid = (torch.arange(x.shape[1])[None, :, None] < size[:, None, None]).to(device)
-    torch.testing.assert_close(padded[2] * valid, packed[2] * valid, rtol=rtol, atol=1e-5)
+    torch.testing.assert_close(padded[2] * valid, packed[2] * valid, rtol=rtol, atol=atol)
     assert not padded[2][~valid.expand_as(padded[2])].any()  # padding gets no gradient
     torch.testing.assert_close(padded[0], zero_padded[0], rtol=0, atol=0)
     for name in packed[1]:
@@ -189,10 +195,11 @@ def test_padded_path_equals_packed_outputs_and_gradients(**case):
 @given(**PATH_CASES)
 def test_padded_path_equals_packed_on_cuda(**case):
     """The same on CUDA, where packed runs cuDNN's packed kernels (TF32 off: float32 throughout).
-    cuDNN sums weight gradients over steps and batch in another order per path: 1e-4 relative."""
+    cuDNN sums weight gradients over steps and batch in another order per path; on an H100 a
+    weight gradient differed by 1.5e-5 at worst (outputs within 1e-5): tolerance 1e-4."""
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    _paths_agree("cuda", rtol=1e-4, **case)
+    _paths_agree("cuda", rtol=1e-4, atol=1e-4, **case)
 
 
 def test_auto_picks_the_padded_path_where_it_was_measured_faster():
