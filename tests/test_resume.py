@@ -319,3 +319,15 @@ def test_interrupted_sweep_job_is_recorded_and_stops_the_sweep(tmp_path):
     with pytest.raises(RunInterrupted):  # not swallowed as a failed job: the sweep stops
         run_sweep_job(_stopped_task, cfg, lambda cfg, metrics: 0.0)
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_resuming_with_the_other_encoder_path_continues_the_same_run(finished, tmp_path):
+    """impl=packed and impl=padded compute the same: a run may resume on the other path."""
+    logs, _ = finished
+    logs = _copy_logs(logs, tmp_path)
+    continued = _run(
+        logs,
+        "other_path",
+        [*FAST, "trainer.max_epochs=4", "model.encoder.impl=packed", "resume=auto"],
+    )
+    assert continued["epochs"] == 4

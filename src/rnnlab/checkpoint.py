@@ -38,9 +38,16 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "rnnlab_config"
 METRICS_KEY = "rnnlab_epoch_metrics"
 DATA_KEY = "rnnlab_data_state"
-# Data settings that may differ between an interrupted run and its resumption: file locations
-# move between machines, and worker processes do not change what is computed.
-_MAY_DIFFER = {"num_workers", "file", "train_file", "test_file"}
+# Settings that may differ between an interrupted run and its resumption: file locations move
+# between machines; worker processes and the encoder's path (same outputs and gradients) do not
+# change what is computed.
+_MAY_DIFFER = {
+    "data.num_workers",
+    "data.file",
+    "data.train_file",
+    "data.test_file",
+    "model.encoder.impl",
+}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -189,7 +196,7 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
 def _first_difference(stored: Any, current: Any, where: str) -> str | None:
     if isinstance(stored, dict) and isinstance(current, dict):
         for key in sorted(set(stored) | set(current)):
-            if key in _MAY_DIFFER and where.startswith("data"):
+            if f"{where}.{key}" in _MAY_DIFFER:
                 continue
             found = _first_difference(stored.get(key), current.get(key), f"{where}.{key}")
             if found:
