@@ -79,11 +79,14 @@ def test_bench_loop_small(capsys):
         "time ratio (mins)",
         "spread (max-min)/median",
     ]
+    textbook = "raw loop + outputs, packed encoder (textbook)"
     assert [row[:2] for row in timing] == [
         ["raw loop", "raw loop"],
         ["raw loop + outputs", "raw loop + outputs"],
         ["template, lean", "raw loop"],
         ["template, default (as train() builds it)", "raw loop + outputs"],
+        [textbook, textbook],
+        ["template, default (as train() builds it)", textbook],
     ]
     for index in (2, 3, 4, 5):
         assert min(column(timing, index)) > 0
@@ -96,8 +99,11 @@ def test_bench_loop_small(capsys):
     # the same torchmetrics on the same predictions
     assert max(column(agree, 3)) - min(column(agree, 3)) < 1e-6
     # same init, batches and optimiser: the template and the raw loops train the same weights
+    # (the textbook loop's packed encoder computes the same to float rounding)
     assert max(column(agree, 4)) < 1e-5
-    assert max(column(agree, 5)) < 1e-5
+    exact = [row for row in agree if row[0] != textbook]
+    assert max(column(exact, 5)) < 1e-5
+    assert float(next(row for row in agree if row[0] == textbook)[5]) < 1e-3
 
 
 def test_bench_bucket_small(capsys):
