@@ -206,6 +206,12 @@ def test_auto_picks_the_padded_path_where_it_was_measured_faster():
     encoder = RNNEncoder(FEATURES, HIDDEN, impl="auto")
     assert encoder.uses_padded(torch.device("cpu")) and encoder.uses_padded(torch.device("cuda"))
     assert not encoder.uses_padded(torch.device("mps"))
+    skewed, even = torch.tensor([40, 3, 2, 1]), torch.tensor([9, 8, 7, 9])
+    with torch.no_grad():  # CPU inference: packing once padding is more than half the batch
+        assert not encoder.uses_padded(torch.device("cpu"), skewed)
+        assert encoder.uses_padded(torch.device("cpu"), even)
+        assert encoder.uses_padded(torch.device("cuda"), skewed)
+    assert encoder.uses_padded(torch.device("cpu"), skewed)  # training: padded
     assert RNNEncoder(FEATURES, HIDDEN, impl="packed").uses_padded(torch.device("cpu")) is False
     with pytest.raises(ConfigError, match="unknown impl 'fast'"):
         RNNEncoder(FEATURES, HIDDEN, impl="fast")

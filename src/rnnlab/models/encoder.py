@@ -47,9 +47,10 @@ class RNNEncoder(nn.Module):
       length (an index gather, undone on its outputs), so its padding trails too. Bidirectional
       stacks run layer by layer (each layer reads both directions of the one below).
     - ``auto``: ``padded`` on the CPU and on CUDA, where it was measured faster than packing
-      (``scripts/bench/encoder_paths.py``: 2-3x on the CPU; 1.0-13x on an H100, at up to 5x
-      the memory on skewed lengths, where ``packed`` is the memory-lean choice); ``packed`` on
-      other devices, where it was not measured.
+      (``scripts/bench/encoder_paths.py``: training 1.2-3.7x on the CPU, 0.9-10x on an H100,
+      at up to 5x the GPU memory on skewed lengths, where ``packed`` is the memory-lean
+      choice), except CPU inference of batches more than half padding, where packing was
+      faster; ``packed`` on other devices, where it was not measured.
 
     ``output_size`` is ``hidden_size * num_directions``. The defaults are those of
     ``conf/model/encoder/rnn.yaml`` (a test keeps them equal).
@@ -131,12 +132,21 @@ class RNNEncoder(nn.Module):
             return h0
         return h0, self.c0.expand(-1, batch, -1).contiguous()
 
-    def uses_padded(self, device: torch.device) -> bool:
-        return self.impl == "padded" or (self.impl == "auto" and device.type in ("cpu", "cuda"))
+    def uses_padded(self, device: torch.device, lengths: torch.Tensor | None = None) -> bool:
+        """Whether ``forward`` takes the padded path for a batch on ``device``."""
+        if self.impl != "auto":
+            return self.impl == "padded"
+        if device.type not in ("cpu", "cuda"):
+            return False
+        if device.type == "cpu" and lengths is not None and not torch.is_grad_enabled():
+            # without a backward pass to save, packing wins on the CPU once padding is more
+            # than half the batch (scripts/bench/encoder_paths.py, inference rows)
+            return 2 * int(lengths.sum()) >= len(lengths) * int(lengths.max())
+        return True
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` of shape (batch, time, features) with valid ``lengths`` (batch,)."""
-        if self.uses_padded(x.device):
+        if self.uses_padded(x.device, lengths):
             return self._forward_padded(x, lengths)
         return self._forward_packed(x, lengths)
 
