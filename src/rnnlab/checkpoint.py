@@ -18,7 +18,6 @@ import functools
 import inspect
 import logging
 import pickle
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,12 +76,6 @@ def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
         torch.save(checkpoint, tmp)
 
 
-def copy_atomically(source: Path, target: Path) -> None:
-    """Copy a file so that ``target`` is never seen half written."""
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, through ``atomic_path``: a crash mid-write never leaves a
     torn ``last.ckpt`` (a resumed run sees the old file or the new one)."""
@@ -115,7 +108,7 @@ class StoreRunState(L.Callback):
 
 def epoch_metrics(checkpoint: dict[str, Any]) -> dict[str, float]:
     """The metrics of the epoch the checkpoint was saved after."""
-    return {k: float(v) for k, v in checkpoint.get(METRICS_KEY, {}).items()}
+    return as_floats(checkpoint.get(METRICS_KEY, {}))
 
 
 @dataclass
