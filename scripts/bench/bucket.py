@@ -2,6 +2,7 @@
 with skewed sequence lengths, trained through the template in one process.
 
     .venv/bin/python scripts/bench/bucket.py [--small] [--epochs 5] [--repetitions 5] [--threads 1]
+        [Hydra overrides of the run, e.g. model.encoder.hidden_size=256]
 
 The data set is synthetic and seeded: lengths drawn from a log-normal distribution (median 40,
 clipped to 10..1000, so most sequences are short and a few are long), three channels, four
@@ -120,6 +121,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="also run the encoder's padded path (model.encoder.impl=padded)",
     )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides, e.g. model.encoder.hidden_size=256",
+    )
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.repetitions, args.train_size, args.test_size = 1, 1, 120, 60
@@ -152,6 +158,7 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
             f"data.train_file={tmp / 'train.ts'}",
             f"data.test_file={tmp / 'test.ts'}",
             f"data.bucket={str(bucket).lower()}",
+            *args.overrides,
         ]
         cfg = compose_train(overrides, tmp)
         datamodule, _ = build_data_and_model(cfg)  # cfg.model now knows inputs and classes

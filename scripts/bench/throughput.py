@@ -2,6 +2,7 @@
 precision, in one process.
 
     .venv/bin/python scripts/bench/throughput.py [--small] [--accelerator cpu|gpu] [--threads 1]
+        [Hydra overrides of the run, e.g. model.encoder.hidden_size=256]
 
 The default config is composed (bidirectional LSTM on JapaneseVowels, batch 16) and trained with
 the Lightning Trainer at ``trainer.precision`` 32-true or bf16-mixed, minus progress bar, logger
@@ -99,6 +100,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=True,
         help="also run the encoder's padded path (model.encoder.impl=padded)",
     )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides, e.g. model.encoder.hidden_size=256",
+    )
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.repetitions = 2, 1
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     quiet()
     set_threads(args.threads)
-    overrides = [f"seed={args.seed}", f"trainer.accelerator={args.accelerator}"]
+    overrides = [f"seed={args.seed}", f"trainer.accelerator={args.accelerator}", *args.overrides]
     # nothing is written: the lean Trainer has no logger or checkpoints
     cfg = compose_train(overrides, tempfile.gettempdir())
     seed_all(args.seed)
