@@ -14,34 +14,26 @@ from rnnlab.models.regressor import SequenceRegressor
 
 
 class Forecaster(SequenceRegressor):
-    """``SequenceRegressor`` for windows of ``ForecastDataModule``; see its docstring."""
+    """``SequenceRegressor`` for windows of ``ForecastDataModule`` with forecasting's defaults;
+    every other setting is the regressor's (see its docstring)."""
 
     def __init__(
         self,
         encoder: RNNEncoder,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
-        horizon: int = 1,
-        num_targets: int = 1,
-        target_names: list[str] | None = None,
-        loss: str = "mse",
-        head_dropout: float = 0.0,
+        *,
         relative: bool = True,
         metrics: list[str] | tuple[str, ...] = ("mae", "rmse", "mape", "smape", "mase"),
         baselines: list[str] | tuple[str, ...] = ("naive", "seasonal_naive"),
-        monitor: str = "val/loss",
+        **settings: Any,
     ) -> None:
         super().__init__(
             encoder,
             optimizer,
             scheduler,
-            horizon=horizon,
-            num_targets=num_targets,
-            target_names=target_names,
-            loss=loss,
-            head_dropout=head_dropout,
             relative=relative,
             metrics=metrics,
             baselines=baselines,
-            monitor=monitor,
+            **settings,
         )
