@@ -61,6 +61,21 @@ def _run(logs: Path, name: str, overrides: list[str]) -> dict[str, float]:
     return train(cfg)
 
 
+def _faulty_run(logs: Path, run_dir: Path, signal_name: str) -> list[str]:
+    """The command of a run that sends itself ``signal_name`` before step 2 * 14 + 5."""
+    return [
+        sys.executable,
+        "-m",
+        "rnnlab.train",
+        *RUN,
+        f"paths.log_dir={logs}",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.fault._target_=rnnlab.callbacks.faults.SignalAtStep",
+        f"+callbacks.fault.step={2 * STEPS_PER_EPOCH + 5}",
+        f"+callbacks.fault.signal={signal_name}",
+    ]
+
+
 @pytest.mark.slow
 def test_sigkill_at_an_exact_step_then_resume_equals_uninterrupted_run(tmp_path):
     """The process kills itself before step 2 * 14 + 5 (mid third epoch): no timer decides
@@ -70,16 +85,7 @@ def test_sigkill_at_an_exact_step_then_resume_equals_uninterrupted_run(tmp_path)
 
     killed = logs / "resume" / "runs" / "killed"
     crash = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rnnlab.train",
-            *RUN,
-            f"paths.log_dir={logs}",
-            f"hydra.run.dir={killed}",
-            "+callbacks.fault._target_=rnnlab.callbacks.faults.SignalAtStep",
-            f"+callbacks.fault.step={2 * STEPS_PER_EPOCH + 5}",
-        ],
+        _faulty_run(logs, killed, "SIGKILL"),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -110,17 +116,7 @@ def test_sigterm_mid_training_stops_promptly_with_a_resumable_checkpoint(tmp_pat
     straight = _run(logs, "straight", [])
     stopped = logs / "resume" / "runs" / "stopped"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rnnlab.train",
-            *RUN,
-            f"paths.log_dir={logs}",
-            f"hydra.run.dir={stopped}",
-            "+callbacks.fault._target_=rnnlab.callbacks.faults.SignalAtStep",
-            f"+callbacks.fault.step={2 * STEPS_PER_EPOCH + 5}",
-            "+callbacks.fault.signal=SIGTERM",
-        ],
+        _faulty_run(logs, stopped, "SIGTERM"),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,

@@ -63,7 +63,8 @@ def fit_and_test(
     point: ResumePoint | None = None,
 ) -> dict[str, float]:
     """Fit (or resume from ``point``), then test the best checkpoint; the metrics of both."""
-    resumed = None if point is None else adopt(point, checkpoint_dir(trainer, cfg))
+    checkpoints = checkpoint_dir(trainer, cfg)
+    resumed = None if point is None else adopt(point, checkpoints)
     if point is not None and point.is_complete(int(cfg.trainer.max_epochs)):
         why = "stopped early" if point.stopped_early else f"trained {point.epochs_done} epochs"
         log.warning(
@@ -76,7 +77,7 @@ def fit_and_test(
         metrics = epoch_metrics(point.checkpoint)
         best, epochs = point.best_path, point.epochs_done
     else:
-        with warnings.catch_warnings(), stopped_by_signal(trainer):
+        with warnings.catch_warnings(), stopped_by_signal(trainer, checkpoints / "last.ckpt"):
             # the adopted checkpoints are in the folder already, on purpose
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* not empty")
             trainer.fit(model, datamodule=datamodule, ckpt_path=resumed)
@@ -93,27 +94,25 @@ def fit_and_test(
         # (or, for a finished run resumed, the weights it was resumed from)
         if not best and resumed is not None:
             best = str(resumed)
-        with stopped_by_signal(trainer):
+        with stopped_by_signal(trainer, checkpoints / "last.ckpt"):
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(as_floats(trainer.callback_metrics))
     return metrics
 
 
 @contextlib.contextmanager
-def stopped_by_signal(trainer: L.Trainer) -> Iterator[None]:
+def stopped_by_signal(trainer: L.Trainer, last: Path) -> Iterator[None]:
     """Turn Lightning's exit after SIGTERM (it finishes the batch, then raises) or Ctrl-C into
-    ``RunInterrupted``, whose one line says how to resume. The last finished epoch's
-    ``last.ckpt`` is the resumable state: it resumes exactly, a mid-epoch one would not."""
+    ``RunInterrupted``, whose one line says how to resume. The last finished epoch's ``last``
+    checkpoint is the resumable state: it resumes exactly, a mid-epoch one would not."""
     try:
         yield
     except SystemExit as exc:
         if not trainer.interrupted:
             raise
         name = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
-        saved = cast("ModelCheckpoint | None", trainer.checkpoint_callback)
-        last = Path(saved.dirpath or "") / "last.ckpt" if saved is not None else None
         where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
-        if last is not None and last.is_file():
+        if last.is_file():
             how = (
                 f"resume with the same command plus resume=auto (it continues from {last}, "
                 "the last finished epoch)"
