@@ -9,6 +9,11 @@ from typing import Any
 
 import torch
 
+# Character batches (language models): id 0 is the unknown character, and targets past the end
+# of a text are padding that no loss or metric counts.
+UNKNOWN_ID = 0
+IGNORE_TARGET = -1
+
 
 @dataclass
 class Batch:

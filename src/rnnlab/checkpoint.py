@@ -287,9 +287,11 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.data.classification import ClassificationDataModule
     from rnnlab.data.forecast import ForecastDataModule
     from rnnlab.data.regression import RegressionDataModule
+    from rnnlab.data.text import TextDataModule
     from rnnlab.models.classifier import SequenceClassifier
     from rnnlab.models.encoder import RNNEncoder
     from rnnlab.models.forecaster import Forecaster
+    from rnnlab.models.language import LanguageModel
     from rnnlab.models.regressor import SequenceRegressor
 
     optim, schedulers = torch.optim, torch.optim.lr_scheduler
@@ -298,11 +300,13 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
             "rnnlab.data.classification.ClassificationDataModule": ClassificationDataModule,
             "rnnlab.data.regression.RegressionDataModule": RegressionDataModule,
             "rnnlab.data.forecast.ForecastDataModule": ForecastDataModule,
+            "rnnlab.data.text.TextDataModule": TextDataModule,
         },
         "model": {
             "rnnlab.models.classifier.SequenceClassifier": SequenceClassifier,
             "rnnlab.models.regressor.SequenceRegressor": SequenceRegressor,
             "rnnlab.models.forecaster.Forecaster": Forecaster,
+            "rnnlab.models.language.LanguageModel": LanguageModel,
         },
         "model.encoder": {"rnnlab.models.encoder.RNNEncoder": RNNEncoder},
         # torch's public optimiser and scheduler classes, each under its public name only

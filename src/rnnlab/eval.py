@@ -9,7 +9,7 @@ from __future__ import annotations
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.checkpoint import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
@@ -21,6 +21,9 @@ from rnnlab.utils.preflight import preflight
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint at ``cfg.ckpt_path`` on its data set's test split."""
     seed, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    text = OmegaConf.select(cfg, "data.file")
+    if text:
+        datamodule.use_test_file(str(text))
     L.seed_everything(seed, workers=True, verbose=False)
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)

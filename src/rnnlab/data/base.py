@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.batch import Batch
 from rnnlab.data.collate import EpochRandomSampler
+from rnnlab.utils.errors import ConfigError
 
 
 class TaskDataModule(L.LightningDataModule):
@@ -51,6 +52,13 @@ class TaskDataModule(L.LightningDataModule):
     def setup_predict(self, path: str) -> None:
         """Read ``path``, raw data in the training format, for ``predict_dataloader``."""
         raise NotImplementedError
+
+    def use_test_file(self, path: str) -> None:
+        """Test on ``path`` instead of the test split (``rnnlab.eval ... data.file=``)."""
+        raise ConfigError(
+            f"data.file= scores a new text with a language model's checkpoint; this is a "
+            f"{type(self).__name__}'s, so leave data.file out"
+        )
 
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
         """The predictions of ``trainer.predict`` as a table in original units."""

@@ -16,6 +16,8 @@ CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "
 POOLINGS = ("last", "mean", "max")
 INITS = ("default", "orthogonal")
 IMPLS = ("auto", "packed", "padded")
+# a recurrent state: h, or (h, c) for an LSTM; each (layers * directions, batch, hidden)
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # The fused kernels nn.RNN/LSTM/GRU call themselves, one layer and direction at a time here.
 KERNELS: dict[str, Callable[..., Any]] = {
@@ -124,7 +126,7 @@ class RNNEncoder(nn.Module):
                 if self.cell == "lstm" and name.startswith("bias_ih"):
                     param[hidden : 2 * hidden] = 1.0
 
-    def _initial_state(self, batch: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
+    def _initial_state(self, batch: int) -> State | None:
         if self.h0 is None:
             return None
         h0 = self.h0.expand(-1, batch, -1).contiguous()
@@ -149,6 +151,26 @@ class RNNEncoder(nn.Module):
         if self.uses_padded(x.device, lengths):
             return self._forward_padded(x, lengths)
         return self._forward_packed(x, lengths)
+
+    def sequence(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Every step's top-layer output (batch, time, hidden) over ``x`` (batch, time, features),
+        all steps valid, starting from ``state`` (None: the initial state), and the state after
+        the last step, to carry into the next window of the same streams. Reads left to right
+        only: a bidirectional encoder is refused."""
+        if self.num_directions != 1:
+            raise ConfigError(
+                "a bidirectional encoder reads the future, so it cannot run step by step or "
+                "generate; set model.encoder.bidirectional=false"
+            )
+        if state is None:
+            state = self._initial_state(x.shape[0])
+        return self.rnn(x, state)
+
+    def step(self, x_t: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """One step: input (batch, features) and the state before it, to the output (batch,
+        hidden) and the state after it. Equals ``sequence`` run one step at a time."""
+        out, state = self.sequence(x_t.unsqueeze(1), state)
+        return out[:, 0], state
 
     def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, total_length = x.shape[0], x.shape[1]

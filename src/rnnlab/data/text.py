@@ -1,0 +1,399 @@
+"""Character-level text for language models: the corpus, its vocabulary and the truncated-BPTT
+layout of ``pytorch/examples``' word language model.
+
+The text is split contiguously (train, then val, then test; no overlap). The vocabulary is the
+training part's characters, plus ``<unk>`` (id 0) for characters first seen in val or test.
+
+Training: the train part is cut into ``batch_size`` parallel streams per process (under DDP,
+``world_size * batch_size`` streams, each rank its own contiguous block), and batch ``i`` holds
+chunk ``i`` of every stream: ``bptt`` characters in, the same shifted by one as targets. The
+model carries its state from one batch to the next, so each stream is read through in order.
+
+Validation and test: the whole part is cut into ``eval_streams`` streams (padded at the end and
+masked), whatever the number of processes, so the score is that of the whole text, the same on
+one process or many. Every character from the second on is predicted exactly once, and the
+n-gram baselines score the same characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from rnnlab.batch import IGNORE_TARGET as IGNORE
+from rnnlab.batch import UNKNOWN_ID as UNK
+from rnnlab.batch import Batch
+from rnnlab.data.base import TaskDataModule
+from rnnlab.data.ngram import best_order, unigram_nll
+from rnnlab.utils.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+# Chunks has a length (the progress bar and schedulers read it) and is only ever read in the
+# main process, so Lightning's caution about lengths of iterable datasets in workers is moot.
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+# stands for <unk> inside n-gram contexts: NUL never passes read_text, so never collides
+UNK_CHAR = "\x00"
+
+
+def default_corpus() -> tuple[str, str]:
+    """The reference documentation every CPython ships (``pydoc_data.topics``: ~465k characters
+    of English prose and code in 3.11), topics in sorted order; and its description."""
+    from pydoc_data.topics import topics
+
+    version = ".".join(map(str, sys.version_info[:3]))
+    return "\n\n".join(
+        topics[key] for key in sorted(topics)
+    ), f"pydoc_data.topics (Python {version})"
+
+
+def read_text(path: str | Path, encoding: str) -> str:
+    """The text of ``path``, refusing what is not text in ``encoding`` (one line each)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read data.file={path}: {exc.strerror}; check the path") from exc
+    if b"\x00" in raw[: 1 << 20]:
+        offset = raw.index(b"\x00")
+        raise DataError(
+            f"data.file={path} looks binary (a NUL byte at offset {offset}); give a text file"
+        )
+    try:
+        return raw.decode(encoding)
+    except LookupError as exc:
+        raise ConfigError(f"data.encoding={encoding!r} is not an encoding Python knows") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"data.file={path}: the byte at offset {exc.start} is not valid {encoding}; "
+            "set data.encoding to the file's encoding (e.g. latin-1)"
+        ) from exc
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Vocabulary:
+    """Characters to ids and back; id 0 is ``<unk>``."""
+
+    def __init__(self, chars: list[str]) -> None:
+        self.chars = chars
+        self.ids = {c: i + 1 for i, c in enumerate(chars)}
+
+    @classmethod
+    def of(cls, text: str) -> Vocabulary:
+        return cls(sorted(set(text)))
+
+    def __len__(self) -> int:
+        return len(self.chars) + 1
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.fromiter((self.ids.get(c, UNK) for c in text), dtype=np.int64, count=len(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i - 1] if i > 0 else "\ufffd" for i in ids)
+
+    def known(self, text: str) -> str:
+        """``text`` with unseen characters replaced by one stand-in, as the model sees it."""
+        return "".join(c if c in self.ids else UNK_CHAR for c in text)
+
+
+def _to_rows(values: np.ndarray, rows: int, fill: float) -> torch.Tensor:
+    """``values`` cut into ``rows`` contiguous rows of equal length, the last padded."""
+    width = max(1, math.ceil(len(values) / rows))
+    padded = np.full(rows * width, fill, dtype=values.dtype)
+    padded[: len(values)] = values
+    return torch.from_numpy(padded.reshape(rows, width))
+
+
+class Chunks(IterableDataset):
+    """Consecutive windows of parallel streams, in order: batch ``i`` is window ``i``.
+
+    ``plan()`` gives the window lengths of the coming pass (fixed or random truncation
+    lengths), read at each pass, so they can follow the epoch.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        baselines: dict[str, torch.Tensor],
+        plan: Callable[[], list[int]],
+    ) -> None:
+        self.inputs, self.targets, self.baselines, self.plan = inputs, targets, baselines, plan
+
+    def __len__(self) -> int:
+        return len(self.plan())
+
+    def __iter__(self) -> Iterator[Batch]:
+        start = 0
+        for size in self.plan():
+            window = slice(start, start + size)
+            targets = self.targets[:, window]
+            yield Batch(
+                x=self.inputs[:, window],
+                lengths=(targets != IGNORE).sum(dim=1),
+                y=targets,
+                baselines={k: v[:, window] for k, v in self.baselines.items()},
+            )
+            start += size
+
+
+def fixed_windows(total: int, size: int) -> list[int]:
+    """Windows of ``size`` steps covering ``total``, the last one shorter if need be."""
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+def _one_batch(batch: Any) -> Batch:
+    return batch  # Chunks yields whole batches (batch_size=None hands them over one by one)
+
+
+def _rank_rows(rows: torch.Tensor, world: int, rank: int, fill: float) -> torch.Tensor:
+    """This rank's contiguous block of ``rows``; all-padding rows make the count divisible."""
+    per_rank = math.ceil(len(rows) / world)
+    extra = per_rank * world - len(rows)
+    if extra:
+        rows = torch.cat([rows, rows.new_full((extra, rows.shape[1]), fill)])
+    return rows[rank * per_rank : (rank + 1) * per_rank]
+
+
+class TextDataModule(TaskDataModule):
+    """A text file (``file``, ``encoding``) or, by default, the Python documentation every
+    CPython carries; see the module docstring for the layout.
+
+    The vocabulary, the corpus's SHA-256 and the n-gram order chosen on val are this module's
+    ``state_dict``: a restored module uses that vocabulary and refuses a corpus that changed.
+    """
+
+    def __init__(
+        self,
+        file: str | None = None,
+        encoding: str = "utf-8",
+        batch_size: int = 32,
+        bptt: int = 128,
+        random_bptt: bool = False,
+        eval_streams: int = 8,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
+        ngram_max_order: int = 7,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("bptt", bptt, 1),
+            ("eval_streams", eval_streams, 1),
+            ("ngram_max_order", ngram_max_order, 2),
+        ):
+            if value < low:
+                raise ConfigError(f"data.{name} must be >= {low}, got {value}")
+        if not (
+            0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
+        ):
+            raise ConfigError(
+                "data.val_fraction and data.test_fraction must be in (0, 1) with a sum below 1"
+            )
+        self.file, self.encoding = file, encoding
+        self.batch_size, self.bptt, self.random_bptt = batch_size, bptt, random_bptt
+        self.eval_streams = eval_streams
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.ngram_max_order = ngram_max_order
+        self.seed = seed
+        self.num_workers = 0  # the text is in memory; a worker process would only add latency
+        self.vocab: Vocabulary | None = None
+        self.sha256: str | None = None
+        self.ngram_order: int | None = None
+        self.test_file: str | None = None
+        self.parts: dict[str, np.ndarray] = {}
+        self.baselines: dict[str, dict[str, np.ndarray]] = {}
+
+    # --- the corpus --------------------------------------------------------------------------
+    def source(self) -> tuple[str, str]:
+        """The corpus text and a description of where it came from."""
+        if self.file is None:
+            return default_corpus()
+        return read_text(self.file, self.encoding), f"data.file={self.file}"
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.parts:
+            return
+        text, where = self.source()
+        digest = fingerprint(text)
+        if self.sha256 is not None and digest != self.sha256:
+            raise DataError(
+                f"{where} is not the text this model was trained on (SHA-256 {digest[:12]}, "
+                f"expected {self.sha256[:12]}); restore that text, or train a new model"
+            )
+        val_at = len(text) - round(len(text) * (self.val_fraction + self.test_fraction))
+        test_at = len(text) - round(len(text) * self.test_fraction)
+        train, val, test = text[:val_at], text[val_at:test_at], text[test_at:]
+        if self.test_file is not None:
+            test, where = read_text(self.test_file, self.encoding), f"data.file={self.test_file}"
+        need = self.batch_size * (self.bptt + 1)
+        if len(train) < need:
+            raise DataError(
+                f"{where}: the train part has {len(train)} characters, fewer than data.batch_size "
+                f"x (data.bptt + 1) = {need}; use a longer text or lower batch_size or bptt"
+            )
+        for name, part in (("val", val), ("test", test)):
+            if len(part) < 2:
+                raise DataError(
+                    f"{where}: the {name} part has {len(part)} characters (at least 2 needed); "
+                    f"use a longer text or a larger data.{name}_fraction"
+                )
+        if self.vocab is None:
+            self.vocab = Vocabulary.of(train)
+            self.sha256 = digest
+        vocab = self.vocab
+        self.parts = {
+            "train": vocab.encode(train),
+            "val": vocab.encode(val),
+            "test": vocab.encode(test),
+        }
+        for name in ("val", "test"):
+            unseen = int((self.parts[name] == UNK).sum())
+            if unseen:
+                log.warning(
+                    "%s: %d characters of the %s part are not in the training text "
+                    "(scored as <unk>)",
+                    where,
+                    unseen,
+                    name,
+                )
+        self._fit_baselines(vocab.known(train), vocab.known(val), vocab.known(test), len(vocab))
+        log.info(
+            "%s: %d/%d/%d characters (train/val/test), %d symbols, SHA-256 %s",
+            where,
+            len(train),
+            len(val),
+            len(test),
+            len(vocab),
+            digest[:12],
+        )
+
+    def _fit_baselines(self, train: str, val: str, test: str, vocab_size: int) -> None:
+        """Per-character NLL of val and test under the unigram and the best n-gram (its order
+        chosen on val among 2..ngram_max_order, or the stored one), aligned with the targets."""
+        orders = (
+            range(2, self.ngram_max_order + 1) if self.ngram_order is None else [self.ngram_order]
+        )
+        ngram, _ = best_order(train, val, vocab_size, orders)
+        self.ngram_order = ngram.order
+        for name, part in (("val", val), ("test", test)):
+            self.baselines[name] = {
+                "unigram": unigram_nll(train, part[1:], vocab_size),
+                "ngram": ngram.nll(part, start=1),
+            }
+
+    # --- the task contract -------------------------------------------------------------------
+    def model_settings(self) -> dict[str, Any]:
+        assert self.vocab is not None, "setup() first"
+        return {"vocab_size": len(self.vocab)}
+
+    def baseline_names(self) -> tuple[str, ...]:
+        return ("unigram", "ngram")
+
+    def opening(self, part: str, characters: int = 40) -> str:
+        """The first ``characters`` of a part (after ``setup``), e.g. as a prompt."""
+        assert self.vocab is not None, "setup() first"
+        return self.vocab.decode(self.parts[part][:characters].tolist())
+
+    def use_test_file(self, path: str) -> None:
+        """Score ``path`` as the test text (``rnnlab.eval ... data.file=``)."""
+        self.test_file = str(Path(path).resolve())
+        self.parts = {}
+
+    def setup_predict(self, path: str) -> None:
+        raise ConfigError(
+            "a language model does not predict from a file: use rnnlab.generate ckpt_path=... "
+            "to sample text, or rnnlab.eval ckpt_path=... data.file=... to score one"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.vocab is None:
+            return {}
+        return {
+            "vocab": [ord(c) for c in self.vocab.chars],
+            "sha256": self.sha256,
+            "ngram_order": self.ngram_order,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        codes, sha, order = state["vocab"], state["sha256"], state["ngram_order"]
+        if not isinstance(codes, list) or not all(isinstance(c, int) for c in codes):
+            raise TypeError("vocab must be a list of code points")
+        chars = [chr(c) for c in codes]
+        if len(set(chars)) != len(chars) or UNK_CHAR in chars:
+            raise ValueError("vocab holds a character twice, or NUL")
+        if not isinstance(sha, str) or not isinstance(order, int):
+            raise TypeError("sha256 must be a string and ngram_order an integer")
+        if self.vocab is None or self.vocab.chars != chars or self.sha256 != sha:
+            self.parts = {}  # encoded with another vocabulary: read again when next needed
+        self.vocab, self.sha256, self.ngram_order = Vocabulary(chars), sha, order
+
+    # --- loaders -----------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def window_plan(self, total: int, epoch: int) -> list[int]:
+        """Truncation lengths covering ``total`` steps: ``bptt`` each, or with ``random_bptt``
+        the word-language-model recipe (``bptt``, or half of it 5% of the time, plus N(0, 5)
+        noise, at least 5), drawn from the seed and the epoch: every rank draws the same."""
+        if not self.random_bptt:
+            return fixed_windows(total, self.bptt)
+        rng = np.random.default_rng([self.seed, epoch])
+        sizes, done = [], 0
+        while done < total:
+            base = self.bptt if rng.random() < 0.95 else self.bptt / 2
+            size = min(max(5, round(rng.normal(base, 5))), total - done)
+            sizes.append(size)
+            done += size
+        return sizes
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        world, rank = self._world()
+        ids = torch.from_numpy(self.parts["train"])
+        streams = world * self.batch_size
+        width = (len(ids) - 1) // streams
+        inputs = ids[: streams * width].view(streams, width)
+        targets = ids[1 : streams * width + 1].view(streams, width)
+        block = slice(rank * self.batch_size, (rank + 1) * self.batch_size)
+        chunks = Chunks(
+            inputs[block], targets[block], {}, lambda: self.window_plan(width, self._epoch())
+        )
+        return DataLoader(chunks, batch_size=None, collate_fn=_one_batch)
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        self.setup()
+        world, rank = self._world()
+        ids = self.parts[name]
+        inputs = _rank_rows(_to_rows(ids[:-1], self.eval_streams, UNK), world, rank, UNK)
+        targets = _rank_rows(_to_rows(ids[1:], self.eval_streams, IGNORE), world, rank, IGNORE)
+        baselines = {
+            k: _rank_rows(_to_rows(v, self.eval_streams, 0.0), world, rank, 0.0)
+            for k, v in self.baselines[name].items()
+        }
+        width = inputs.shape[1]
+        chunks = Chunks(inputs, targets, baselines, lambda: fixed_windows(width, self.bptt))
+        return DataLoader(chunks, batch_size=None, collate_fn=_one_batch)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")

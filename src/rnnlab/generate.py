@@ -1,0 +1,85 @@
+"""Text generation entry point: ``python -m rnnlab.generate ckpt_path=... prompt='...'``.
+
+Restores a character language model and its vocabulary from a checkpoint (by the same safe
+rules as ``rnnlab.eval``) and samples ``length`` characters after ``prompt``, carrying the
+recurrent state (one step per character). The prompt and the text go to stdout, or to
+``output`` (written atomically).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from rnnlab.checkpoint import load_checkpoint, restore
+from rnnlab.models.language import LanguageModel
+from rnnlab.sampling import check_sampling, sample_text
+from rnnlab.utils.cli import run_task
+from rnnlab.utils.config import config_dir
+from rnnlab.utils.errors import ConfigError, DataError, first_line
+from rnnlab.utils.files import atomic_path, blocking_file
+from rnnlab.utils.preflight import preflight
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    blocker = blocking_file(output.parent)
+    if blocker is not None:
+        raise DataError(f"cannot write {output}: {blocker} is a file; choose output=")
+    if output.exists() and not overwrite:
+        raise ConfigError(
+            f"output={output} exists; choose another path or pass overwrite=true to replace it"
+        )
+
+
+def generate(cfg: DictConfig) -> str:
+    """The prompt followed by ``cfg.length`` sampled characters; written to ``cfg.output``
+    or printed."""
+    check_sampling(cfg.length, cfg.temperature, cfg.top_k)
+    output = Path(cfg.output) if cfg.get("output") else None
+    if output is not None:
+        _check_output(output, bool(cfg.get("overwrite")))
+    _, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    if not isinstance(model, LanguageModel):
+        raise DataError(
+            f"checkpoint {cfg.ckpt_path} holds a {type(model).__name__}, not a language model; "
+            "generate text with a checkpoint of experiment=charlm"
+        )
+    try:
+        device = torch.device(str(cfg.device))
+        model.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ConfigError(f"device={cfg.device} cannot be used: {first_line(exc)}") from exc
+    text = str(cfg.prompt) + sample_text(
+        model,
+        datamodule.vocab,
+        str(cfg.prompt),
+        int(cfg.length),
+        float(cfg.temperature),
+        int(cfg.top_k),
+        int(cfg.seed),
+    )
+    if output is None:
+        print(text)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(output) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return text
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="generate")
+def hydra_main(cfg: DictConfig) -> None:
+    run_task(generate, cfg)
+
+
+def main() -> None:
+    """The command: check the command line, then let Hydra run it."""
+    preflight("generate")
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""LightningModule of a character-level language model trained by truncated BPTT.
+
+Lightning 2 dropped ``truncated_bptt_steps``; the data gives consecutive windows of the same
+streams instead (``rnnlab.data.text``), and this module carries the recurrent state from one
+window to the next, detached, so backpropagation stops at the window's start while the forward
+pass keeps the whole history. Optimisation stays automatic: gradient clipping, accumulation,
+precision and schedulers are Lightning's own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import SumMetric
+
+from rnnlab.batch import IGNORE_TARGET, UNKNOWN_ID, Batch
+from rnnlab.models.base import STAGES, SequenceModule
+from rnnlab.models.encoder import RNNEncoder, State
+from rnnlab.utils.errors import ConfigError
+
+BASELINES = ("unigram", "ngram")
+
+
+def detached(state: State) -> State:
+    """The state's values without its autograd history (the graph stops at the window)."""
+    if isinstance(state, tuple):
+        return (state[0].detach(), state[1].detach())
+    return state.detach()
+
+
+class LanguageModel(SequenceModule):
+    """Embedding -> recurrent encoder (left to right) -> dropout -> linear decoder to the
+    vocabulary, trained with cross-entropy on the next character.
+
+    ``tie_weights`` shares the embedding matrix with the decoder (Press & Wolf 2017), which
+    needs ``embedding_size`` equal to the encoder's ``hidden_size``. ``dropout`` applies to the
+    embeddings and to the encoder's outputs (between stacked layers it is the encoder's own).
+    Character id 0 is ``<unk>``: it is never generated.
+
+    Logged per stage: ``loss`` (nats per character), ``bpc`` (bits per character), ``ppl``
+    (per-character perplexity), ``unk_chars``; for val and test also ``bpc_unigram`` and
+    ``bpc_ngram``, the baselines' bits per character on the same characters.
+    """
+
+    def __init__(
+        self,
+        encoder: RNNEncoder,
+        vocab_size: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        embedding_size: int = 64,
+        dropout: float = 0.0,
+        tie_weights: bool = False,
+        monitor: str = "val/bpc",
+    ) -> None:
+        super().__init__(optimizer, scheduler, monitor)
+        if encoder.num_directions != 1:
+            raise ConfigError(
+                "a language model reads left to right; set model.encoder.bidirectional=false"
+            )
+        if encoder.rnn.input_size != embedding_size:
+            raise ConfigError(
+                f"model.encoder.input_size={encoder.rnn.input_size} must equal "
+                f"model.embedding_size={embedding_size}"
+            )
+        if vocab_size < 2:
+            raise ConfigError(f"vocab_size must be >= 2, got {vocab_size}")
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = nn.Linear(encoder.hidden_size, vocab_size)
+        if tie_weights:
+            if embedding_size != encoder.hidden_size:
+                raise ConfigError(
+                    f"tie_weights needs model.embedding_size ({embedding_size}) equal to "
+                    f"model.encoder.hidden_size ({encoder.hidden_size})"
+                )
+            self.decoder.weight = self.embedding.weight
+        # the state carried between consecutive windows, per stage; reset at each epoch start
+        self.carried: dict[str, State | None] = dict.fromkeys(STAGES)
+        quantities = ("nll", "chars", "unk", *(f"nll_{b}" for b in BASELINES))
+        self.sums = nn.ModuleDict(
+            {f"{s}_{q}": SumMetric(nan_strategy="disable") for s in STAGES for q in quantities}
+        )
+        for metric in self.sums.values():
+            cast(SumMetric, metric).set_dtype(torch.float64)  # sums of ~1e5 terms
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Logits (batch, time, vocab) of the next character after each of ``ids`` (batch,
+        time), from ``state`` (None: the encoder's initial state); and the state after."""
+        out, state = self.encoder.sequence(self.dropout(self.embedding(ids)), state)
+        return self.decoder(self.dropout(out)), state
+
+    def step(self, ids: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """Logits (batch, vocab) after one more character per stream (``ids``: (batch,))."""
+        logits, state = self(ids[:, None], state)
+        return logits[:, 0], state
+
+    # --- training and evaluation -------------------------------------------------------------
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        assert batch.y is not None
+        logits, state = self(batch.x, self.carried[stage])
+        self.carried[stage] = detached(state)
+        nll = F.cross_entropy(
+            logits.transpose(1, 2).float(), batch.y, ignore_index=IGNORE_TARGET, reduction="none"
+        )
+        valid = batch.y != IGNORE_TARGET
+        chars = valid.sum()
+        loss = nll.sum() / chars.clamp(min=1)
+        self._add(stage, "nll", nll.sum())
+        self._add(stage, "chars", chars)
+        self._add(stage, "unk", (batch.y == UNKNOWN_ID).sum())
+        for name, values in batch.baselines.items():
+            self._add(stage, f"nll_{name}", values[valid].sum())
+        if stage == "train":
+            self.log_loss(stage, loss, len(batch))
+        return loss
+
+    def _add(self, stage: str, quantity: str, value: torch.Tensor) -> None:
+        cast(SumMetric, self.sums[f"{stage}_{quantity}"]).update(value.detach().double())
+
+    def _take(self, stage: str, quantity: str) -> torch.Tensor:
+        metric = cast(SumMetric, self.sums[f"{stage}_{quantity}"])
+        value = metric.compute()  # summed over DDP ranks
+        metric.reset()
+        return value
+
+    def _log_stage(self, stage: str) -> None:
+        chars = self._take(stage, "chars").clamp(min=1)
+        nll = self._take(stage, "nll") / chars
+        logged = {
+            f"{stage}/bpc": nll / math.log(2),
+            f"{stage}/ppl": nll.exp(),
+            f"{stage}/unk_chars": self._take(stage, "unk"),
+        }
+        if stage != "train":
+            logged[f"{stage}/loss"] = nll
+            for name in BASELINES:
+                logged[f"{stage}/bpc_{name}"] = (
+                    self._take(stage, f"nll_{name}") / chars / math.log(2)
+                )
+        self.log_dict({k: v.float() for k, v in logged.items()}, prog_bar=False)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        self.carried["train"] = None
+
+    def on_validation_epoch_start(self) -> None:
+        self.carried["val"] = None
+
+    def on_test_epoch_start(self) -> None:
+        self.carried["test"] = None
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self._log_stage("train")
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_stage("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_stage("test")
+
+    # --- sampling ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: list[int],
+        length: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> list[int]:
+        """``length`` character ids following ``prompt``, sampled one at a time with the state
+        carried (O(length)), from ``softmax(logits / temperature)`` restricted to the ``top_k``
+        most likely (0: all). Draws come from ``generator`` (a CPU generator), not the global
+        random state."""
+        was_training = self.training
+        self.eval()
+        try:
+            logits, state = self(torch.tensor([prompt], device=self.device))
+            scores, drawn = logits[:, -1], []
+            for _ in range(length):
+                scores = scores.float().cpu() / temperature
+                scores[:, UNKNOWN_ID] = -math.inf
+                if 0 < top_k < self.vocab_size:
+                    kth = scores.topk(top_k, dim=-1).values[:, -1:]
+                    scores = scores.masked_fill(scores < kth, -math.inf)
+                nxt = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
+                drawn.append(int(nxt))
+                scores, state = self.step(nxt.to(self.device), state)
+        finally:
+            self.train(was_training)
+        return drawn
