@@ -152,3 +152,12 @@ def test_bench_encoder_paths_small(capsys):
     assert [row[3] for row in rows] == ["train step", "inference"]
     assert min(column(rows, 4) + column(rows, 5)) > 0
     assert max(column(rows, 7)) < 1e-5  # the paths agree on the timed batches
+
+
+def test_bench_charlm_small(capsys):
+    text = script("charlm").main(SMALL)
+    assert "scripts/bench/charlm.py --small --threads 1" in capsys.readouterr().out
+    (train_head, train_rows), (gen_head, gen_rows) = tables(text)
+    assert train_head[0] == "hidden units" and gen_head[0] == "hidden units"
+    assert len(train_rows) == len(gen_rows) == 1
+    assert min(column(train_rows, 1) + column(train_rows, 2) + column(gen_rows, 1)) > 0
