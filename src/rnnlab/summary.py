@@ -104,7 +104,7 @@ def sweep_figure(table: pd.DataFrame, unit: str | None = None) -> Figure:
         for _, row in table.iterrows()
     ]
     with plotting.styled():
-        fig = Figure(figsize=(6.5, 1.2 + 0.45 * len(table)), layout="constrained")
+        fig = Figure(figsize=(7.5, 1.2 + 0.45 * len(table)), layout="constrained")
         ax = fig.add_subplot()
         ax.grid(axis="y", visible=False)
         positions = range(len(table))
