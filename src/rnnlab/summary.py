@@ -3,7 +3,8 @@
 One row per job: the overrides that vary across the sweep, the job's status (completed, failed
 with its reason, or incomplete when it never finished), the objective (the monitored metric's
 best validation value) and its final test metrics. The best completed job is marked. Prints the
-table as Markdown and writes ``summary.csv`` and ``summary.md`` into the multirun directory.
+table as Markdown and writes ``summary.csv`` and ``summary.md`` into the multirun directory;
+``--plot`` also draws the objective per job as ``summary.png``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from rnnlab import plotting
 from rnnlab.utils.files import STATUS_FILE
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _job(directory: Path) -> dict[str, Any]:
@@ -77,12 +82,51 @@ def summarise(multirun_dir: str | Path) -> pd.DataFrame:
     if len(done):
         best = done.idxmin() if mode == "min" else done.idxmax()
         table.loc[best, "best"] = "*"
+    # for whoever draws the table (sweep_figure): which columns mean what
+    table.attrs.update(objective=objective, mode=mode, varying=varying, name=root.name)
     return table
+
+
+def sweep_figure(table: pd.DataFrame, unit: str | None = None) -> Figure:
+    """The objective of every job of a ``summarise`` table as a bar, labelled by the settings
+    that vary; the best job in the highlight colour, failed jobs named without a bar. ``unit``
+    is the objective's unit (e.g. 'cross-entropy, nats'), where the caller knows it."""
+    from matplotlib.figure import Figure
+
+    objective, mode, varying = (table.attrs[k] for k in ("objective", "mode", "varying"))
+    labels = [
+        ", ".join(f"{k}={row[k]}" for k in varying) or f"job {row['job']}"
+        for _, row in table.iterrows()
+    ]
+    values = table[objective].astype(float)
+    colors = [
+        plotting.role_color("best" if row["best"] == "*" else "other")
+        for _, row in table.iterrows()
+    ]
+    with plotting.styled():
+        fig = Figure(figsize=(7.5, 1.2 + 0.45 * len(table)), layout="constrained")
+        ax = fig.add_subplot()
+        ax.grid(axis="y", visible=False)
+        positions = range(len(table))
+        ax.barh(positions, values.fillna(0.0), color=colors, height=0.6)
+        ax.set_yticks(positions, labels)
+        ax.invert_yaxis()  # job order, top down
+        for position, value, status in zip(positions, values, table["status"], strict=True):
+            text = f" {value:.4f}" if status == "completed" else f" {status}"
+            ax.text(0 if math.isnan(value) else value, position, text, va="center", fontsize=8)
+        better = "lower" if mode == "min" else "higher"
+        ax.set_xlabel(plotting.with_unit(f"{objective} ({better} is better)", unit))
+        ax.margins(x=0.2)  # room for the value written after each bar
+        ax.set_title(plotting.title("Sweep objective per configuration", table.attrs["name"]))
+    return fig
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("multirun_dir", type=Path, help="e.g. logs/train/multiruns/<date_time>")
+    parser.add_argument(
+        "--plot", action="store_true", help="also draw the objective per job as summary.png"
+    )
     args = parser.parse_args(argv)
     if not args.multirun_dir.is_dir():
         raise SystemExit(f"error: {args.multirun_dir} is not a directory")
@@ -90,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     markdown = table.to_markdown(index=False, floatfmt=".4f")
     (args.multirun_dir / "summary.md").write_text(markdown + "\n")
     table.to_csv(args.multirun_dir / "summary.csv", index=False)
+    if args.plot:
+        sweep_figure(table).savefig(args.multirun_dir / "summary.png")
     print(markdown, file=sys.stdout)
 
 

@@ -26,7 +26,7 @@ from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import RunInterrupted
 from rnnlab.utils.files import as_floats, write_metrics
-from rnnlab.utils.hparams import log_hparams
+from rnnlab.utils.hparams import command_line_keys, log_hparams
 from rnnlab.utils.preflight import preflight
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
@@ -166,7 +166,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["time/startup_to_first_step_s"] = timer.first_step_s  # type: ignore[assignment]
     metrics["time/train_s"] = time.perf_counter() - started
     if trainer.is_global_zero:
-        log_hparams(trainer.loggers, cfg, metrics)
+        log_hparams(trainer.loggers, cfg, metrics, command_line_keys())
         write_metrics(metrics, cfg.paths.output_dir)
     return metrics
 

@@ -10,13 +10,37 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from rnnlab import plotting
 from rnnlab.batch import Batch
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
+def describe_encoder(encoder: Any) -> str:
+    """An RNN encoder in a few words ('BiLSTM, 64 units'; '2-layer GRU, 32 units'); any other
+    module by its class name."""
+    cell, hidden = getattr(encoder, "cell", None), getattr(encoder, "hidden_size", None)
+    if not isinstance(cell, str) or not isinstance(hidden, int):
+        return type(encoder).__name__
+    layers = int(getattr(encoder, "num_layers", 1))
+    bi = "Bi" if getattr(encoder, "num_directions", 1) == 2 else ""
+    depth = f"{layers}-layer " if layers > 1 else ""
+    return f"{depth}{bi}{cell.upper()}, {hidden} units"
+
+
+def run_label(datamodule: Any, pl_module: L.LightningModule) -> str:
+    """How a figure's title names the run: its data and its model."""
+    parts = []
+    if hasattr(datamodule, "display_name"):
+        parts.append(str(datamodule.display_name()))
+    encoder = getattr(pl_module, "encoder", None)
+    if encoder is not None:
+        parts.append(describe_encoder(encoder))
+    return ", ".join(parts)
+
+
+def confusion_figure(matrix: torch.Tensor, class_names: list[str], run: str = "") -> Figure:
     """Row-normalised confusion matrix with the raw counts written in each cell."""
     # A bare Figure, not pyplot: no global backend or figure registry to touch or leak.
     from matplotlib.figure import Figure
@@ -24,51 +48,67 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> Figure:
     counts = matrix.detach().cpu().double()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     size = max(4.0, 0.5 * len(class_names) + 2)
-    fig = Figure(figsize=(size, size))
-    ax = fig.add_subplot()
-    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=90)
-    ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in ticks:
-        for j in ticks:
-            ax.text(
-                j,
-                i,
-                str(int(counts[i, j])),  # Text calls str() on it anyway
-                ha="center",
-                va="center",
-                color="white" if rates[i, j] > 0.5 else "black",
-                fontsize=8,
-            )
-    fig.tight_layout()
+    grey = plotting.OKABE_ITO["grey"]
+    with plotting.styled():
+        fig = Figure(figsize=(size + 1, size), layout="constrained")
+        ax = fig.add_subplot()
+        ax.grid(False)
+        image = ax.imshow(rates.numpy(), cmap=plotting.sequential_colormap(), vmin=0, vmax=1)
+        fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class (cells: counts)")
+        ticks = range(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=90)
+        ax.set_yticks(ticks, class_names)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(plotting.title("Test confusion matrix", run))
+        for i in ticks:
+            for j in ticks:
+                ax.text(
+                    j,
+                    i,
+                    str(int(counts[i, j])),  # Text calls str() on it anyway
+                    ha="center",
+                    va="center",
+                    # zeros recede, so the few confusions stand out
+                    color="white" if rates[i, j] > 0.5 else "black" if counts[i, j] else grey,
+                    fontsize=8,
+                )
     return fig
 
 
-def forecast_figure(windows: list[dict[str, torch.Tensor]], target: str) -> Figure:
+def forecast_figure(
+    windows: list[dict[str, torch.Tensor]],
+    target: str,
+    run: str = "",
+    unit: str | None = None,
+    step: str | None = None,
+) -> Figure:
     """One panel per test window: the input history, the actual future, the model's forecast and
-    any baseline, on one time axis (steps relative to the forecast origin)."""
+    any baseline, on one time axis (steps relative to the forecast origin). ``unit`` is the
+    target's unit and ``step`` what one time step is (e.g. weeks), where known."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 2.2 * len(windows)))
-    for i, window in enumerate(windows):
-        ax = fig.add_subplot(len(windows), 1, i + 1)
-        history = window["history"]
-        past = range(-len(history), 0)
-        future = range(len(window["actual"]))
-        ax.plot(past, history.numpy(), color="grey", label="history")
-        ax.plot(future, window["actual"].numpy(), color="black", label="actual")
-        ax.plot(future, window["forecast"].numpy(), color="tab:blue", label="forecast")
-        for name, values in window.items():
-            if name not in ("history", "actual", "forecast"):
-                ax.plot(future, values.numpy(), linestyle="--", label=name)
-        ax.set_ylabel(target)
-        if i == 0:
-            ax.legend(loc="upper left", fontsize=7, ncol=4)
-    fig.axes[-1].set_xlabel("steps from forecast origin")
-    fig.tight_layout()
+    with plotting.styled():
+        fig = Figure(figsize=(8, 2.2 * len(windows) + 0.4), layout="constrained")
+        fig.suptitle(plotting.title("Test forecasts", run), fontweight="bold")
+        for i, window in enumerate(windows):
+            ax = fig.add_subplot(len(windows), 1, i + 1)
+            history = window["history"]
+            past = range(-len(history), 0)
+            future = range(len(window["actual"]))
+            for role, steps in (("history", past), ("actual", future), ("forecast", future)):
+                color = plotting.role_color(role)
+                ax.plot(steps, window[role].numpy(), color=color, label=role)
+            others = [name for name in window if name not in ("history", "actual", "forecast")]
+            for k, name in enumerate(others):
+                color = plotting.role_color(name, k)
+                ax.plot(future, window[name].numpy(), color=color, linestyle="--", label=name)
+            ax.axvline(-0.5, color=plotting.OKABE_ITO["grey"], linewidth=0.8, linestyle=":")
+            ax.set_ylabel(plotting.with_unit(target, unit))
+        # one legend for all panels, below them, where it hides no data
+        handles, labels = fig.axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+        fig.axes[-1].set_xlabel(f"{step or 'steps'} from the forecast origin")
     return fig
 
 
@@ -98,7 +138,12 @@ class ConfusionMatrixFigure(L.Callback):
         # trainer.datamodule (None without one) is missing from Lightning's types
         datamodule = getattr(trainer, "datamodule", None)
         names = getattr(datamodule, "classes", None) or cast("list[str]", pl_module.class_names)
-        _add_figure(trainer, "test/confusion_matrix", lambda: confusion_figure(matrix, list(names)))
+        run = run_label(datamodule, pl_module)
+        _add_figure(
+            trainer,
+            "test/confusion_matrix",
+            lambda: confusion_figure(matrix, list(names), run),
+        )
 
 
 class ForecastFigure(L.Callback):
@@ -149,6 +194,12 @@ class ForecastFigure(L.Callback):
         if self.drawn:
             datamodule = getattr(trainer, "datamodule", None)
             names = getattr(datamodule, "target_columns", None) or ["target"]
-            drawn = self.drawn
-            _add_figure(trainer, "test/forecasts", lambda: forecast_figure(drawn, names[0]))
+            unit = getattr(datamodule, "target_unit", lambda _: None)(names[0])
+            step = getattr(datamodule, "step_unit", lambda: None)()
+            run, drawn = run_label(datamodule, pl_module), self.drawn
+            _add_figure(
+                trainer,
+                "test/forecasts",
+                lambda: forecast_figure(drawn, names[0], run, unit, step),
+            )
         self.chosen, self.drawn = set(), []

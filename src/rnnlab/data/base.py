@@ -67,6 +67,10 @@ class TaskDataModule(L.LightningDataModule):
     def collate(self, items: list[Any]) -> Batch:
         raise NotImplementedError
 
+    def display_name(self) -> str:
+        """How figure titles name this data: a data set, a shipped series or a file name."""
+        return type(self).__name__
+
     # --- shared ------------------------------------------------------------------------------
     def loader(self, data: Dataset, shuffle: bool, **options: Any) -> DataLoader:
         """A DataLoader of ``data`` with this module's collate and workers. Shuffling follows the

@@ -24,7 +24,7 @@ from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
-from rnnlab.data.sources import load_source
+from rnnlab.data.sources import STEPS, UNITS, load_source
 from rnnlab.utils.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -259,6 +259,19 @@ class ForecastDataModule(TaskDataModule):
     @property
     def num_targets(self) -> int:
         return len(self.target_columns)
+
+    def display_name(self) -> str:
+        if self.file is not None:
+            return Path(self.file).name
+        return f"{self.source} series" if self.source is not None else "data frame"
+
+    def target_unit(self, column: str) -> str | None:
+        """The unit of a target column, for axis labels; known for shipped series only."""
+        return UNITS.get(self.source or "", {}).get(column)
+
+    def step_unit(self) -> str | None:
+        """What one time step is (e.g. weeks), for axis labels; known for shipped series only."""
+        return STEPS.get(self.source or "")
 
     def _table(self) -> Table:
         if self.file is not None:

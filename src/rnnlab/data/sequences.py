@@ -108,6 +108,9 @@ class SequenceDataModule(TaskDataModule):
     def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
         return pad_collate(items)
 
+    def display_name(self) -> str:
+        return Path(self.train_file).name if self.train_file is not None else str(self.name)
+
     # --- loading -----------------------------------------------------------------------------
     def load_raw(self, split: str) -> Split:
         """Raw (un-normalised) sequences and labels of the official 'train' or 'test' split."""

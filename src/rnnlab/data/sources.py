@@ -20,6 +20,10 @@ def co2() -> pd.DataFrame:
 
 SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"co2": co2}
 
+# For axis labels: each shipped series' column units and the length of one time step.
+UNITS: dict[str, dict[str, str]] = {"co2": {"co2": "ppm"}}
+STEPS: dict[str, str] = {"co2": "weeks"}
+
 
 def load_source(name: str) -> pd.DataFrame:
     if name not in SOURCES:
