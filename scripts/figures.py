@@ -41,6 +41,8 @@ def train(ctx: Context, name: str, *overrides: str) -> Path:
     """``python -m rnnlab.train`` with ``overrides`` into ``runs/name``; a multirun (``-m``)
     sweeps into that folder instead. The run (or sweep) directory."""
     target = ctx.runs / name
+    if "-m" not in overrides and (target / "metrics.json").is_file():
+        return target  # finished in an earlier call with the same --runs: reuse it
     where = f"hydra.sweep.dir={target}" if "-m" in overrides else f"hydra.run.dir={target}"
     command = [sys.executable, "-m", "rnnlab.train", *overrides, f"seed={ctx.seed}", where]
     command.append("trainer.enable_progress_bar=false")
@@ -101,12 +103,41 @@ def tensorboard(ctx: Context) -> list[Path]:
     return tensorboard_check.check(_hidden_size_sweep(ctx), ctx.out)
 
 
+def charlm(ctx: Context) -> list[Path]:
+    """The character language model: a text generated from its best checkpoint (the README's
+    sample, as ``rnnlab.generate`` prints it) and TensorBoard's Text tab with the samples
+    logged during training."""
+    run = train(ctx, "charlm", "experiment=charlm")
+    command = [
+        sys.executable,
+        "-m",
+        "rnnlab.generate",
+        f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
+        'prompt=The "with" statement',
+        "length=400",
+        "temperature=0.8",
+        f"seed={ctx.seed}",
+        f"hydra.run.dir={ctx.runs / 'generate'}",
+        "overwrite=true",
+    ]
+    print("$", " ".join(command[1:]), flush=True)
+    text = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    sample = ctx.out / "charlm-sample.txt"
+    sample.write_text(text)
+    why = tensorboard_check.missing_tools()
+    if why:
+        raise SystemExit(f"error: cannot screenshot TensorBoard: {why}")
+    text_tab = tensorboard_check.Dashboard("text", ("sample",))
+    return [sample, *tensorboard_check.check(run, ctx.out, dashboards=(text_tab,))]
+
+
 # A new figure is a function (Context) -> the files it wrote, and a line here.
 FIGURES: dict[str, Callable[[Context], list[Path]]] = {
     "forecast": forecast,
     "confusion": confusion,
     "sweep": sweep,
     "tensorboard": tensorboard,
+    "charlm": charlm,
 }
 
 
