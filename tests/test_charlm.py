@@ -568,3 +568,15 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path):
     b = json.loads((tmp_path / "two" / "metrics.json").read_text())
     for key in ("val/bpc", "test/bpc", "test/bpc_ngram", "train/bpc"):
         assert math.isclose(a[key], b[key], rel_tol=1e-4), (key, a[key], b[key])
+
+
+@pytest.mark.parametrize("vocab", [[2**40], ["a"], [97, 97], [0], "abc"])
+def test_a_crafted_vocabulary_in_a_checkpoint_is_refused(lm_run, tmp_path, vocab):
+    from rnnlab.checkpoint import DATA_KEY
+
+    checkpoint = load_checkpoint(lm_run[0] / "checkpoints" / "best.ckpt")
+    checkpoint[DATA_KEY]["vocab"] = vocab
+    path = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, path)
+    with pytest.raises(DataError, match="the data state is not what rnnlab wrote"):
+        restore(load_checkpoint(path), path)

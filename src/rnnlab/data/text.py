@@ -330,7 +330,9 @@ class TextDataModule(TaskDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         codes, sha, order = state["vocab"], state["sha256"], state["ngram_order"]
-        if not isinstance(codes, list) or not all(isinstance(c, int) for c in codes):
+        if not isinstance(codes, list) or not all(
+            isinstance(c, int) and 0 < c <= sys.maxunicode for c in codes
+        ):
             raise TypeError("vocab must be a list of code points")
         chars = [chr(c) for c in codes]
         if len(set(chars)) != len(chars) or UNK_CHAR in chars:
@@ -370,6 +372,11 @@ class TextDataModule(TaskDataModule):
         ids = torch.from_numpy(self.parts["train"])
         streams = world * self.batch_size
         width = (len(ids) - 1) // streams
+        if width < 1:
+            raise DataError(
+                f"the train part has {len(ids)} characters, too few for {world} processes x "
+                f"data.batch_size={self.batch_size} streams; lower data.batch_size"
+            )
         inputs = ids[: streams * width].view(streams, width)
         targets = ids[1 : streams * width + 1].view(streams, width)
         block = slice(rank * self.batch_size, (rank + 1) * self.batch_size)
