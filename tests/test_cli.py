@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -123,8 +124,11 @@ def test_seconds_since_process_start_counts_from_process_start(tmp_path):
         "import time; time.sleep(0.6); "
         "from rnnlab.callbacks.run_state import seconds_since_process_start as s; print(s())"
     )
+    started = time.monotonic()
     elapsed = float(_run(["-c", code], tmp_path).stdout)
-    assert 0.6 <= elapsed < 10.0
+    # at least the child's own sleep, at most the child's whole life as seen from here (no
+    # fixed bound: imports on a loaded machine take what they take)
+    assert 0.6 <= elapsed <= time.monotonic() - started
 
 
 def test_failed_run_in_a_user_directory_removes_only_what_it_wrote(tmp_path):
