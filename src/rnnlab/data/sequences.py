@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -59,6 +59,8 @@ class SequenceDataModule(TaskDataModule):
     restoring a checkpoint, so restored statistics always win.
     """
 
+    split_settings = TaskDataModule.split_settings | {"val_fraction", "folds", "fold", "bucket"}
+    split_state: ClassVar[frozenset[str]] = frozenset({"normalizer"})
     label_kind: str  # 'class' or 'target' (ucr.LABEL_KINDS)
     target_dtype: torch.dtype
     stratified: bool  # whether validation parts keep the class proportions
