@@ -200,9 +200,17 @@ def _first_difference(stored: Any, current: Any, where: str) -> str | None:
     return None
 
 
+def _part(config: Any, dotted: str) -> Any:
+    """The node at ``dotted`` of a plain config (None where it is missing)."""
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
 def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     """Read the checkpoint a run resumes from and check that resuming it makes sense: the same
-    data and model settings, and no fewer epochs asked for than it already trained."""
+    data, model and weight-averaging settings, and no fewer epochs asked for than it already
+    trained."""
     source = find_resume_checkpoint(cfg)
     if source is None:
         return None
@@ -210,8 +218,10 @@ def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     stored = checkpoint[CONFIG_KEY]
     current = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(current, dict)
-    for part in ("data", "model"):
-        difference = _first_difference(stored.get(part), current.get(part), part)
+    # the weight averaging too: its checkpoints hold the average where the weights belong, so
+    # a run resumed without it (or with another decay) would continue from the wrong weights
+    for part in ("data", "model", "callbacks.weight_averaging"):
+        difference = _first_difference(_part(stored, part), _part(current, part), part)
         if difference:
             raise ConfigError(
                 f"cannot resume from {source}: {difference}; give the interrupted run's overrides"

@@ -19,21 +19,9 @@ from omegaconf import DictConfig
 from rnnlab.checkpoint import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
-from rnnlab.utils.errors import ConfigError, DataError, first_line
-from rnnlab.utils.files import atomic_path, blocking_file
+from rnnlab.utils.errors import ConfigError, DataError
+from rnnlab.utils.files import blocking_file, write_table
 from rnnlab.utils.preflight import preflight
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV atomically: a reader never sees half of it, a failure leaves nothing."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            frame.to_csv(tmp, index=False)
-    except OSError as exc:
-        raise DataError(
-            f"cannot write {path}: {exc.strerror or first_line(exc)}; choose a writable output="
-        ) from exc
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:

@@ -5,6 +5,12 @@ with its reason, or incomplete when it never finished), the objective (the monit
 best validation value) and its final test metrics. The best completed job is marked. Prints the
 table as Markdown and writes ``summary.csv`` and ``summary.md`` into the multirun directory;
 ``--plot`` also draws the objective per job as ``summary.png``.
+
+A sweep over cross-validation folds (``data.fold``) or seeds (``seed``) gets a second table, one
+row per configuration (the other swept settings): the number of completed jobs and the mean and
+standard deviation of the objective and of each test metric over them, the best configuration by
+mean objective marked; printed after the first and written as ``summary_configs.csv`` and
+``summary_configs.md``.
 """
 
 from __future__ import annotations
@@ -87,6 +93,43 @@ def summarise(multirun_dir: str | Path) -> pd.DataFrame:
     return table
 
 
+# Settings that repeat a configuration rather than define one: its cross-validation fold and seed.
+REPEATS = ("data.fold", "seed")
+
+
+def configurations(table: pd.DataFrame) -> pd.DataFrame | None:
+    """One row per configuration of a ``summarise`` table whose sweep varies a fold or seed
+    (None when it varies neither): ``jobs`` completed jobs, ``not_completed`` others, and each
+    metric's ``_mean`` and ``_sd`` (sample standard deviation) over the completed jobs."""
+    objective, mode, varying = (table.attrs[k] for k in ("objective", "mode", "varying"))
+    if not set(REPEATS) & set(varying):
+        return None
+    settings = [k for k in varying if k not in REPEATS]
+    metrics = [objective, *(c for c in table.columns if str(c).startswith("test/"))]
+    rows = []
+    # sort=False: configurations in the order the sweep first ran them
+    groups = table.groupby(settings, sort=False) if settings else [((), table)]
+    for key, group in groups:
+        done = group[group["status"] == "completed"]
+        values = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(settings, values, strict=True))
+        row.update(jobs=len(done), not_completed=len(group) - len(done))
+        for metric in metrics:
+            column = done[metric].astype(float)
+            row[f"{metric}_mean"] = column.mean() if len(column) else math.nan
+            row[f"{metric}_sd"] = column.std(ddof=1) if len(column) > 1 else math.nan
+        rows.append(row)
+    configs = pd.DataFrame(rows)
+    means = configs[f"{objective}_mean"].dropna()
+    configs.insert(len(settings), "best", "")
+    if len(means):
+        best = means.idxmin() if mode == "min" else means.idxmax()
+        configs.loc[best, "best"] = "*"
+    repeats = [k for k in REPEATS if k in varying]
+    configs.attrs.update(objective=objective, mode=mode, settings=settings, repeats=repeats)
+    return configs
+
+
 def sweep_figure(table: pd.DataFrame, unit: str | None = None) -> Figure:
     """The objective of every job of a ``summarise`` table as a bar, labelled by the settings
     that vary; the best job in the highlight colour, failed jobs named without a bar. ``unit``
@@ -137,6 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         sweep_figure(table).savefig(args.multirun_dir / "summary.png")
     print(markdown, file=sys.stdout)
+    configs = configurations(table)
+    if configs is not None:
+        markdown = configs.to_markdown(index=False, floatfmt=".4f")
+        (args.multirun_dir / "summary_configs.md").write_text(markdown + "\n")
+        configs.to_csv(args.multirun_dir / "summary_configs.csv", index=False)
+        over = " and ".join(configs.attrs["repeats"])
+        print(f"\nPer configuration, mean and sd over {over}:\n", file=sys.stdout)
+        print(markdown, file=sys.stdout)
 
 
 if __name__ == "__main__":

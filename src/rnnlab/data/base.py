@@ -10,7 +10,7 @@ A task is a DataModule (a subclass of ``TaskDataModule``) and a LightningModule 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import pandas as pd
@@ -33,6 +33,14 @@ class TaskDataModule(L.LightningDataModule):
     batch_size: int
     num_workers: int
     seed: int
+
+    # An ensemble (rnnlab.ensemble) averages members that saw the same test split. Members may
+    # differ in the data settings that only choose which training samples validate or how
+    # batches are drawn; every other data setting must match.
+    split_settings: ClassVar[frozenset[str]] = frozenset({"seed", "batch_size", "num_workers"})
+    # Parts of ``state_dict()`` fitted on the samples that trained, so different per seed or
+    # fold: each member applies its own. Every other part must be equal between members.
+    split_state: ClassVar[frozenset[str]] = frozenset()
 
     # --- what each task provides -------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:
@@ -62,6 +70,11 @@ class TaskDataModule(L.LightningDataModule):
 
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
         """The predictions of ``trainer.predict`` as a table in original units."""
+        raise NotImplementedError
+
+    def dataset(self, split: str) -> Dataset:
+        """The examples of a split ('train', 'val', 'test', 'predict') in their stored order,
+        normalised, for ``loader`` (an ensemble lines its members' test outputs up by it)."""
         raise NotImplementedError
 
     def collate(self, items: list[Any]) -> Batch:

@@ -39,6 +39,7 @@ class ClassificationDataModule(SequenceDataModule):
 
     label_kind = "class"
     target_dtype = torch.int64
+    stratified = True
 
     def __init__(self, name: str | None = "JapaneseVowels", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
@@ -47,6 +48,9 @@ class ClassificationDataModule(SequenceDataModule):
     def split_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(set(labels)) < 2:
             raise DataError(f"{self.where('train')} has one class only; classification needs two")
+        return super().split_indices(labels)
+
+    def holdout_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return stratified_split(labels, self.val_fraction, self.seed)
 
     def fit_labels(self, labels: np.ndarray) -> None:

@@ -26,15 +26,17 @@ class RegressionDataModule(SequenceDataModule):
     every regression model must beat.
     """
 
+    split_state = frozenset({"normalizer", "target_normalizer", "train_mean"})
     label_kind = "target"
     target_dtype = torch.float32
+    stratified = False
 
     def __init__(self, name: str | None = "Covid3Month", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.target_normalizer = Normalizer(self.normalizer.method)
         self.train_mean: torch.Tensor | None = None
 
-    def split_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def holdout_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(labels)
         n_val = round(n * self.val_fraction)
         if n_val < 1 or n_val >= n:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
+from rnnlab.data.folds import check_fold_settings, fold_split
 from rnnlab.data.normalize import MAX_ABS_VALUE, Normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
@@ -48,15 +49,21 @@ class SequenceDataModule(TaskDataModule):
     """Official train split -> seeded train/val; official test split kept for test.
 
     Subclasses say what a label is (``label_kind``: what the .ts header must declare,
-    ``target_dtype``, ``fit_labels``, ``encode``, ``split_indices``).
+    ``target_dtype``, ``fit_labels``, ``encode``, ``holdout_indices``, ``stratified``).
+    With ``folds`` set, fold ``fold`` of a seeded k-fold split of the official train split
+    validates instead of the ``val_fraction`` share (``rnnlab.data.folds``); the test split is
+    never part of any fold.
     The input normaliser is fitted on the train part only; it and the subclass's label state are
     this module's ``state_dict`` and so travel in every checkpoint, and a module that loaded them
     never refits. Normalisation is applied when loaders are built, which Lightning does after
     restoring a checkpoint, so restored statistics always win.
     """
 
+    split_settings = TaskDataModule.split_settings | {"val_fraction", "folds", "fold", "bucket"}
+    split_state: ClassVar[frozenset[str]] = frozenset({"normalizer"})
     label_kind: str  # 'class' or 'target' (ucr.LABEL_KINDS)
     target_dtype: torch.dtype
+    stratified: bool  # whether validation parts keep the class proportions
 
     def __init__(
         self,
@@ -64,6 +71,8 @@ class SequenceDataModule(TaskDataModule):
         train_file: str | None = None,
         test_file: str | None = None,
         val_fraction: float = 0.2,
+        folds: int | None = None,
+        fold: int = 0,
         normalize: str = "zscore",
         batch_size: int = 32,
         bucket: bool = False,
@@ -84,8 +93,10 @@ class SequenceDataModule(TaskDataModule):
             raise ConfigError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        check_fold_settings(folds, fold)
         self.name, self.train_file, self.test_file = name, train_file, test_file
         self.val_fraction = val_fraction
+        self.folds, self.fold = folds, fold
         self.batch_size = batch_size
         self.bucket = bucket
         self.num_workers = num_workers
@@ -103,6 +114,13 @@ class SequenceDataModule(TaskDataModule):
         raise NotImplementedError
 
     def split_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (train, val) indices of the official train split: fold ``fold`` of ``folds``
+        when cross-validating, else a seeded ``val_fraction`` share."""
+        if self.folds is not None:
+            return fold_split(labels, self.folds, self.fold, self.seed, self.stratified)
+        return self.holdout_indices(labels)
+
+    def holdout_indices(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:

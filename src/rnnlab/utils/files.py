@@ -9,7 +9,12 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rnnlab.utils.errors import DataError, first_line
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # What a run writes into its directory (Hydra's config copy first, then checkpoints, loggers,
 # results), besides its log; overwrite=true removes these and nothing else.
@@ -77,3 +82,16 @@ def write_status(output_dir: str | Path, status: str, error: str | None = None) 
     """``status.json`` beside a run's metrics: ``completed``, ``failed`` or ``interrupted``,
     with the reason."""
     write_json(Path(output_dir) / STATUS_FILE, {"status": status, "error": error})
+
+
+def write_table(frame: pd.DataFrame, path: Path, key: str = "output") -> None:
+    """Write a CSV atomically: a reader never sees half of it, a failure leaves nothing.
+    ``key`` is the setting that named ``path``, for the error message."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False)
+    except OSError as exc:
+        raise DataError(
+            f"cannot write {path}: {exc.strerror or first_line(exc)}; choose a writable {key}="
+        ) from exc
