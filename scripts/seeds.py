@@ -2,6 +2,7 @@
 
     python scripts/seeds.py --seeds 1 2 3 4 5 -- experiment=bilstm
     python scripts/seeds.py --metrics test/rmse test/rmse_train_mean -- experiment=covid3month
+    OMP_NUM_THREADS=1 python scripts/seeds.py --jobs 3 --seeds 1 2 3 -- experiment=charlm
 
 Each run is ``python -m rnnlab.train seed=N <overrides>`` in its own process, so the wall time
 includes interpreter start-up, imports and data loading. Prints a Markdown table: per-seed test
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 METRICS = ["test/acc", "test/f1"]
@@ -48,10 +50,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
     parser.add_argument("--metrics", nargs="+", default=METRICS, help="metrics.json keys to show")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="seeds run at once (their wall times then share the machine; with several, give "
+        "each one torch thread: OMP_NUM_THREADS=1)",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, after --")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="rnnlab-seeds-"))
-    rows = {seed: run_seed(seed, args.overrides, out) for seed in args.seeds}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = pool.map(lambda seed: run_seed(seed, args.overrides, out), args.seeds)
+        rows = dict(zip(args.seeds, done, strict=True))
     keys = [*args.metrics, "time/startup_to_first_step_s", "wall_s"]
     print(f"overrides: {' '.join(args.overrides) or '(defaults)'}; runs in {out}\n")
     print("| seed | " + " | ".join(keys) + " |")
