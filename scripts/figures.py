@@ -113,7 +113,7 @@ def charlm(ctx: Context) -> list[Path]:
         "-m",
         "rnnlab.generate",
         f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}",
-        'prompt=The "with" statement',
+        "prompt=Compound statements",
         "length=400",
         "temperature=0.8",
         f"seed={ctx.seed}",
