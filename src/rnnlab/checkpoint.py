@@ -286,11 +286,13 @@ def adopt(point: ResumePoint, checkpoint_dir: Path) -> Path:
 def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.data.classification import ClassificationDataModule
     from rnnlab.data.forecast import ForecastDataModule
+    from rnnlab.data.probes import AddingDataModule, CopyDataModule
     from rnnlab.data.regression import RegressionDataModule
     from rnnlab.models.classifier import SequenceClassifier
     from rnnlab.models.encoder import RNNEncoder
     from rnnlab.models.forecaster import Forecaster
     from rnnlab.models.regressor import SequenceRegressor
+    from rnnlab.models.tagger import SequenceTagger
 
     optim, schedulers = torch.optim, torch.optim.lr_scheduler
     return {
@@ -298,11 +300,14 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
             "rnnlab.data.classification.ClassificationDataModule": ClassificationDataModule,
             "rnnlab.data.regression.RegressionDataModule": RegressionDataModule,
             "rnnlab.data.forecast.ForecastDataModule": ForecastDataModule,
+            "rnnlab.data.probes.AddingDataModule": AddingDataModule,
+            "rnnlab.data.probes.CopyDataModule": CopyDataModule,
         },
         "model": {
             "rnnlab.models.classifier.SequenceClassifier": SequenceClassifier,
             "rnnlab.models.regressor.SequenceRegressor": SequenceRegressor,
             "rnnlab.models.forecaster.Forecaster": Forecaster,
+            "rnnlab.models.tagger.SequenceTagger": SequenceTagger,
         },
         "model.encoder": {"rnnlab.models.encoder.RNNEncoder": RNNEncoder},
         # torch's public optimiser and scheduler classes, each under its public name only
