@@ -152,3 +152,12 @@ def test_bench_encoder_paths_small(capsys):
     assert [row[3] for row in rows] == ["train step", "inference"]
     assert min(column(rows, 4) + column(rows, 5)) > 0
     assert max(column(rows, 7)) < 1e-5  # the paths agree on the timed batches
+
+
+def test_bench_diagnostics_small(capsys):
+    text = script("diagnostics").main(SMALL)
+    assert "training losses equal with and without diagnostics: True" in text
+    header, rows = tables(text)[0]
+    assert header[:4] == ["variant", "epoch s (median)", "spread", "time ratio"]
+    assert [row[0] for row in rows] == ["without diagnostics", "with diagnostics"]
+    assert all(float(row[3]) > 0 for row in rows)

@@ -47,6 +47,20 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
             "experiment=forecast data.lookback=2300",
             "error: source 'co2' has 2284 time steps, fewer",
         ),
+        ("experiment=adding data.length=1", "error: data.length must be >= 2 (the span to"),
+        (
+            "experiment=copy model.encoder.nonlinearity=relu",
+            "error: model.encoder.nonlinearity=relu applies to cell=rnn only",
+        ),
+        (
+            "experiment=adding model.encoder.cell=gru model.encoder.init=irnn",
+            "error: model.encoder.init=irnn (identity recurrent weights) is for cell=rnn only",
+        ),
+        (
+            "model/optimizer=adagard",
+            "error: In 'model/classifier': Could not find 'model/optimizer/adagard'; Available "
+            "options in 'model/optimizer': adam, adamw, sgd",
+        ),
     ],
 )
 def test_bad_value_fails_with_one_line_and_leaves_no_run_dir(tmp_path, override, message):

@@ -1,0 +1,138 @@
+"""What the gradient-flow diagnostics (``callbacks=diagnostics``) cost: the same training with
+and without them, side by side in one process.
+
+    .venv/bin/python scripts/bench/diagnostics.py [--small] [--every 50] [--epochs 3]
+        [--repetitions 3] [--threads 1] [Hydra overrides, e.g. data.length=400]
+
+Both variants compose ``experiment=adding`` (LSTM, 64 units, T = 200 by default) and train with
+the Lightning Trainer minus progress bar and checkpoints, each with a TensorBoard logger, so the
+diagnostics write everything they write in a real run (scalars, histograms, the figure at each
+epoch's end). Measured: the wall time of each epoch's training batches (validation excluded),
+median over all epochs and repetitions after one untimed warm-up epoch per variant; the ratio
+of the medians is the cost. Variants alternate order between repetitions. The losses of the two
+variants must be equal: the diagnostics do not change training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from lightning.pytorch.loggers import TensorBoardLogger
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (
+    CpuLoad,
+    EpochTimer,
+    add_threads_arg,
+    command_line,
+    compose_train,
+    lean_trainer,
+    machine,
+    markdown_table,
+    median,
+    quiet,
+    run_order,
+    seed_all,
+    set_threads,
+    spread,
+)
+
+from rnnlab.callbacks.diagnostics import GradientFlowDiagnostics
+from rnnlab.callbacks.run_state import StepSeed
+from rnnlab.train import build_data_and_model
+
+VARIANTS = ("without diagnostics", "with diagnostics")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="T=20, 1 timed epoch, 1 repetition")
+    parser.add_argument("--every", type=int, default=50, help="diagnostics every N steps")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per repetition")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=42)
+    add_threads_arg(parser)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run")
+    args = parser.parse_args(argv)
+    if args.small:
+        args.epochs, args.repetitions, args.train_size, args.every = 1, 1, 100, 2
+        args.overrides = ["data.length=20", *args.overrides]
+    return args
+
+
+def run(
+    args: argparse.Namespace, variant: str, seed: int, folder: Path
+) -> tuple[list[float], float]:
+    """Train one variant; the timed epochs' seconds and the last training loss."""
+    overrides = [
+        "experiment=adding",
+        f"data.train_size={args.train_size}",
+        f"seed={seed}",
+        *args.overrides,
+    ]
+    cfg = compose_train(overrides, folder)
+    seed_all(seed)
+    datamodule, model = build_data_and_model(cfg)
+    timer = EpochTimer()
+    callbacks = [timer, StepSeed(seed)]
+    if variant == "with diagnostics":
+        callbacks.append(GradientFlowDiagnostics(every_n_steps=args.every))
+    logger = TensorBoardLogger(str(folder), name=variant.replace(" ", "_"), version=str(seed))
+    trainer = lean_trainer(
+        cfg, callbacks, max_epochs=args.epochs + 1, logger=logger, limit_val_batches=0
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return timer.seconds[1:], float(trainer.callback_metrics["train/loss_epoch"])
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Run the benchmark, print and return the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    quiet()
+    set_threads(args.threads)
+    seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    losses: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="bench-diagnostics-") as tmp, CpuLoad() as load:
+        for rep, name in run_order(VARIANTS, args.repetitions):
+            folder = Path(tmp) / f"{rep}-{VARIANTS.index(name)}"
+            times, loss = run(args, name, args.seed + rep, folder)
+            seconds[name] += times
+            losses[name].append(loss)
+    base = median(seconds[VARIANTS[0]])
+    rows = [
+        [
+            name,
+            median(seconds[name]),
+            spread(seconds[name]),
+            median(seconds[name]) / base,
+            losses[name][-1],
+        ]
+        for name in VARIANTS
+    ]
+    table = markdown_table(
+        ["variant", "epoch s (median)", "spread", "time ratio", "final train loss"], rows
+    )
+    same = losses[VARIANTS[0]] == losses[VARIANTS[1]]
+    text = "\n".join(
+        [
+            f"`{command_line('diagnostics.py', argv)}`",
+            "",
+            f"{machine()}; {load.describe()}; diagnostics every {args.every} steps, "
+            f"{args.epochs} timed epochs x {args.repetitions} repetitions",
+            "",
+            table,
+            "",
+            f"training losses equal with and without diagnostics: {same}",
+        ]
+    )
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
