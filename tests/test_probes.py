@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,14 @@ from rnnlab.eval import evaluate
 from rnnlab.train import train
 from rnnlab.utils.errors import ConfigError
 from tests.conftest import compose_config
+
+# scripts/ is not a package: load the figure script from its file
+_SPEC = importlib.util.spec_from_file_location(
+    "grad_flow_figure", Path(__file__).resolve().parents[1] / "scripts" / "grad_flow_figure.py"
+)
+assert _SPEC is not None and _SPEC.loader is not None
+grad_flow_figure = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(grad_flow_figure)
 
 SMALL = [
     "trainer.accelerator=cpu",
@@ -96,7 +106,7 @@ def test_length_below_two_is_refused(module: type, length: int):
         module(length=length)
 
 
-def test_adding_run_logs_mse_beside_the_predict_one_baseline(tmp_path):
+def test_adding_run_logs_mse_beside_the_predict_one_baseline(tmp_path, capsys):
     cfg = compose_config("train", ["experiment=adding", *SMALL], tmp_path)
     metrics = train(cfg)
     assert metrics["test/mse"] == pytest.approx(metrics["test/loss"], rel=1e-5)
@@ -106,6 +116,14 @@ def test_adding_run_logs_mse_beside_the_predict_one_baseline(tmp_path):
     targets = data.splits["test"].tensors[1]
     expected = F.mse_loss(torch.ones_like(targets), targets).item()
     assert metrics["test/mse_baseline"] == pytest.approx(expected, rel=1e-5)
+    # the README's gradient-flow figure, drawn from this run's checkpoint
+    figure = tmp_path / "figure.png"
+    grad_flow_figure.main(
+        [str(tmp_path / "checkpoints" / "best.ckpt"), "--out", str(figure), "--sequences", "8"]
+    )
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    table = capsys.readouterr().out
+    assert "| lstm, init |" in table and "| lstm, trained |" in table
 
 
 def test_copy_run_logs_loss_beside_the_memoryless_baseline_and_evals_again(tmp_path):
