@@ -46,7 +46,14 @@ def runs(tmp_path_factory):
     out = {}
     for name, extra in (
         ("plain", []),
-        ("diagnosed", ["callbacks=diagnostics", "callbacks.diagnostics.every_n_steps=2"]),
+        (
+            "diagnosed",
+            [
+                "callbacks=diagnostics",
+                "callbacks.diagnostics.every_n_steps=2",
+                "callbacks.diagnostics.figure_every_n_steps=4",
+            ],
+        ),
     ):
         folder = tmp_path_factory.mktemp(name)
         out[name] = (folder, train(compose_config("train", [*RUN, *extra], folder)))
@@ -87,7 +94,8 @@ def test_tensorboard_holds_the_diagnostics(runs):
     assert {s.value for s in events.Scalars("diagnostics/clip_fraction")} == {1.0}
     assert all(s.value > 1e-6 for s in events.Scalars("diagnostics/grad_norm"))
     assert "diagnostics/grad_h" in tags["images"]
-    assert len(events.Images("diagnostics/grad_h")) == 2  # one per epoch
+    # every 4 steps, and the last pass (step 10) at the end
+    assert [i.step for i in events.Images("diagnostics/grad_h")] == [0, 4, 8, 10]
     assert {"weights/encoder.rnn.weight_hh_l0", "gradients/head.1.weight"} <= set(
         tags["histograms"]
     )
@@ -112,5 +120,7 @@ def test_state_gradients_leave_weights_gradients_and_generators_alone(tmp_path):
 
 
 def test_diagnostics_refuse_a_bad_interval():
-    with pytest.raises(ConfigError, match="every_n_steps must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match="every_n_steps must be >= 1 and divide"):
         GradientFlowDiagnostics(every_n_steps=0)
+    with pytest.raises(ConfigError, match="got 50 and 120"):
+        GradientFlowDiagnostics(every_n_steps=50, figure_every_n_steps=120)

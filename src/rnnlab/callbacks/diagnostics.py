@@ -113,8 +113,10 @@ class GradientFlowDiagnostics(L.Callback):
     """Every ``every_n_steps`` training steps, on the step's batch and with its weights:
 
     - ``diagnostics/grad_h_first_over_last/<layer>``: ‖∂L/∂h_t‖ at the first step a direction
-      reads over the last (geometric mean over the batch), and the whole profile over t as a
-      figure (``diagnostics/grad_h``, log scale) at each epoch's end, from the latest pass;
+      reads over the last (geometric mean over the batch); and the whole profile over t as a
+      figure (``diagnostics/grad_h``, log scale) every ``figure_every_n_steps`` steps and at the
+      end of training, from the latest pass (drawing one costs about as much as a few training
+      steps of a small model, so less often than the scalars);
     - ``diagnostics/grad_norm``: the total gradient norm before clipping, and
       ``diagnostics/clip_fraction``: the share of the steps since the last log on which clipping
       fired (the norm, or for ``value`` clipping the largest entry, exceeded the limit);
@@ -128,15 +130,20 @@ class GradientFlowDiagnostics(L.Callback):
     ``scripts/bench/diagnostics.py``.
     """
 
-    def __init__(self, every_n_steps: int = 50, histograms: bool = True) -> None:
-        if every_n_steps < 1:
+    def __init__(
+        self, every_n_steps: int = 50, figure_every_n_steps: int = 500, histograms: bool = True
+    ) -> None:
+        if every_n_steps < 1 or figure_every_n_steps % every_n_steps:
             raise ConfigError(
-                f"callbacks.diagnostics.every_n_steps must be >= 1, got {every_n_steps}"
+                f"callbacks.diagnostics.every_n_steps must be >= 1 and divide "
+                f"figure_every_n_steps, got {every_n_steps} and {figure_every_n_steps}"
             )
         self.every_n_steps = every_n_steps
+        self.figure_every_n_steps = figure_every_n_steps
         self.histograms = histograms
         self.profiles: dict[str, torch.Tensor] = {}
         self._profile_step = 0
+        self._drawn_step: int | None = None
         self._steps = 0
         self._fired: torch.Tensor | None = None
 
@@ -178,6 +185,8 @@ class GradientFlowDiagnostics(L.Callback):
         self._log(trainer, ratios)
         self.profiles = {name: profile_by_time(n) for name, n in norms.items()}
         self._profile_step = trainer.global_step
+        if trainer.global_step % self.figure_every_n_steps == 0:
+            self._draw(trainer)
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
@@ -217,11 +226,12 @@ class GradientFlowDiagnostics(L.Callback):
                     if param.grad is not None:
                         writer.add_histogram(f"gradients/{name}", param.grad, trainer.global_step)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.profiles or not trainer.is_global_zero:
-            return
+    def _draw(self, trainer: L.Trainer) -> None:
         for writer in self._tensorboards(trainer):
-            title = f"step {self._profile_step}"
-            writer.add_figure(
-                "diagnostics/grad_h", gradient_flow_figure(self.profiles, title), self._profile_step
-            )
+            figure = gradient_flow_figure(self.profiles, f"step {self._profile_step}")
+            writer.add_figure("diagnostics/grad_h", figure, self._profile_step)
+        self._drawn_step = self._profile_step
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.profiles and trainer.is_global_zero and self._drawn_step != self._profile_step:
+            self._draw(trainer)
