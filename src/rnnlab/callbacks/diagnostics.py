@@ -120,7 +120,8 @@ class GradientFlowDiagnostics(L.Callback):
     - ``diagnostics/grad_norm``: the total gradient norm before clipping, and
       ``diagnostics/clip_fraction``: the share of the steps since the last log on which clipping
       fired (the norm, or for ``value`` clipping the largest entry, exceeded the limit);
-    - histograms of every parameter and its gradient (``weights/``, ``gradients/``);
+    - histograms of every parameter and its gradient (``weights/``, ``gradients/``) every
+      ``figure_every_n_steps`` steps (they cost about as much as the state gradients);
     - ``diagnostics/sigma_max/<weight_hh_...>``: the largest singular value of each recurrent
       weight matrix.
 
@@ -176,6 +177,8 @@ class GradientFlowDiagnostics(L.Callback):
         encoder = self._encoder(pl_module)
         if encoder is None or not self._due(trainer):
             return
+        if self.profiles and self._profile_step == trainer.global_step:
+            return  # another micro-batch of the same step (gradient accumulation)
         with trainer.precision_plugin.train_step_context():
             norms = state_gradient_norms(pl_module, encoder, batch)
         ratios = {
@@ -219,7 +222,7 @@ class GradientFlowDiagnostics(L.Callback):
                 sigma = torch.linalg.matrix_norm(weight.float(), ord=2)
                 scalars[f"diagnostics/sigma_max/{name}"] = float(sigma)
         self._log(trainer, scalars)
-        if self.histograms:
+        if self.histograms and trainer.global_step % self.figure_every_n_steps == 0:
             for writer in self._tensorboards(trainer):
                 for name, param in pl_module.named_parameters():
                     writer.add_histogram(f"weights/{name}", param.detach(), trainer.global_step)
