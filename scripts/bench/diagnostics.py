@@ -53,7 +53,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=50, help="diagnostics every N steps")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per repetition")
     parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--train-size", type=int, default=2000)
+    # the adding experiment's own size: 200 steps an epoch, so the timed epochs hold the
+    # figure and histograms at their cadence (every 500 steps) as well as the every-N passes
+    parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=42)
     add_threads_arg(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run")
