@@ -6,10 +6,10 @@ and without them, side by side in one process.
 
 Both variants compose ``experiment=adding`` (LSTM, 64 units, T = 200 by default) and train with
 the Lightning Trainer minus progress bar and checkpoints, each with a TensorBoard logger, so the
-diagnostics write everything they write in a real run (scalars, histograms, the figure at each
-epoch's end). Measured: the wall time of each epoch's training batches (validation excluded),
-median over all epochs and repetitions after one untimed warm-up epoch per variant; the ratio
-of the medians is the cost. Variants alternate order between repetitions. The losses of the two
+diagnostics write everything they write in a real run (scalars every N steps; histograms and the
+figure every 500 steps, which the timed epochs of 200 steps include). Measured: the wall time of
+each epoch's training batches (validation excluded), median over all epochs and repetitions
+after one untimed warm-up epoch per variant; the ratio of the medians is the cost. Variants alternate order between repetitions. The losses of the two
 variants must be equal: the diagnostics do not change training.
 """
 
