@@ -160,4 +160,5 @@ def test_bench_diagnostics_small(capsys):
     header, rows = tables(text)[0]
     assert header[:4] == ["variant", "epoch s (median)", "spread", "time ratio"]
     assert [row[0] for row in rows] == ["without diagnostics", "with diagnostics"]
-    assert all(float(row[3]) > 0 for row in rows)
+    assert all(float(row[3]) > 0 and float(row[6]) > 0 for row in rows)
+    assert header[4:7] == ["epoch CPU s", "CPU spread", "CPU ratio"]
