@@ -151,19 +151,6 @@ class RNNEncoder(nn.Module):
                 if self.cell == "lstm" and name.startswith("bias_ih"):
                     param[hidden : 2 * hidden] = 1.0
 
-    @torch.no_grad()
-    def reset_irnn(self) -> None:
-        """IRNN (Le et al. 2015): identity recurrent weights and zero biases, so at the start a
-        ReLU RNN copies its state forward unchanged; input weights drawn from N(0, 0.001^2),
-        as in that paper."""
-        for name, param in self.rnn.named_parameters():
-            if name.startswith("weight_hh"):
-                nn.init.eye_(param)
-            elif name.startswith("weight_ih"):
-                nn.init.normal_(param, std=0.001)
-            else:
-                param.zero_()
-
     def _initial_state(self, batch: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
         if self.h0 is None:
             return None
@@ -270,6 +257,19 @@ class RNNEncoder(nn.Module):
         if self.num_directions == 1:
             return last
         return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
+
+    @torch.no_grad()
+    def reset_irnn(self) -> None:
+        """IRNN (Le et al. 2015): identity recurrent weights and zero biases, so at the start a
+        ReLU RNN copies its state forward unchanged; input weights drawn from N(0, 0.001^2),
+        as in that paper."""
+        for name, param in self.rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                nn.init.eye_(param)
+            elif name.startswith("weight_ih"):
+                nn.init.normal_(param, std=0.001)
+            else:
+                param.zero_()
 
     def _direction_unrolled(
         self,
