@@ -256,7 +256,7 @@ def test_dropout_between_layers_acts_in_training_only_on_both_paths():
     torch.testing.assert_close(encoder(x, lengths), packed, rtol=1e-5, atol=1e-6)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(**PATH_CASES)
 def test_unrolled_recording_path_equals_the_fused_kernels(**case):
     """The step-by-step path the diagnostics record h_t from computes what the fused kernels
