@@ -12,8 +12,8 @@ each epoch's training batches (validation excluded), median over all epochs and 
 after one untimed warm-up epoch per variant; the ratio of the medians is the cost. The CPU time
 this process spent in the same epochs is measured too: on a machine shared with other jobs wall
 times vary by tens of percent between epochs, and the CPU time of a single-threaded run is less
-sensitive to them (both spreads are reported). Variants alternate order between repetitions. The losses of the two variants must be
-equal: the diagnostics do not change training.
+sensitive to them (both spreads are reported). Variants alternate order between repetitions.
+The losses of the two variants must be equal: the diagnostics do not change training.
 """
 
 from __future__ import annotations
