@@ -161,3 +161,13 @@ def test_bench_charlm_small(capsys):
     assert train_head[0] == "hidden units" and gen_head[0] == "hidden units"
     assert len(train_rows) == len(gen_rows) == 1
     assert min(column(train_rows, 1) + column(train_rows, 2) + column(gen_rows, 1)) > 0
+
+
+def test_bench_diagnostics_small(capsys):
+    text = script("diagnostics").main(SMALL)
+    assert "training losses equal with and without diagnostics: True" in text
+    header, rows = tables(text)[0]
+    assert header[:4] == ["variant", "epoch s (median)", "spread", "time ratio"]
+    assert [row[0] for row in rows] == ["without diagnostics", "with diagnostics"]
+    assert all(float(row[3]) > 0 and float(row[6]) > 0 for row in rows)
+    assert header[4:7] == ["epoch CPU s", "CPU spread", "CPU ratio"]

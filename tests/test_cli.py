@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rnnlab.train import train
-from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.errors import ConfigError, find_user_error
 from rnnlab.utils.preflight import check
 from tests.conftest import compose_config, write_ts
 
@@ -48,6 +48,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
             "experiment=forecast data.lookback=2300",
             "error: source 'co2' has 2284 time steps, fewer",
         ),
+        ("experiment=adding data.length=1", "error: data.length must be >= 2 (the span to"),
     ],
 )
 def test_bad_value_fails_with_one_line_and_leaves_no_run_dir(tmp_path, override, message):
@@ -211,3 +212,36 @@ def test_baseline_the_data_does_not_provide_is_refused_when_the_run_is_built(tmp
     cfg = compose_config("train", ["experiment=covid3month", "model.metrics=[rmse,mase]"], tmp_path)
     with pytest.raises(ConfigError, match=r"model\.metrics has 'mase', which needs a scale"):
         train(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "experiment=copy model.encoder.nonlinearity=relu",
+            "model.encoder.nonlinearity=relu applies to cell=rnn only",
+        ),
+        (
+            "experiment=adding model.encoder.cell=gru model.encoder.init=irnn",
+            "model.encoder.init=irnn (identity recurrent weights) is for cell=rnn only",
+        ),
+    ],
+)
+def test_vanilla_rnn_knobs_on_a_gated_cell_fail_as_user_errors(tmp_path, override, message):
+    """Raised while the run is built, as a user error: the command prints it as one line and
+    exits 2 (the mechanism the subprocess cases above test)."""
+    cfg = compose_config("train", [*override.split(), "data.train_size=10"], tmp_path)
+    with pytest.raises(Exception) as info:
+        train(cfg)
+    error = find_user_error(info.value)
+    assert error is not None and str(error).startswith(message)
+    assert "\n" not in str(error)
+
+
+def test_unknown_optimiser_is_refused_before_the_run_with_the_options():
+    with pytest.raises(ConfigError) as info:
+        check("train", ["model/optimizer=adagard"])
+    assert str(info.value) == (
+        "In 'model/classifier': Could not find 'model/optimizer/adagard'; Available options in "
+        "'model/optimizer': adam, adamw, sgd"
+    )

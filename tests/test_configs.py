@@ -48,10 +48,13 @@ TASKS = {
     "regression": "regressor",
     "forecast": "forecaster",
     "text": "language_model",
+    "copy": "tagger",
 }
 ALIASES = {"ucr": "classification", "ucr_regression": "regression"}  # former names
+# the adding problem's regressor needs its metrics and baseline, which its experiment sets
+PROBES = {"adding": ["experiment=adding"]}
 PARTNER = {
-    "data": lambda option: [f"model={TASKS[ALIASES.get(option, option)]}"],
+    "data": lambda option: PROBES.get(option) or [f"model={TASKS[ALIASES.get(option, option)]}"],
     "model": lambda option: [f"data={next(d for d, m in TASKS.items() if m == option)}"],
 }
 

@@ -21,11 +21,17 @@ def _sequences(lengths: list[int], seed: int = 0) -> list[torch.Tensor]:
     return [torch.randn(n, FEATURES, generator=generator) for n in lengths]
 
 
+# every cell, and the vanilla RNN with each nonlinearity
+CELL_VARIANTS = [(cell, None) for cell in CELLS] + [("rnn", "relu")]
+
+
 @pytest.mark.parametrize(
-    ("cell", "bidirectional", "pooling"),
-    list(itertools.product(CELLS, [False, True], POOLINGS)),
+    ("cell", "nonlinearity", "bidirectional", "pooling"),
+    [(*cell, *rest) for cell, *rest in itertools.product(CELL_VARIANTS, [False, True], POOLINGS)],
 )
-def test_padded_batch_equals_each_sequence_alone(cell: str, bidirectional: bool, pooling: str):
+def test_padded_batch_equals_each_sequence_alone(
+    cell: str, nonlinearity: str | None, bidirectional: bool, pooling: str
+):
     torch.manual_seed(0)
     encoder = RNNEncoder(
         FEATURES,
@@ -35,6 +41,7 @@ def test_padded_batch_equals_each_sequence_alone(cell: str, bidirectional: bool,
         bidirectional=bidirectional,
         pooling=pooling,
         learned_init=True,
+        nonlinearity=nonlinearity,
     ).eval()
     with torch.no_grad():  # a non-zero learned initial state must reach every sequence too
         encoder.h0.normal_()
@@ -44,9 +51,16 @@ def test_padded_batch_equals_each_sequence_alone(cell: str, bidirectional: bool,
     padded = pad_sequence(sequences, batch_first=True, padding_value=7.0)  # loud padding
     with torch.no_grad():
         batched = encoder(padded, lengths)
-        alone = torch.cat([encoder(s[None], torch.tensor([len(s)])) for s in sequences])
-    assert batched.shape == (4, HIDDEN * (2 if bidirectional else 1))
-    torch.testing.assert_close(batched, alone, rtol=1e-5, atol=1e-6)
+        alone = [encoder(s[None], torch.tensor([len(s)]))[0] for s in sequences]
+    width = HIDDEN * (2 if bidirectional else 1)
+    if pooling == "none":  # every step: the valid ones equal the sequence's own, padding is 0
+        assert batched.shape == (4, 9, width)
+        for i, n in enumerate(lengths.tolist()):
+            torch.testing.assert_close(batched[i, :n], alone[i], rtol=1e-5, atol=1e-6)
+            assert not batched[i, n:].any()
+        return
+    assert batched.shape == (4, width)
+    torch.testing.assert_close(batched, torch.stack(alone), rtol=1e-5, atol=1e-6)
 
 
 def test_last_pooling_reads_last_valid_step_and_full_backward_pass():
@@ -133,6 +147,7 @@ def _outputs_and_gradients(
 
 PATH_CASES = {
     "cell": st.sampled_from(sorted(CELLS)),
+    "nonlinearity": st.sampled_from([None, "tanh", "relu"]),  # for cell=rnn; others get None
     "bidirectional": st.booleans(),
     "pooling": st.sampled_from(POOLINGS),
     "num_layers": st.integers(1, 3),
@@ -141,6 +156,12 @@ PATH_CASES = {
     "padding": st.sampled_from([0.0, 1e6, float("nan")]),
     "seed": st.integers(0, 2**16),
 }
+
+
+def _encoder(config: dict) -> RNNEncoder:
+    if config["cell"] != "rnn":  # a gated cell refuses a nonlinearity (tested below)
+        config = {**config, "nonlinearity": None}
+    return RNNEncoder(FEATURES, HIDDEN, **config)
 
 
 def _paths_agree(
@@ -155,7 +176,7 @@ def _paths_agree(
     torch.manual_seed(seed)
     # training mode (cuDNN has no backward in eval mode) without dropout: the two paths would
     # draw different dropout masks
-    encoder = RNNEncoder(FEATURES, HIDDEN, **config).train().to(device)
+    encoder = _encoder(config).train().to(device)
     if config["learned_init"]:
         with torch.no_grad():
             for state in (encoder.h0, encoder.c0):
@@ -233,3 +254,77 @@ def test_dropout_between_layers_acts_in_training_only_on_both_paths():
     packed = encoder(x, lengths)
     encoder.impl = "padded"
     torch.testing.assert_close(encoder(x, lengths), packed, rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(**PATH_CASES)
+def test_unrolled_recording_path_equals_the_fused_kernels(**case):
+    """The step-by-step path the diagnostics record h_t from computes what the fused kernels
+    compute: outputs, parameter and input gradients; and it records every layer and direction,
+    each state of the batch's full padded length."""
+    padding, lengths, seed = case.pop("padding"), case.pop("lengths"), case.pop("seed")
+    torch.manual_seed(seed)
+    encoder = _encoder(case).train()
+    x = pad_sequence(_sequences(lengths, seed), batch_first=True, padding_value=padding)
+    size = torch.tensor(lengths)
+    fused = _outputs_and_gradients(encoder, x, size, "padded")
+    encoder.recorded = []
+    unrolled = _outputs_and_gradients(encoder, x, size, "padded")
+    recorded, encoder.recorded = encoder.recorded, None
+    torch.testing.assert_close(unrolled[0], fused[0], rtol=1e-5, atol=1e-5)
+    for name in fused[1]:
+        torch.testing.assert_close(unrolled[1][name], fused[1][name], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(unrolled[2], fused[2], rtol=1e-5, atol=1e-5)
+    directions = encoder.num_directions
+    assert [(layer, d) for layer, d, _ in recorded] == [
+        (layer, d) for layer in range(case["num_layers"]) for d in range(directions)
+    ]
+    assert all(len(states) == x.shape[1] for _, _, states in recorded)
+
+
+def test_recorded_state_gradients_follow_the_tanh_recursion():
+    """For a tanh RNN read at its last step, dL/dh_t = W_hh^T diag(1 - h_{t+1}^2) dL/dh_{t+1}:
+    the recorded states carry the whole gradient through time, not just the direct part."""
+    torch.manual_seed(3)
+    encoder = RNNEncoder(FEATURES, HIDDEN, cell="rnn", bidirectional=False, pooling="last")
+    x = torch.randn(2, 6, FEATURES)
+    encoder.recorded = []
+    loss = (encoder(x, torch.tensor([6, 6])) ** 2).sum()
+    (_, _, states), encoder.recorded = encoder.recorded[0], None
+    grads = torch.autograd.grad(loss, states)
+    weight = encoder.rnn.weight_hh_l0.detach()
+    for t in range(5):
+        expected = (grads[t + 1] * (1 - states[t + 1].detach() ** 2)) @ weight
+        torch.testing.assert_close(grads[t], expected)
+    assert grads[0].abs().sum() > 0  # reaches the first step
+
+
+def test_relu_rnn_and_irnn_init():
+    """nonlinearity=relu reaches both paths; irnn sets identity recurrent weights, zero biases
+    and small input weights (Le et al. 2015)."""
+    encoder = RNNEncoder(FEATURES, HIDDEN, cell="rnn", nonlinearity="relu", init="irnn")
+    assert encoder.rnn.nonlinearity == "relu"
+    for name, param in encoder.rnn.named_parameters():
+        if name.startswith("weight_hh"):
+            torch.testing.assert_close(param.detach(), torch.eye(HIDDEN))
+        elif name.startswith("bias"):
+            assert not param.any()
+        else:
+            assert 0 < param.std() < 0.01
+    x, lengths = torch.randn(2, 4, FEATURES), torch.tensor([4, 2])
+    with torch.no_grad():
+        assert (encoder(x, lengths) >= 0).all()  # a ReLU state is never negative
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cell": "lstm", "nonlinearity": "relu"}, "nonlinearity=relu applies to cell=rnn only"),
+        ({"cell": "gru", "nonlinearity": "tanh"}, "nonlinearity=tanh applies to cell=rnn only"),
+        ({"cell": "gru", "init": "irnn"}, "init=irnn .* is for cell=rnn only"),
+        ({"cell": "rnn", "nonlinearity": "sigmoid"}, "unknown nonlinearity 'sigmoid'"),
+    ],
+)
+def test_knobs_of_the_vanilla_rnn_refuse_gated_cells(kwargs: dict, message: str):
+    with pytest.raises(ConfigError, match=message):
+        RNNEncoder(FEATURES, HIDDEN, **kwargs)

@@ -296,6 +296,7 @@ def adopt(point: ResumePoint, checkpoint_dir: Path) -> Path:
 def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.data.classification import ClassificationDataModule
     from rnnlab.data.forecast import ForecastDataModule
+    from rnnlab.data.probes import AddingDataModule, CopyDataModule
     from rnnlab.data.regression import RegressionDataModule
     from rnnlab.data.text import TextDataModule
     from rnnlab.models.classifier import SequenceClassifier
@@ -303,6 +304,7 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.models.forecaster import Forecaster
     from rnnlab.models.language import LanguageModel
     from rnnlab.models.regressor import SequenceRegressor
+    from rnnlab.models.tagger import SequenceTagger
 
     optim, schedulers = torch.optim, torch.optim.lr_scheduler
     return {
@@ -311,12 +313,15 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
             "rnnlab.data.regression.RegressionDataModule": RegressionDataModule,
             "rnnlab.data.forecast.ForecastDataModule": ForecastDataModule,
             "rnnlab.data.text.TextDataModule": TextDataModule,
+            "rnnlab.data.probes.AddingDataModule": AddingDataModule,
+            "rnnlab.data.probes.CopyDataModule": CopyDataModule,
         },
         "model": {
             "rnnlab.models.classifier.SequenceClassifier": SequenceClassifier,
             "rnnlab.models.regressor.SequenceRegressor": SequenceRegressor,
             "rnnlab.models.forecaster.Forecaster": Forecaster,
             "rnnlab.models.language.LanguageModel": LanguageModel,
+            "rnnlab.models.tagger.SequenceTagger": SequenceTagger,
         },
         "model.encoder": {"rnnlab.models.encoder.RNNEncoder": RNNEncoder},
         # torch's public optimiser and scheduler classes, each under its public name only

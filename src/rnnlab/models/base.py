@@ -47,6 +47,11 @@ class SequenceModule(L.LightningModule):
     def check_data(self, datamodule: Any) -> None:
         """Refuse, when the run is built, settings this data cannot serve (one line)."""
 
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        """The loss ``training_step`` takes on ``batch``, logging and updating nothing (the
+        gradient-flow diagnostics differentiate it on the side)."""
+        raise NotImplementedError
+
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Add a batch's mean loss to its stage's epoch mean; log a training step's loss when
         the logger will write it (Lightning's own rule: every ``log_every_n_steps`` batches)."""

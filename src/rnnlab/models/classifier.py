@@ -70,13 +70,21 @@ class SequenceClassifier(SequenceModule):
         """Logits of shape (batch, classes) for padded ``x`` and its valid ``lengths``."""
         return self.head(self.encoder(x, lengths))
 
-    def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
+    def _loss(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch.x, batch.y
         assert y is not None
         if stage == "train" and self.input_noise > 0:
             x = x + self.input_noise * torch.randn_like(x)
         logits = self(x, batch.lengths)
-        loss = F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y), logits
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        return self._loss(batch, "train")[0]
+
+    def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
+        y = batch.y
+        assert y is not None
+        loss, logits = self._loss(batch, stage)
         metrics.update(logits, y)
         self.log_loss(stage, loss, len(y))
         if stage == "test":

@@ -13,8 +13,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab.utils.errors import ConfigError
 
 CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-POOLINGS = ("last", "mean", "max")
-INITS = ("default", "orthogonal")
+# "none": every step's output (batch, time, output_size), padding zeroed, for per-step heads
+POOLINGS = ("last", "mean", "max", "none")
+INITS = ("default", "orthogonal", "irnn")
+NONLINEARITIES = ("tanh", "relu")  # of the vanilla RNN only
 IMPLS = ("auto", "packed", "padded")
 # a recurrent state: h, or (h, c) for an LSTM; each (layers * directions, batch, hidden)
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -24,6 +26,13 @@ KERNELS: dict[str, Callable[..., Any]] = {
     "rnn": torch.rnn_tanh,
     "lstm": torch.lstm,
     "gru": torch.gru,
+}
+# One step of each cell, for the unrolled path that diagnostics record hidden states from.
+CELL_STEPS: dict[str, Callable[..., Any]] = {
+    "rnn": torch.rnn_tanh_cell,
+    "rnn_relu": torch.rnn_relu_cell,
+    "lstm": torch.lstm_cell,
+    "gru": torch.gru_cell,
 }
 
 
@@ -70,12 +79,24 @@ class RNNEncoder(nn.Module):
         learned_init: bool = False,
         init: str = "orthogonal",
         impl: str = "auto",
+        nonlinearity: str | None = None,
     ) -> None:
         super().__init__()
         self.cell = _choice("cell", cell, list(CELLS))
         self.pooling = _choice("pooling", pooling, POOLINGS)
         self.impl = _choice("impl", impl, IMPLS)
         _choice("init", init, INITS)
+        if nonlinearity is not None and cell != "rnn":
+            raise ConfigError(
+                f"model.encoder.nonlinearity={nonlinearity} applies to cell=rnn only; the "
+                f"gates of cell={cell} fix its nonlinearities: set it to null"
+            )
+        if init == "irnn" and cell != "rnn":
+            raise ConfigError(
+                f"model.encoder.init=irnn (identity recurrent weights) is for cell=rnn only, "
+                f"not the gated cell={cell}: use init=orthogonal or init=default"
+            )
+        self.nonlinearity = _choice("nonlinearity", nonlinearity or "tanh", NONLINEARITIES)
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ConfigError(
                 f"input_size, hidden_size and num_layers must be >= 1, got "
@@ -93,7 +114,11 @@ class RNNEncoder(nn.Module):
             batch_first=True,
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
+            **({"nonlinearity": self.nonlinearity} if cell == "rnn" else {}),
         )
+        # a list while diagnostics record: (layer, direction, [h_t per step]) from the unrolled
+        # path (``_direction_unrolled``); None in training
+        self.recorded: list[tuple[int, int, list[torch.Tensor]]] | None = None
         state_shape = (num_layers * self.num_directions, 1, hidden_size)
         self.h0: nn.Parameter | None
         self.c0: nn.Parameter | None
@@ -104,6 +129,8 @@ class RNNEncoder(nn.Module):
             self.h0 = self.c0 = None
         if init == "orthogonal":
             self.reset_orthogonal()
+        elif init == "irnn":
+            self.reset_irnn()
 
     @torch.no_grad()
     def reset_orthogonal(self) -> None:
@@ -191,6 +218,8 @@ class RNNEncoder(nn.Module):
         steps = torch.arange(out.shape[1], device=out.device)
         lengths = lengths.to(out.device)
         valid = (steps[None, :] < lengths[:, None]).unsqueeze(-1)
+        if self.pooling == "none":
+            return out.masked_fill(~valid, 0.0)
         if self.pooling == "mean":
             summed = out.masked_fill(~valid, 0.0).sum(dim=1)
             return summed / lengths.to(dtype=out.dtype)[:, None]
@@ -212,14 +241,15 @@ class RNNEncoder(nn.Module):
             hx = tuple(h[index : index + 1] for h in h0)
         else:
             hx = h0[index : index + 1]
+        if self.recorded is not None:
+            return self._direction_unrolled(inputs, layer, direction, hx, weights)
+        kernel = torch.rnn_relu if self.nonlinearity == "relu" else KERNELS[self.cell]
         with warnings.catch_warnings():
             # cuDNN asks for the module's flat weight buffer; one direction's weights are a view
             # into it, which it copies per call (the cost is in scripts/bench/encoder_paths.py)
             warnings.filterwarnings("ignore", message="RNN module weights are not part")
             # (input, hx, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
-            return KERNELS[self.cell](
-                inputs, hx, weights, True, 1, 0.0, self.training, False, True
-            )[0]
+            return kernel(inputs, hx, weights, True, 1, 0.0, self.training, False, True)[0]
 
     def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         batch, total = x.shape[:2]
@@ -249,3 +279,38 @@ class RNNEncoder(nn.Module):
         if self.num_directions == 1:
             return last
         return torch.cat([last[:, : self.hidden_size], out[:, 0, self.hidden_size :]], dim=-1)
+
+    @torch.no_grad()
+    def reset_irnn(self) -> None:
+        """IRNN (Le et al. 2015): identity recurrent weights and zero biases, so at the start a
+        ReLU RNN copies its state forward unchanged; input weights drawn from N(0, 0.001^2),
+        as in that paper."""
+        for name, param in self.rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                nn.init.eye_(param)
+            elif name.startswith("weight_ih"):
+                nn.init.normal_(param, std=0.001)
+            else:
+                param.zero_()
+
+    def _direction_unrolled(
+        self,
+        inputs: torch.Tensor,
+        layer: int,
+        direction: int,
+        hx: Any,
+        weights: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """``_direction`` one step at a time, each state its own tensor in the graph, recorded
+        in ``self.recorded``: the gradient of a loss with respect to a recorded h_t is the whole
+        of dL/dh_t, through every later step (a fused kernel's outputs would give only the
+        direct part). Same outputs and gradients as the kernel, slower."""
+        assert self.recorded is not None
+        step_fn = CELL_STEPS["rnn_relu" if self.nonlinearity == "relu" else self.cell]
+        state = tuple(h[0] for h in hx) if isinstance(hx, tuple) else hx[0]
+        states = []
+        for t in range(inputs.shape[1]):
+            state = step_fn(inputs[:, t], state, *weights)
+            states.append(state[0] if isinstance(state, tuple) else state)
+        self.recorded.append((layer, direction, states))
+        return torch.stack(states, dim=1)

@@ -41,6 +41,7 @@ class MeanAbsoluteScaledError(Metric):
 
 METRICS: dict[str, Callable[..., Metric]] = {
     "mae": MeanAbsoluteError,
+    "mse": MeanSquaredError,
     "rmse": lambda: MeanSquaredError(squared=False),
     "mape": MeanAbsolutePercentageError,  # a fraction, not percent
     "smape": SymmetricMeanAbsolutePercentageError,  # 2|e| / (|y| + |ŷ|), a fraction

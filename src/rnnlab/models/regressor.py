@@ -122,12 +122,18 @@ class SequenceRegressor(SequenceModule):
         assert batch.target_shift is not None and batch.target_scale is not None
         return value * batch.target_scale[:, None] + batch.target_shift[:, None]
 
-    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         assert batch.y is not None and batch.target_shift is not None
         assert batch.target_scale is not None
         normalised = self(batch.x, batch.lengths)
         target = (batch.y - batch.target_shift[:, None]) / batch.target_scale[:, None]
-        loss = self.loss_fn(normalised, target)
+        return self.loss_fn(normalised, target), normalised
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        return self._loss(batch)[0]
+
+    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, normalised = self._loss(batch)
         self.log_loss(stage, loss, len(batch))
         return loss, self._denormalise(normalised.detach(), batch)
 

@@ -1,0 +1,168 @@
+"""What the gradient-flow diagnostics (``callbacks=diagnostics``) cost: the same training with
+and without them, side by side in one process.
+
+    .venv/bin/python scripts/bench/diagnostics.py [--small] [--every 50] [--epochs 3]
+        [--repetitions 3] [--threads 1] [Hydra overrides, e.g. data.length=400]
+
+Both variants compose ``experiment=adding`` (LSTM, 64 units, T = 200 by default) and train with
+the Lightning Trainer minus progress bar and checkpoints, each with a TensorBoard logger, so the
+diagnostics write everything they write in a real run (scalars every N steps; histograms and the
+figure every 500 steps, which the timed epochs of 200 steps include). Measured: the wall time of
+each epoch's training batches (validation excluded), median over all epochs and repetitions
+after one untimed warm-up epoch per variant; the ratio of the medians is the cost. The CPU time
+this process spent in the same epochs is measured too: on a machine shared with other jobs wall
+times vary by tens of percent between epochs, and the CPU time of a single-threaded run is less
+sensitive to them (both spreads are reported). Variants alternate order between repetitions.
+The losses of the two variants must be equal: the diagnostics do not change training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (
+    CpuLoad,
+    EpochTimer,
+    add_threads_arg,
+    command_line,
+    compose_train,
+    lean_trainer,
+    machine,
+    markdown_table,
+    median,
+    quiet,
+    run_order,
+    seed_all,
+    set_threads,
+    spread,
+)
+
+from rnnlab.callbacks.diagnostics import GradientFlowDiagnostics
+from rnnlab.callbacks.run_state import StepSeed
+from rnnlab.train import build_data_and_model
+
+VARIANTS = ("without diagnostics", "with diagnostics")
+
+
+class CpuEpochTimer(L.Callback):
+    """CPU seconds this process spent on each training epoch's batches (all its threads)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.process_time()
+        self.seconds.append(math.nan)
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.seconds[-1] = time.process_time() - self._start
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="T=20, 1 timed epoch, 1 repetition")
+    parser.add_argument("--every", type=int, default=50, help="diagnostics every N steps")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per repetition")
+    parser.add_argument("--repetitions", type=int, default=3)
+    # the adding experiment's own size: 200 steps an epoch, so the timed epochs hold the
+    # figure and histograms at their cadence (every 500 steps) as well as the every-N passes
+    parser.add_argument("--train-size", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=42)
+    add_threads_arg(parser)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run")
+    args = parser.parse_args(argv)
+    if args.small:
+        args.epochs, args.repetitions, args.train_size, args.every = 1, 1, 100, 2
+        args.overrides = ["data.length=20", *args.overrides]
+    return args
+
+
+def run(
+    args: argparse.Namespace, variant: str, seed: int, folder: Path
+) -> tuple[list[float], list[float], float]:
+    """Train one variant; the timed epochs' wall and CPU seconds and the last training loss."""
+    overrides = [
+        "experiment=adding",
+        f"data.train_size={args.train_size}",
+        f"seed={seed}",
+        *args.overrides,
+    ]
+    cfg = compose_train(overrides, folder)
+    seed_all(seed)
+    datamodule, model = build_data_and_model(cfg)
+    timer, cpu = EpochTimer(), CpuEpochTimer()
+    callbacks = [timer, cpu, StepSeed(seed)]
+    if variant == "with diagnostics":
+        callbacks.append(GradientFlowDiagnostics(every_n_steps=args.every))
+    logger = TensorBoardLogger(str(folder), name=variant.replace(" ", "_"), version=str(seed))
+    trainer = lean_trainer(
+        cfg, callbacks, max_epochs=args.epochs + 1, logger=logger, limit_val_batches=0
+    )
+    trainer.fit(model, datamodule=datamodule)
+    loss = float(trainer.callback_metrics["train/loss_epoch"])
+    return timer.seconds[1:], cpu.seconds[1:], loss
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Run the benchmark, print and return the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    quiet()
+    set_threads(args.threads)
+    seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    losses: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="bench-diagnostics-") as tmp, CpuLoad() as load:
+        for rep, name in run_order(VARIANTS, args.repetitions):
+            folder = Path(tmp) / f"{rep}-{VARIANTS.index(name)}"
+            times, cpu, loss = run(args, name, args.seed + rep, folder)
+            seconds[name] += times
+            cpu_seconds[name] += cpu
+            losses[name].append(loss)
+    base, cpu_base = median(seconds[VARIANTS[0]]), median(cpu_seconds[VARIANTS[0]])
+    rows = [
+        [
+            name,
+            median(seconds[name]),
+            spread(seconds[name]),
+            median(seconds[name]) / base,
+            median(cpu_seconds[name]),
+            spread(cpu_seconds[name]),
+            median(cpu_seconds[name]) / cpu_base,
+            losses[name][-1],
+        ]
+        for name in VARIANTS
+    ]
+    headers = ["variant", "epoch s (median)", "spread", "time ratio"]
+    headers += ["epoch CPU s", "CPU spread", "CPU ratio", "final train loss"]
+    table = markdown_table(headers, rows)
+    same = losses[VARIANTS[0]] == losses[VARIANTS[1]]
+    text = "\n".join(
+        [
+            f"`{command_line('diagnostics.py', argv)}`",
+            "",
+            f"{machine()}; {load.describe()}; diagnostics every {args.every} steps, "
+            f"{args.epochs} timed epochs x {args.repetitions} repetitions",
+            "",
+            table,
+            "",
+            f"training losses equal with and without diagnostics: {same}",
+        ]
+    )
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""LightningModule for per-step classification: one class per time step (the copy-memory probe,
+sequence labelling)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from rnnlab.batch import Batch
+from rnnlab.models.base import STAGES, SequenceModule
+from rnnlab.models.encoder import RNNEncoder
+from rnnlab.utils.errors import ConfigError
+
+
+class SequenceTagger(SequenceModule):
+    """Encoder (``pooling: none``, every step's output) -> linear head per step, trained with
+    cross-entropy averaged over the valid steps of the batch.
+
+    ``y`` is (batch, time) class indices. ``baselines`` name per-step log-probabilities the data
+    puts in ``Batch.baselines`` (e.g. copy memory's memoryless predictor); each is scored with the
+    same loss, logged as ``<stage>/loss_<name>`` beside ``<stage>/loss``. Step accuracy is
+    ``<stage>/acc``.
+    """
+
+    def __init__(
+        self,
+        encoder: RNNEncoder,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        baselines: list[str] | tuple[str, ...] = (),
+        monitor: str = "val/loss",
+    ) -> None:
+        super().__init__(optimizer, scheduler, monitor)
+        if encoder.pooling != "none":
+            raise ConfigError(
+                f"a per-step model reads every step: set model.encoder.pooling=none "
+                f"(it is {encoder.pooling!r})"
+            )
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.output_size, num_classes)
+        self.baselines = list(baselines)
+        self.stage_acc = nn.ModuleDict(
+            {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
+        )
+        self.baseline_loss = nn.ModuleDict(
+            {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in self.baselines}
+        )
+
+    def check_data(self, datamodule: Any) -> None:
+        provided = datamodule.baseline_names()
+        for name in self.baselines:
+            if name not in provided:
+                raise ConfigError(
+                    f"model.baselines has {name!r}, which this data does not provide; it "
+                    f"provides: {', '.join(provided) or 'none'}"
+                )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, time, classes); padding steps hold the head's bias only."""
+        return self.head(self.encoder(x, lengths))
+
+    @staticmethod
+    def _valid(batch: Batch, device: torch.device) -> torch.Tensor:
+        steps = torch.arange(batch.x.shape[1], device=device)
+        return steps[None, :] < batch.lengths.to(device)[:, None]
+
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        assert batch.y is not None
+        logits = self(batch.x, batch.lengths)
+        valid = self._valid(batch, logits.device)
+        loss = F.cross_entropy(logits[valid], batch.y[valid])
+        return loss, logits, valid
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        return self._loss(batch)[0]
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        loss, logits, valid = self._loss(batch)
+        assert batch.y is not None
+        self.log_loss(stage, loss, len(batch))
+        if stage != "train":
+            target = batch.y[valid]
+            cast(MulticlassAccuracy, self.stage_acc[f"{stage}_acc"]).update(
+                logits.detach()[valid], target
+            )
+            for name in self.baselines:
+                scored = F.cross_entropy(batch.baselines[name][valid], target)
+                cast(MeanMetric, self.baseline_loss[f"{stage}_{name}"]).update(
+                    scored.expand(len(batch))
+                )
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        accuracy = cast(MulticlassAccuracy, self.stage_acc[f"{stage}_acc"])
+        if accuracy.update_called:
+            self.log(f"{stage}/acc", accuracy.compute(), prog_bar=True)
+        accuracy.reset()
+        for name in self.baselines:
+            mean = cast(MeanMetric, self.baseline_loss[f"{stage}_{name}"])
+            if mean.update_called:
+                self.log(f"{stage}/loss_{name}", mean.compute())
+            mean.reset()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"classes": self(batch.x, batch.lengths).argmax(dim=-1).cpu()}
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        self._log_epoch("test")
