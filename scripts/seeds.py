@@ -24,22 +24,25 @@ from pathlib import Path
 METRICS = ["test/acc", "test/f1"]
 
 
+def train_command(seed: int, overrides: list[str], run_dir: Path) -> list[str]:
+    """The command that trains one seed into ``run_dir`` (its own process)."""
+    return [
+        sys.executable,
+        "-m",
+        "rnnlab.train",
+        f"seed={seed}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+
+
 def run_seed(seed: int, overrides: list[str], out: Path) -> dict[str, float]:
+    """Train one seed into ``out/seed<N>``; its metrics.json plus ``wall_s``, the command's
+    whole time."""
     run_dir = out / f"seed{seed}"
     started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rnnlab.train",
-            f"seed={seed}",
-            f"hydra.run.dir={run_dir}",
-            "trainer.enable_progress_bar=false",
-            *overrides,
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    subprocess.run(train_command(seed, overrides, run_dir), check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["wall_s"] = time.perf_counter() - started
     return metrics
