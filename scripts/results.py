@@ -1,0 +1,416 @@
+"""Re-run the experiments behind the README's Results tables and print the tables.
+
+    python scripts/results.py                          # every table, about 35 minutes on 2 cores
+    python scripts/results.py --only covid3month       # one table
+    python scripts/results.py --list                   # the tables and what each runs
+    python scripts/results.py --dry-run                # the commands, without running them
+    python scripts/results.py --write-readme           # also put the numbers into README.md
+    python scripts/results.py --only forecast --seeds 1 -- trainer.max_epochs=2   # a quick look
+
+Each table is a header and rows; a row is its cells: fixed text, a metric over its runs' seeds
+(mean, ± sd, the worst seed, ...), or a published number quoted from the literature. Each seed is
+``python -m rnnlab.train seed=N <overrides>`` in its own process, as ``scripts/seeds.py`` runs
+it; rows with the same overrides share their runs, so the baselines (naive forecasts, n-grams,
+the training mean) come from the very runs of the model above them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from seeds import run_seed, train_command
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+Metrics = Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Runs:
+    """One configuration over seeds: ``python -m rnnlab.train seed=N <overrides>`` for each."""
+
+    overrides: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A metric over a row's runs: the mean, then ``± sd`` (several runs, ``sd``), in bold
+    (``bold``), ``unit`` after it, then the worst run's value (``worst``: "min" or "max"), e.g.
+    ``**0.978 ± 0.006** (min 0.968)`` or ``14.6 s (max 18.9)``."""
+
+    metric: str
+    digits: int = 3
+    sd: bool = True
+    bold: bool = False
+    unit: str = ""
+    worst: Literal["min", "max"] | None = None
+
+    def format(self, runs: list[Metrics]) -> str:
+        values = [run.get(self.metric) for run in runs]
+        if not values or any(v is None for v in values):
+            raise KeyError(self.metric)
+        numbers = [float(v) for v in values if v is not None]
+        text = f"{statistics.mean(numbers):.{self.digits}f}"
+        if self.sd and len(numbers) > 1:
+            text += f" ± {statistics.stdev(numbers):.{self.digits}f}"
+        if self.bold:
+            text = f"**{text}**"
+        text += self.unit
+        if self.worst is not None:
+            extreme = min(numbers) if self.worst == "min" else max(numbers)
+            text += f" ({self.worst} {extreme:.{self.digits}f})"
+        return text
+
+
+@dataclass(frozen=True)
+class Published:
+    """A number quoted from the literature as written there; not measured by these runs."""
+
+    value: str
+
+    def format(self, runs: list[Metrics]) -> str:
+        return self.value
+
+
+# fixed text may name the row's seeds as {seeds}, e.g. "1–5"
+Cell = str | Stat | Published
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: tuple[Cell, ...]
+    runs: Runs | None = None  # None: a row of published numbers
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    header: tuple[str, ...]
+    rows: tuple[Row, ...]
+
+    def runs(self) -> list[Runs]:
+        """The rows' configurations, each once, in order."""
+        return list(dict.fromkeys(row.runs for row in self.rows if row.runs is not None))
+
+
+def _classification() -> Table:
+    def row(overrides: str, label: str, data: str, seeds: range, lead: bool = False) -> Row:
+        # the lead row also shows the worst seed's accuracy and the slowest seed's times
+        slowest: Literal["max"] | None = "max" if lead else None
+        return Row(
+            (
+                label,
+                data,
+                "{seeds}",
+                Stat("test/acc", bold=lead, worst="min" if lead else None),
+                Stat("test/f1", sd=False),
+                Stat("wall_s", 1, sd=False, unit=" s", worst=slowest),
+                Stat("time/startup_to_first_step_s", 1, sd=False, unit=" s", worst=slowest),
+            ),
+            Runs((overrides,), tuple(seeds)),
+        )
+
+    return Table(
+        "classification",
+        (
+            "experiment",
+            "data",
+            "seeds",
+            "test acc (mean ± sd)",
+            "macro F1",
+            "wall per run",
+            "first step",
+        ),
+        (
+            row("experiment=bilstm", "`bilstm` (default)", "JapaneseVowels", range(1, 11), True),
+            # seeds 1-5 of the row above: the same runs
+            row("experiment=bilstm", "`bilstm` (default)", "JapaneseVowels", range(1, 6)),
+            row("experiment=gru", "`gru`", "JapaneseVowels", range(1, 6)),
+            row("experiment=rnn", "`rnn` (vanilla tanh)", "JapaneseVowels", range(1, 6)),
+            row("experiment=basicmotions", "`basicmotions`", "BasicMotions", range(1, 6)),
+        ),
+    )
+
+
+def _forecast() -> Table:
+    runs = Runs(("experiment=forecast",), (1, 2, 3, 4, 5))
+    return Table(
+        "forecast",
+        ("forecaster", "seeds", "test MAE (ppm)", "test RMSE", "MASE"),
+        (
+            Row(
+                (
+                    "LSTM, `relative` (default)",
+                    "{seeds}",
+                    Stat("test/mae", bold=True),
+                    Stat("test/rmse"),
+                    Stat("test/mase"),
+                ),
+                runs,
+            ),
+            # the baselines forecast the same windows in every run: one value, no spread
+            Row(
+                (
+                    "seasonal naive (52 weeks)",
+                    "",
+                    Stat("test/mae_seasonal_naive", sd=False),
+                    "",
+                    Stat("test/mase_seasonal_naive", sd=False),
+                ),
+                runs,
+            ),
+            Row(("naive (last value)", "", Stat("test/mae_naive", sd=False), "", ""), runs),
+        ),
+    )
+
+
+def _covid3month() -> Table:
+    runs = Runs(("experiment=covid3month",), (1, 2, 3, 4, 5))
+    return Table(
+        "covid3month",
+        ("model", "test RMSE"),
+        (
+            Row(
+                ("BiLSTM, max pooling (ours, seeds {seeds})", Stat("test/rmse", 4, bold=True)),
+                runs,
+            ),
+            Row(
+                (
+                    "training-mean predictor (ours, same runs)",
+                    Stat("test/rmse_train_mean", 4, sd=False),
+                ),
+                runs,
+            ),
+            Row(("FreshPRINCE (published)", Published("0.038"))),
+            Row(("ROCKET (published)", Published("0.039"))),
+            Row(("InceptionTime (published)", Published("0.055"))),
+        ),
+    )
+
+
+def _charlm() -> Table:
+    runs = Runs(("experiment=charlm",), (1, 2, 3))
+    return Table(
+        "charlm",
+        ("model", "seeds", "test bpc", "test perplexity", "val bpc (best)"),
+        (
+            Row(
+                (
+                    "LSTM, 2 × 256 units, dropout 0.2 (default)",
+                    "{seeds}",
+                    Stat("test/bpc", bold=True),
+                    Stat("test/ppl", 2, sd=False),
+                    Stat("val/bpc_best"),
+                ),
+                runs,
+            ),
+            # the baselines score the same characters in every run: one value, no spread
+            Row(
+                (
+                    "Kneser–Ney, order 7 (fitted on the train part)",
+                    "",
+                    Stat("test/bpc_ngram", sd=False),
+                    "",
+                    Stat("val/bpc_ngram", sd=False),
+                ),
+                runs,
+            ),
+            Row(
+                (
+                    "unigram, add-one",
+                    "",
+                    Stat("test/bpc_unigram", sd=False),
+                    "",
+                    Stat("val/bpc_unigram", sd=False),
+                ),
+                runs,
+            ),
+        ),
+    )
+
+
+TABLES = {t.name: t for t in (_classification(), _forecast(), _covid3month(), _charlm())}
+
+
+def seed_range(seeds: Iterable[int]) -> str:
+    """``1–10`` for consecutive seeds, else ``1, 3, 5``."""
+    seeds = list(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def markdown_row(cells: Iterable[str]) -> str:
+    """``| a | b |``; an empty cell as ``| |``, as the README writes it."""
+    return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
+
+
+def row_cells(row: Row, runs: list[Metrics]) -> list[str]:
+    """The row's cells from the metrics of its runs (one dict per seed, as metrics.json)."""
+    seeds = seed_range(row.runs.seeds) if row.runs is not None else ""
+    return [c.format(seeds=seeds) if isinstance(c, str) else c.format(runs) for c in row.cells]
+
+
+def render(table: Table, results: Mapping[Runs, list[Metrics]]) -> list[str]:
+    """The table's Markdown lines: header, separator, one line per row."""
+    lines = [markdown_row(table.header), markdown_row("---" for _ in table.header)]
+    for row in table.rows:
+        runs = results[row.runs] if row.runs is not None else []
+        try:
+            lines.append(markdown_row(row_cells(row, runs)))
+        except KeyError as missing:
+            raise SystemExit(
+                f"error: table {table.name}, row {row.cells[0]!r}: metric {missing} is missing "
+                "from some of its runs' metrics.json"
+            ) from None
+    return lines
+
+
+def find_table(lines: list[str], table: Table) -> tuple[int, int]:
+    """Where the rows of the README table headed like ``table`` start and end in ``lines``."""
+    head = markdown_row(table.header)
+    found = [i for i, line in enumerate(lines) if line == head]
+    if len(found) != 1:
+        raise SystemExit(
+            f"error: {len(found)} tables in the README are headed {head!r} (table "
+            f"{table.name}), not 1: change the README's header or scripts/results.py to match"
+        )
+    start = end = found[0] + 2  # past the header and its separator
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return start, end
+
+
+def replace_table(text: str, table: Table, rendered: list[str]) -> str:
+    """``text`` (the README) with the rows of the table headed like ``table`` replaced by those
+    of ``rendered`` (``render``'s lines); everything else as it was."""
+    lines = text.split("\n")
+    start, end = find_table(lines, table)
+    return "\n".join([*lines[:start], *rendered[2:], *lines[end:]])
+
+
+def with_seeds(table: Table, seeds: tuple[int, ...]) -> Table:
+    """``table`` with every row's runs on ``seeds`` instead."""
+    rows = tuple(
+        row if row.runs is None else dataclasses.replace(row, runs=Runs(row.runs.overrides, seeds))
+        for row in table.rows
+    )
+    return dataclasses.replace(table, rows=rows)
+
+
+def distinct_runs(tables: Iterable[Table]) -> list[tuple[tuple[str, ...], int]]:
+    """Every (overrides, seed) of ``tables`` once, whichever rows and tables share it."""
+    return list(dict.fromkeys((r.overrides, s) for t in tables for r in t.runs() for s in r.seeds))
+
+
+def slug(overrides: tuple[str, ...]) -> str:
+    """A folder name for a configuration's runs."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(overrides)) or "defaults"
+
+
+def run_all(
+    keys: list[tuple[tuple[str, ...], int]], extra: list[str], out: Path, jobs: int
+) -> dict[tuple[tuple[str, ...], int], Metrics]:
+    """Train every (overrides, seed), ``jobs`` at a time; each one's metrics."""
+
+    def one(key: tuple[tuple[str, ...], int]) -> Metrics:
+        overrides, seed = key
+        metrics = run_seed(seed, [*overrides, *extra], out / slug(overrides))
+        done = f"{' '.join(overrides)} seed={seed}: {metrics['wall_s']:.1f} s"
+        print(f"done: {done}", file=sys.stderr, flush=True)
+        return metrics
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        return dict(zip(keys, pool.map(one, keys), strict=True))
+    except subprocess.CalledProcessError as failed:
+        pool.shutdown(cancel_futures=True)
+        raise SystemExit(
+            f"error: {shlex.join(map(str, failed.cmd))} exited with {failed.returncode}"
+        ) from None
+    finally:
+        pool.shutdown()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="+", choices=list(TABLES), help="these tables only")
+    parser.add_argument("--list", action="store_true", help="the tables and what each runs")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once (their wall times, a column of the classification table, then share "
+        "the machine; with several, give each one torch thread: OMP_NUM_THREADS=1)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="these seeds for every row instead"
+    )
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="also replace the rows of these tables in README.md",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, after --")
+    args = parser.parse_args(argv)
+    if args.write_readme and (args.seeds or args.overrides):
+        parser.error("--write-readme takes the README's seeds and no extra overrides")
+    tables = [TABLES[name] for name in args.only or TABLES]
+    if args.seeds:
+        tables = [with_seeds(table, tuple(args.seeds)) for table in tables]
+    extra = list(args.overrides)
+    keys = distinct_runs(tables)
+    if args.list:
+        for table in tables:
+            print(f"{table.name}: python scripts/results.py --only {table.name}")
+            seeds_of: dict[tuple[str, ...], list[int]] = {}
+            for overrides, seed in distinct_runs([table]):
+                seeds_of.setdefault(overrides, []).append(seed)
+            for overrides, seeds in seeds_of.items():
+                command = " ".join(["python -m rnnlab.train seed=N", *overrides, *extra])
+                print(f"  {command}  (seeds {seed_range(seeds)})")
+        return
+    if args.dry_run:
+        out = args.out or Path("OUT")
+        for overrides, seed in keys:
+            run_dir = out / slug(overrides) / f"seed{seed}"
+            print(shlex.join(train_command(seed, [*overrides, *extra], run_dir)))
+        return
+
+    if args.write_readme:  # a header that no longer matches fails now, not after the runs
+        for table in tables:
+            find_table(README.read_text().split("\n"), table)
+    out = args.out or Path(tempfile.mkdtemp(prefix="rnnlab-results-"))
+    print(f"{len(keys)} runs, in {out}", file=sys.stderr, flush=True)
+    done = run_all(keys, extra, out, args.jobs)
+    readme = README.read_text() if args.write_readme else ""
+    for table in tables:
+        results = {r: [done[(r.overrides, s)] for s in r.seeds] for r in table.runs()}
+        lines = render(table, results)
+        print(f"{table.name}:\n\n" + "\n".join(lines) + "\n")
+        if args.write_readme:
+            readme = replace_table(readme, table, lines)
+    if args.write_readme:
+        README.write_text(readme)
+        print(f"wrote {README}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

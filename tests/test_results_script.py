@@ -1,0 +1,160 @@
+"""``scripts/results.py`` and the README's Results tables agree: every table of its registry is in
+the README with the same header, and rows formatted from metrics.json-like dicts have the
+README rows' cells, text and number formats; one cheap table also runs end to end."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def results_script() -> ModuleType:
+    """Import ``scripts/results.py`` (it imports ``seeds`` from its own folder)."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    return importlib.import_module("results")
+
+
+RESULTS = results_script()
+
+
+def cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def markdown_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every Markdown table in ``text``: (header cells, rows of cells)."""
+    found, block = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            found.append((cells(block[0]), [cells(row) for row in block[2:]]))
+            block = []
+    return found
+
+
+def shape(cell: str) -> str:
+    """A cell with its numbers' digits masked, integer parts to one: ``**0.978 ± 0.006**`` and
+    ``**0.123 ± 0.045**`` have the same shape, ``0.98`` and ``14.6 s`` do not."""
+    return re.sub(r"\d", "0", re.sub(r"\d+(?=\.\d)", "0", cell))
+
+
+def fake_runs(table, runs) -> list[dict[str, float]]:
+    """metrics.json-like dicts, one per seed of ``runs``, with every metric the table reads."""
+    if runs is None:
+        return []
+    stats = [cell for row in table.rows for cell in row.cells if isinstance(cell, RESULTS.Stat)]
+    metrics = list(dict.fromkeys(stat.metric for stat in stats))
+    return [
+        {m: 0.5 + 0.01 * seed + 0.001 * i for i, m in enumerate(metrics)} for seed in runs.seeds
+    ]
+
+
+def readme_table(table) -> list[list[str]]:
+    matches = [rows for header, rows in markdown_tables(README) if header == list(table.header)]
+    assert len(matches) == 1, (
+        f"the README has {len(matches)} tables headed {RESULTS.markdown_row(table.header)!r} "
+        f"(scripts/results.py, table {table.name}); change one to match the other"
+    )
+    return matches[0]
+
+
+@pytest.mark.parametrize("name", list(RESULTS.TABLES))
+def test_readme_table_matches_the_registry(name):
+    table = RESULTS.TABLES[name]
+    readme_rows = readme_table(table)
+    assert len(readme_rows) == len(table.rows)
+    lines = README.split("\n")
+    start, end = RESULTS.find_table(lines, table)
+    for row, readme_row, readme_line in zip(table.rows, readme_rows, lines[start:end], strict=True):
+        line = RESULTS.markdown_row(RESULTS.row_cells(row, fake_runs(table, row.runs)))
+        assert shape(line) == shape(readme_line)  # spacing too: --write-readme changes only numbers
+        printed = cells(line)  # parses back as a row of the README table
+        assert len(printed) == len(readme_row) == len(table.header)
+        for spec, got, want in zip(row.cells, printed, readme_row, strict=True):
+            if isinstance(spec, RESULTS.Stat):
+                assert shape(got) == shape(want), (spec.metric, got, want)
+            else:  # fixed text, the seeds and published numbers: exactly the README's
+                assert got == want
+
+
+def test_render_then_replace_changes_only_that_table():
+    table = RESULTS.TABLES["forecast"]
+    lines = RESULTS.render(table, {runs: fake_runs(table, runs) for runs in table.runs()})
+    assert lines[0] == RESULTS.markdown_row(table.header)
+    assert len(lines) == 2 + len(table.rows)
+    updated = RESULTS.replace_table(README, table, lines)
+    assert "\n".join(lines) in updated
+    before, after = README.split(lines[0])
+    new_before, new_after = updated.split(lines[0])
+    assert new_before == before
+    # everything after the table's rows is untouched
+    rest = after.split("\n")[len(table.rows) + 2 :]
+    assert new_after.split("\n")[len(table.rows) + 2 :] == rest
+    # rendering the README's own rows back changes nothing
+    readme_lines = [lines[0], lines[1], *after.split("\n")[2 : 2 + len(table.rows)]]
+    assert RESULTS.replace_table(README, table, readme_lines) == README
+
+
+def test_a_missing_metric_names_it():
+    table = RESULTS.TABLES["covid3month"]
+    runs = table.rows[0].runs
+    with pytest.raises(SystemExit, match="test/rmse_train_mean"):
+        RESULTS.render(table, {runs: [{"test/rmse": 0.04}] * len(runs.seeds)})
+
+
+def test_seed_range():
+    assert RESULTS.seed_range(range(1, 11)) == "1–10"
+    assert RESULTS.seed_range([1]) == "1"
+    assert RESULTS.seed_range([1, 3, 5]) == "1, 3, 5"
+
+
+def test_dry_run_prints_each_run_once(capsys):
+    RESULTS.main(["--dry-run"])
+    commands = capsys.readouterr().out.splitlines()
+    # bilstm seeds 1-10 (its 1-5 row reuses them), gru, rnn, basicmotions, forecast and
+    # covid3month 5 each, charlm 3
+    assert len(commands) == len(set(commands)) == 10 + 5 * 5 + 3
+    assert all(" -m rnnlab.train seed=" in command for command in commands)
+
+
+def test_results_script_runs_one_table(tmp_path):
+    """One seed of the cheapest table, one epoch: the printed table has the README's header."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "results.py"),
+            "--only",
+            "covid3month",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--",
+            "trainer.max_epochs=1",
+            "model.encoder.hidden_size=8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [(header, rows)] = markdown_tables(done.stdout)
+    assert header in [readme_header for readme_header, _ in markdown_tables(README)]
+    assert [row[0] for row in rows][:2] == [
+        "BiLSTM, max pooling (ours, seeds 1)",
+        "training-mean predictor (ours, same runs)",
+    ]
+    assert 0 < float(rows[0][1].strip("*")) < 1
+    assert (tmp_path / "experiment-covid3month" / "seed1" / "metrics.json").is_file()
