@@ -303,6 +303,7 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
     from rnnlab.models.encoder import RNNEncoder
     from rnnlab.models.forecaster import Forecaster
     from rnnlab.models.language import LanguageModel
+    from rnnlab.models.lstm_fcn import LSTMFCNEncoder
     from rnnlab.models.regressor import SequenceRegressor
     from rnnlab.models.tagger import SequenceTagger
 
@@ -323,7 +324,10 @@ def _registry() -> dict[str, dict[str, Callable[..., Any]]]:
             "rnnlab.models.language.LanguageModel": LanguageModel,
             "rnnlab.models.tagger.SequenceTagger": SequenceTagger,
         },
-        "model.encoder": {"rnnlab.models.encoder.RNNEncoder": RNNEncoder},
+        "model.encoder": {
+            "rnnlab.models.encoder.RNNEncoder": RNNEncoder,
+            "rnnlab.models.lstm_fcn.LSTMFCNEncoder": LSTMFCNEncoder,
+        },
         # torch's public optimiser and scheduler classes, each under its public name only
         "model.optimizer": {
             f"torch.optim.{name}": getattr(optim, name)

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 
 from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
-from rnnlab.models.encoder import RNNEncoder
+from rnnlab.models.lstm_fcn import SequenceEncoder
 
 
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -44,7 +44,7 @@ class SequenceClassifier(SequenceModule):
 
     def __init__(
         self,
-        encoder: RNNEncoder,
+        encoder: SequenceEncoder,
         num_classes: int,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,

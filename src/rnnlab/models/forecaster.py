@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from rnnlab.models.encoder import RNNEncoder
+from rnnlab.models.lstm_fcn import SequenceEncoder
 from rnnlab.models.regressor import SequenceRegressor
 
 
@@ -19,7 +19,7 @@ class Forecaster(SequenceRegressor):
 
     def __init__(
         self,
-        encoder: RNNEncoder,
+        encoder: SequenceEncoder,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         *,

@@ -59,6 +59,11 @@ class LanguageModel(SequenceModule):
         monitor: str = "val/bpc",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
+        if not isinstance(encoder, RNNEncoder):
+            raise ConfigError(
+                f"a language model reads and generates step by step, which "
+                f"{type(encoder).__name__} cannot: use model/encoder=rnn"
+            )
         if encoder.num_directions != 1:
             raise ConfigError(
                 "a language model reads left to right; set model.encoder.bidirectional=false"

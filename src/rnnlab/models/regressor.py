@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 
 from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
-from rnnlab.models.encoder import RNNEncoder
+from rnnlab.models.lstm_fcn import SequenceEncoder
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
 from rnnlab.utils.errors import ConfigError
 
@@ -48,7 +48,7 @@ class SequenceRegressor(SequenceModule):
 
     def __init__(
         self,
-        encoder: RNNEncoder,
+        encoder: SequenceEncoder,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         horizon: int = 1,

@@ -38,6 +38,11 @@ class SequenceTagger(SequenceModule):
         monitor: str = "val/loss",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
+        if not isinstance(encoder, RNNEncoder):
+            raise ConfigError(
+                f"a per-step model reads every step's output, which {type(encoder).__name__} "
+                "does not give: use model/encoder=rnn"
+            )
         if encoder.pooling != "none":
             raise ConfigError(
                 f"a per-step model reads every step: set model.encoder.pooling=none "
