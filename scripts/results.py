@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import shlex
 import statistics
@@ -85,6 +86,18 @@ class Published:
         return self.value
 
 
+@dataclass(frozen=True)
+class Ensemble:
+    """The ensemble of the best checkpoints of ``runs`` (``python -m rnnlab.ensemble``): one
+    metrics.json, so its cells have no spread."""
+
+    runs: Runs
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.runs.seeds
+
+
 # fixed text may name the row's seeds as {seeds}, e.g. "1–5"
 Cell = str | Stat | Published
 
@@ -92,7 +105,7 @@ Cell = str | Stat | Published
 @dataclass(frozen=True)
 class Row:
     cells: tuple[Cell, ...]
-    runs: Runs | None = None  # None: a row of published numbers
+    runs: Runs | Ensemble | None = None  # None: a row of published numbers
 
 
 @dataclass(frozen=True)
@@ -102,8 +115,13 @@ class Table:
     rows: tuple[Row, ...]
 
     def runs(self) -> list[Runs]:
-        """The rows' configurations, each once, in order."""
-        return list(dict.fromkeys(row.runs for row in self.rows if row.runs is not None))
+        """The configurations the rows train (an ensemble's members included), each once."""
+        found = (row.runs for row in self.rows if row.runs is not None)
+        return list(dict.fromkeys(r.runs if isinstance(r, Ensemble) else r for r in found))
+
+    def ensembles(self) -> list[Ensemble]:
+        """The rows' ensembles, each once."""
+        return list(dict.fromkeys(r.runs for r in self.rows if isinstance(r.runs, Ensemble)))
 
 
 def _classification() -> Table:
@@ -264,7 +282,7 @@ def row_cells(row: Row, runs: list[Metrics]) -> list[str]:
     return [c.format(seeds=seeds) if isinstance(c, str) else c.format(runs) for c in row.cells]
 
 
-def render(table: Table, results: Mapping[Runs, list[Metrics]]) -> list[str]:
+def render(table: Table, results: Mapping[Runs | Ensemble, list[Metrics]]) -> list[str]:
     """The table's Markdown lines: header, separator, one line per row."""
     lines = [markdown_row(table.header), markdown_row("---" for _ in table.header)]
     for row in table.rows:
@@ -304,8 +322,14 @@ def replace_table(text: str, table: Table, rendered: list[str]) -> str:
 
 def with_seeds(table: Table, seeds: tuple[int, ...]) -> Table:
     """``table`` with every row's runs on ``seeds`` instead."""
+
+    def moved(runs: Runs | Ensemble) -> Runs | Ensemble:
+        if isinstance(runs, Ensemble):
+            return Ensemble(Runs(runs.runs.overrides, seeds))
+        return Runs(runs.overrides, seeds)
+
     rows = tuple(
-        row if row.runs is None else dataclasses.replace(row, runs=Runs(row.runs.overrides, seeds))
+        row if row.runs is None else dataclasses.replace(row, runs=moved(row.runs))
         for row in table.rows
     )
     return dataclasses.replace(table, rows=rows)
@@ -319,6 +343,33 @@ def distinct_runs(tables: Iterable[Table]) -> list[tuple[tuple[str, ...], int]]:
 def slug(overrides: tuple[str, ...]) -> str:
     """A folder name for a configuration's runs."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "_".join(overrides)) or "defaults"
+
+
+def ensemble_command(ensemble: Ensemble, out: Path) -> tuple[list[str], Path]:
+    """The command that ensembles the best checkpoints of ``ensemble``'s runs (as ``run_all``
+    keeps them under ``out``), and the folder it writes."""
+    members = out / slug(ensemble.runs.overrides)
+    seeds = ensemble.seeds
+    run_dir = members / f"ensemble{seeds[0]}-{seeds[-1]}"
+    runs = ",".join(str(members / f"seed{seed}") for seed in seeds)
+    return [
+        sys.executable,
+        "-m",
+        "rnnlab.ensemble",
+        f"runs=[{runs}]",
+        f"hydra.run.dir={run_dir}",
+    ], run_dir
+
+
+def run_ensemble(ensemble: Ensemble, out: Path) -> Metrics:
+    """Ensemble ``ensemble``'s trained runs under ``out``; the ensemble's metrics.json."""
+    command, run_dir = ensemble_command(ensemble, out)
+    try:
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError as failed:
+        raise SystemExit(f"error: {shlex.join(command)} exited with {failed.returncode}") from None
+    metrics: dict[str, float] = json.loads((run_dir / "metrics.json").read_text())
+    return metrics
 
 
 def run_all(
@@ -392,6 +443,9 @@ def main(argv: list[str] | None = None) -> None:
         for overrides, seed in keys:
             run_dir = out / slug(overrides) / f"seed{seed}"
             print(shlex.join(train_command(seed, [*overrides, *extra], run_dir)))
+        for table in tables:
+            for ensemble in table.ensembles():
+                print(shlex.join(ensemble_command(ensemble, out)[0]))
         return
 
     if args.write_readme:  # a header that no longer matches fails now, not after the runs
@@ -402,7 +456,10 @@ def main(argv: list[str] | None = None) -> None:
     done = run_all(keys, extra, out, args.jobs)
     readme = README.read_text() if args.write_readme else ""
     for table in tables:
-        results = {r: [done[(r.overrides, s)] for s in r.seeds] for r in table.runs()}
+        results: dict[Runs | Ensemble, list[Metrics]] = {
+            r: [done[(r.overrides, s)] for s in r.seeds] for r in table.runs()
+        }
+        results.update({e: [run_ensemble(e, out)] for e in table.ensembles()})
         lines = render(table, results)
         print(f"{table.name}:\n\n" + "\n".join(lines) + "\n")
         if args.write_readme:
