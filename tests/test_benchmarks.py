@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +38,11 @@ def _restore_global_state() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def script(name: str) -> ModuleType:
+def script(name: str, folder: Path = SCRIPTS) -> ModuleType:
     """Import ``scripts/bench/<name>.py`` (not a package: the scripts import ``harness`` from
-    their own folder, which is what the path entry gives them here too)."""
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
+    their own folder, which is what the path entry gives them here too), or another folder's."""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
     return importlib.import_module(name)
 
 
@@ -171,3 +172,53 @@ def test_bench_diagnostics_small(capsys):
     assert [row[0] for row in rows] == ["without diagnostics", "with diagnostics"]
     assert all(float(row[3]) > 0 and float(row[6]) > 0 for row in rows)
     assert header[4:7] == ["epoch CPU s", "CPU spread", "CPU ratio"]
+
+
+def test_archive_published_numbers_name_their_sources():
+    archive = script("archive", SCRIPTS.parent)
+    from rnnlab.data.ucr import shipped_names
+
+    known = archive.published()
+    assert known, "scripts/archive_published.csv is empty"
+    for (dataset, method), (accuracy, source) in known.items():
+        assert dataset in shipped_names() and method in archive.METHODS
+        assert 0 < accuracy <= 1 and source in archive.SOURCES
+
+
+def test_archive_one_set_one_epoch(capsys, tmp_path):
+    """scripts/archive.py on the smallest shipped set, one seed, one epoch (one subprocess)."""
+    archive = script("archive", SCRIPTS.parent)
+    argv = ["--datasets", "ArrowHead", "--seeds", "1", "--out", str(tmp_path)]
+    text = archive.main([*argv, "--", "trainer.max_epochs=1"])
+    assert "scripts/archive.py --datasets ArrowHead" in capsys.readouterr().out
+    [(head, [row])] = tables(text)
+    assert head == [
+        "data set",
+        "train",
+        "test",
+        "length",
+        "channels",
+        "classes",
+        "seeds",
+        "test acc (mean ± sd)",
+        "min",
+        "epochs",
+        "s/epoch",
+        "s/run",
+        "ROCKET",
+        "InceptionTime",
+        "ResNet",
+        "FCN",
+        "1-NN DTW",
+    ]
+    assert row[:7] == ["ArrowHead", "36", "175", "251", "1", "3", "1"]
+    assert 0 <= float(row[7]) == float(row[8]) <= 1 and float(row[9]) == 1
+    assert min(column([row], 10) + column([row], 11)) > 0
+    assert (tmp_path / "ArrowHead" / "seed1" / "metrics.json").is_file()
+    # every published number carries a footnote, and every footnote is listed under the table
+    footnotes = dict(re.findall(r"^\[(\d+)\] (.+)$", text, flags=re.MULTILINE))
+    for cell in row[12:]:
+        published = re.fullmatch(r"(\d\.\d{3}) \[(\d+)\]", cell)
+        assert published, cell
+        number, note = published.groups()
+        assert 0 < float(number) <= 1 and footnotes[note] in archive.SOURCES.values()
