@@ -103,15 +103,17 @@ def main(argv: list[str] | None = None) -> str:
     for key, (_, source) in known.items():
         if source not in SOURCES:
             raise SystemExit(f"{PUBLISHED}: {key} names unknown source {source!r}")
-    cited: list[str] = []  # source ids in order of first use: footnote [i] is cited[i - 1]
+    # footnote [i] is the i-th source of SOURCES whichever sets a run covers, so the tables of
+    # separate runs (other sets, other overrides) cite alike and can be put side by side
+    numbers = {source: i for i, source in enumerate(SOURCES, start=1)}
+    cited: set[str] = set()
 
     def cell(name: str, method: str) -> str:
         if (name, method) not in known:
             return "n/a"
         accuracy, source = known[name, method]
-        if source not in cited:
-            cited.append(source)
-        return f"{accuracy:.3f} [{cited.index(source) + 1}]"
+        cited.add(source)
+        return f"{accuracy:.3f} [{numbers[source]}]"
 
     head = ["data set", "train", "test", "length", "channels", "classes", "seeds"]
     head += ["test acc (mean ± sd)", "min", "epochs", "s/epoch", "s/run", *METHODS]
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> str:
         "Published accuracies are on each set's official train/test split (not resample means); "
         "n/a: none found. Sources:"
     )
-    lines += [f"[{i}] {SOURCES[source]}" for i, source in enumerate(cited, start=1)]
+    lines += [f"[{numbers[source]}] {SOURCES[source]}" for source in SOURCES if source in cited]
     text = "\n".join(lines)
     print(text)
     return text

@@ -124,8 +124,21 @@ class Table:
         return list(dict.fromkeys(r.runs for r in self.rows if isinstance(r.runs, Ensemble)))
 
 
+# Seeds no setting was ever chosen on (choices were made on validation scores of seeds 100-103 and
+# on test scores of seeds 1-10, before this protocol): the README's results are these.
+UNSEEN = tuple(range(201, 211))
+FCN_JV = ("experiment=bilstm", "model/encoder=lstm_fcn")
+FCN_BM = ("experiment=basicmotions", "model/encoder=lstm_fcn")
+
+
 def _classification() -> Table:
-    def row(overrides: str, label: str, data: str, seeds: range, lead: bool = False) -> Row:
+    def row(
+        overrides: str | tuple[str, ...],
+        label: str,
+        data: str,
+        seeds: tuple[int, ...],
+        lead: bool = False,
+    ) -> Row:
         # the lead row also shows the worst seed's accuracy and the slowest seed's times
         slowest: Literal["max"] | None = "max" if lead else None
         return Row(
@@ -138,7 +151,7 @@ def _classification() -> Table:
                 Stat("wall_s", 1, sd=False, unit=" s", worst=slowest),
                 Stat("time/startup_to_first_step_s", 1, sd=False, unit=" s", worst=slowest),
             ),
-            Runs((overrides,), tuple(seeds)),
+            Runs((overrides,) if isinstance(overrides, str) else overrides, seeds),
         )
 
     return Table(
@@ -153,12 +166,39 @@ def _classification() -> Table:
             "first step",
         ),
         (
-            row("experiment=bilstm", "`bilstm` (default)", "JapaneseVowels", range(1, 11), True),
-            # seeds 1-5 of the row above: the same runs
-            row("experiment=bilstm", "`bilstm` (default)", "JapaneseVowels", range(1, 6)),
-            row("experiment=gru", "`gru`", "JapaneseVowels", range(1, 6)),
-            row("experiment=rnn", "`rnn` (vanilla tanh)", "JapaneseVowels", range(1, 6)),
-            row("experiment=basicmotions", "`basicmotions`", "BasicMotions", range(1, 6)),
+            row("experiment=bilstm", "`bilstm` (default)", "JapaneseVowels", UNSEEN, True),
+            row(
+                "experiment=bilstm", "`bilstm` (default), the default seed", "JapaneseVowels", (42,)
+            ),
+            row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN),
+            row("experiment=gru", "`gru`", "JapaneseVowels", UNSEEN[:5]),
+            row("experiment=rnn", "`rnn` (vanilla tanh)", "JapaneseVowels", UNSEEN[:5]),
+            row("experiment=basicmotions", "`basicmotions`", "BasicMotions", UNSEEN[:5]),
+            row(FCN_BM, "`basicmotions` + `model/encoder=lstm_fcn`", "BasicMotions", UNSEEN[:5]),
+        ),
+    )
+
+
+def _ensembles() -> Table:
+    def row(overrides: tuple[str, ...], label: str, data: str, seeds: tuple[int, ...]) -> Row:
+        stats = (Stat("test/acc", bold=True), Stat("test/f1"), Stat("test/loss"))
+        return Row((label, data, "{seeds}", *stats), Ensemble(Runs(overrides, seeds)))
+
+    return Table(
+        "ensembles",
+        (
+            "ensemble of 5 (averaged probabilities)",
+            "data",
+            "member seeds",
+            "test acc",
+            "macro F1",
+            "test loss",
+        ),
+        (
+            row(("experiment=bilstm",), "`bilstm` (default)", "JapaneseVowels", UNSEEN[:5]),
+            row(("experiment=bilstm",), "`bilstm` (default)", "JapaneseVowels", UNSEEN[5:]),
+            row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN[:5]),
+            row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN[5:]),
         ),
     )
 
@@ -196,7 +236,7 @@ def _forecast() -> Table:
 
 
 def _covid3month() -> Table:
-    runs = Runs(("experiment=covid3month",), (1, 2, 3, 4, 5))
+    runs = Runs(("experiment=covid3month",), UNSEEN[:5])
     return Table(
         "covid3month",
         ("model", "test RMSE"),
@@ -204,6 +244,10 @@ def _covid3month() -> Table:
             Row(
                 ("BiLSTM, max pooling (ours, seeds {seeds})", Stat("test/rmse", 4, bold=True)),
                 runs,
+            ),
+            Row(
+                ("ensemble of the runs above (ours, averaged predictions)", Stat("test/rmse", 4)),
+                Ensemble(runs),
             ),
             Row(
                 (
@@ -260,7 +304,9 @@ def _charlm() -> Table:
     )
 
 
-TABLES = {t.name: t for t in (_classification(), _forecast(), _covid3month(), _charlm())}
+TABLES = {
+    t.name: t for t in (_classification(), _ensembles(), _forecast(), _covid3month(), _charlm())
+}
 
 
 def seed_range(seeds: Iterable[int]) -> str:

@@ -53,6 +53,8 @@ def fake_runs(table, runs) -> list[dict[str, float]]:
     """metrics.json-like dicts, one per seed of ``runs``, with every metric the table reads."""
     if runs is None:
         return []
+    if isinstance(runs, RESULTS.Ensemble):  # one metrics.json for the whole ensemble
+        runs = RESULTS.Runs(runs.runs.overrides, runs.seeds[:1])
     stats = [cell for row in table.rows for cell in row.cells if isinstance(cell, RESULTS.Stat)]
     metrics = list(dict.fromkeys(stat.metric for stat in stats))
     return [
@@ -122,10 +124,18 @@ def test_seed_range():
 def test_dry_run_prints_each_run_once(capsys):
     RESULTS.main(["--dry-run"])
     commands = capsys.readouterr().out.splitlines()
-    # bilstm seeds 1-10 (its 1-5 row reuses them), gru, rnn, basicmotions, forecast and
-    # covid3month 5 each, charlm 3
-    assert len(commands) == len(set(commands)) == 10 + 5 * 5 + 3
-    assert all(" -m rnnlab.train seed=" in command for command in commands)
+    trained = [command for command in commands if " -m rnnlab.train seed=" in command]
+    ensembled = [command for command in commands if " -m rnnlab.ensemble runs=" in command]
+    # bilstm and bilstm + lstm_fcn seeds 201-210 (the ensembles reuse them) and the default
+    # seed 42; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month 5 each;
+    # charlm 3
+    assert len(trained) == len(set(trained)) == 2 * 10 + 1 + 6 * 5 + 3
+    # two ensembles of 5 for each JapaneseVowels model, one for covid3month, of runs trained above
+    assert len(ensembled) == len(set(ensembled)) == 5
+    assert len(commands) == len(trained) + len(ensembled)
+    for command in ensembled:
+        for member in command.split("runs=[")[1].split("]")[0].split(","):
+            assert any(f"hydra.run.dir={member} " in run for run in trained)
 
 
 def test_results_script_runs_one_table(tmp_path):
@@ -152,9 +162,13 @@ def test_results_script_runs_one_table(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     [(header, rows)] = markdown_tables(done.stdout)
     assert header in [readme_header for readme_header, _ in markdown_tables(README)]
-    assert [row[0] for row in rows][:2] == [
+    assert [row[0] for row in rows][:3] == [
         "BiLSTM, max pooling (ours, seeds 1)",
+        "ensemble of the runs above (ours, averaged predictions)",
         "training-mean predictor (ours, same runs)",
     ]
-    assert 0 < float(rows[0][1].strip("*")) < 1
+    single, ensemble = (float(row[1].strip("*")) for row in rows[:2])
+    assert 0 < single < 1
+    assert ensemble == pytest.approx(single, abs=1e-4)  # an ensemble of one run is that run
     assert (tmp_path / "experiment-covid3month" / "seed1" / "metrics.json").is_file()
+    assert (tmp_path / "experiment-covid3month" / "ensemble1-1" / "metrics.json").is_file()
