@@ -204,7 +204,7 @@ def _ensembles() -> Table:
 
 
 def _forecast() -> Table:
-    runs = Runs(("experiment=forecast",), (1, 2, 3, 4, 5))
+    runs = Runs(("experiment=forecast",), UNSEEN[:5])
     return Table(
         "forecast",
         ("forecaster", "seeds", "test MAE (ppm)", "test RMSE", "MASE"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -111,8 +112,9 @@ def test_render_then_replace_changes_only_that_table():
 def test_a_missing_metric_names_it():
     table = RESULTS.TABLES["covid3month"]
     runs = table.rows[0].runs
+    results = {runs: [{"test/rmse": 0.04}] * len(runs.seeds), RESULTS.Ensemble(runs): [{"test/rmse": 0.04}]}
     with pytest.raises(SystemExit, match="test/rmse_train_mean"):
-        RESULTS.render(table, {runs: [{"test/rmse": 0.04}] * len(runs.seeds)})
+        RESULTS.render(table, results)
 
 
 def test_seed_range():
@@ -125,16 +127,17 @@ def test_dry_run_prints_each_run_once(capsys):
     RESULTS.main(["--dry-run"])
     commands = capsys.readouterr().out.splitlines()
     trained = [command for command in commands if " -m rnnlab.train seed=" in command]
-    ensembled = [command for command in commands if " -m rnnlab.ensemble runs=" in command]
+    ensembled = [shlex.split(command) for command in commands if " -m rnnlab.ensemble " in command]
     # bilstm and bilstm + lstm_fcn seeds 201-210 (the ensembles reuse them) and the default
     # seed 42; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month 5 each;
     # charlm 3
     assert len(trained) == len(set(trained)) == 2 * 10 + 1 + 6 * 5 + 3
     # two ensembles of 5 for each JapaneseVowels model, one for covid3month, of runs trained above
-    assert len(ensembled) == len(set(ensembled)) == 5
     assert len(commands) == len(trained) + len(ensembled)
+    assert len(ensembled) == len({tuple(command) for command in ensembled}) == 5
     for command in ensembled:
-        for member in command.split("runs=[")[1].split("]")[0].split(","):
+        [runs] = [word for word in command if word.startswith("runs=[")]
+        for member in runs.removeprefix("runs=[").removesuffix("]").split(","):
             assert any(f"hydra.run.dir={member} " in run for run in trained)
 
 
