@@ -185,6 +185,8 @@ def test_archive_published_numbers_name_their_sources():
         assert 0 < accuracy <= 1 and source in archive.SOURCES
 
 
+# a whole training run in a subprocess: in the slow suite, to keep the default one short
+@pytest.mark.slow
 def test_archive_one_set_one_epoch(capsys, tmp_path):
     """scripts/archive.py on the smallest shipped set, one seed, one epoch (one subprocess)."""
     archive = script("archive", SCRIPTS.parent)

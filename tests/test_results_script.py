@@ -112,7 +112,10 @@ def test_render_then_replace_changes_only_that_table():
 def test_a_missing_metric_names_it():
     table = RESULTS.TABLES["covid3month"]
     runs = table.rows[0].runs
-    results = {runs: [{"test/rmse": 0.04}] * len(runs.seeds), RESULTS.Ensemble(runs): [{"test/rmse": 0.04}]}
+    results = {
+        runs: [{"test/rmse": 0.04}] * len(runs.seeds),
+        RESULTS.Ensemble(runs): [{"test/rmse": 0.04}],
+    }
     with pytest.raises(SystemExit, match="test/rmse_train_mean"):
         RESULTS.render(table, results)
 
@@ -141,6 +144,8 @@ def test_dry_run_prints_each_run_once(capsys):
             assert any(f"hydra.run.dir={member} " in run for run in trained)
 
 
+# a whole training run in a subprocess: in the slow suite, to keep the default one short
+@pytest.mark.slow
 def test_results_script_runs_one_table(tmp_path):
     """One seed of the cheapest table, one epoch: the printed table has the README's header."""
     done = subprocess.run(
