@@ -78,14 +78,21 @@ class SequenceModule(L.LightningModule):
         self.log_dict(metrics.compute(), prog_bar=prog_bar)
         metrics.reset()
 
+    def log_stage_metrics(self, stage: str) -> None:
+        """Log and reset a stage's own epoch metrics, after its loss (a model's hook; called at
+        the end of every train, val and test epoch)."""
+
     def on_train_epoch_end(self) -> None:
         self.log_epoch_loss("train")
+        self.log_stage_metrics("train")
 
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_loss("val")
+        self.log_stage_metrics("val")
 
     def on_test_epoch_end(self) -> None:
         self.log_epoch_loss("test")
+        self.log_stage_metrics("test")
 
     def configure_optimizers(self) -> Any:
         return build_optimizers(

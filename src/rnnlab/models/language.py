@@ -136,7 +136,7 @@ class LanguageModel(SequenceModule):
         metric.reset()
         return value
 
-    def _log_stage(self, stage: str) -> None:
+    def log_stage_metrics(self, stage: str) -> None:
         chars = self._take(stage, "chars").clamp(min=1)
         nll = self._take(stage, "nll") / chars
         logged = {
@@ -169,18 +169,6 @@ class LanguageModel(SequenceModule):
 
     def on_test_epoch_start(self) -> None:
         self.carried["test"] = None
-
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self._log_stage("train")
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self._log_stage("val")
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self._log_stage("test")
 
     # --- sampling ----------------------------------------------------------------------------
     @torch.no_grad()

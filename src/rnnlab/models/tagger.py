@@ -102,7 +102,7 @@ class SequenceTagger(SequenceModule):
                 )
         return loss
 
-    def _log_epoch(self, stage: str) -> None:
+    def log_stage_metrics(self, stage: str) -> None:
         accuracy = cast(MulticlassAccuracy, self.stage_acc[f"{stage}_acc"])
         if accuracy.update_called:
             self.log(f"{stage}/acc", accuracy.compute(), prog_bar=True)
@@ -124,11 +124,3 @@ class SequenceTagger(SequenceModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"classes": self(batch.x, batch.lengths).argmax(dim=-1).cpu()}
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self._log_epoch("test")
