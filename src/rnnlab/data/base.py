@@ -100,6 +100,19 @@ class TaskDataModule(L.LightningDataModule):
             **options,
         )
 
+    def split_loader(self, split: str, shuffle: bool) -> DataLoader:
+        """The DataLoader of a split: ``dataset(split)`` through ``loader``."""
+        return self.loader(self.dataset(split), shuffle)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.split_loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.split_loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.split_loader("test", shuffle=False)
+
     def transfer_batch_to_device(
         self, batch: Batch, device: torch.device, dataloader_idx: int
     ) -> Batch:

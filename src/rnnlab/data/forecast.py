@@ -435,17 +435,8 @@ class ForecastDataModule(TaskDataModule):
     def collate(self, items: list[dict[str, Any]]) -> Batch:
         return collate_windows(items)
 
-    def train_dataloader(self) -> DataLoader:
-        return self.loader(self.dataset("train"), shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader(self.dataset("val"), shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader(self.dataset("test"), shuffle=False)
-
     def predict_dataloader(self) -> DataLoader:
-        return self.loader(self.dataset("predict"), shuffle=False)
+        return self.split_loader("predict", shuffle=False)
 
     # --- predictions as a table --------------------------------------------------------------
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:

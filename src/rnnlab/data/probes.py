@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
@@ -92,18 +92,8 @@ class ProbeDataModule(TaskDataModule):
         lengths = torch.full((len(items),), x.shape[1], dtype=torch.int64)
         return Batch(x, lengths, torch.stack([item[1] for item in items]))
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data: Dataset = self.splits[split]
-        return self.loader(data, shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def dataset(self, split: str) -> Dataset:
+        return self.splits[split]
 
     def baseline_names(self) -> tuple[str, ...]:
         return ("baseline",)

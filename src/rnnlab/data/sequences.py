@@ -200,7 +200,7 @@ class SequenceDataModule(TaskDataModule):
         sequences, targets = self.splits[split]
         return SequenceDataset([self.normalizer.transform(s) for s in sequences], targets)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def split_loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.dataset(split)
         if self.bucket:
             sampler = bucket_sampler(
@@ -209,17 +209,8 @@ class SequenceDataModule(TaskDataModule):
             return self.loader(data, shuffle, batch_sampler=sampler)
         return self.loader(data, shuffle)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)
+        return self.split_loader("predict", shuffle=False)
 
     # --- checkpoint state (plain types and tensors: loads with weights_only=True) -----------
     def state_dict(self) -> dict[str, Any]:
