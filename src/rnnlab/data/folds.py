@@ -8,7 +8,6 @@ with one seed sees k disjoint validation parts that together cover the training 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from rnnlab.utils.errors import ConfigError, DataError
 
@@ -52,6 +51,9 @@ def fold_split(
                 f"than data.folds={folds}, so some fold would validate without it; lower "
                 f"data.folds to at most {counts[fewest]}"
             )
+    # imported here: scikit-learn's model_selection costs ~0.1 s of every run's start-up
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     # seeds are any int in the config; numpy's generators take 0 .. 2**32 - 1
     state = seed % 2**32
     splitter: KFold | StratifiedKFold = (

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MetricCollection
 
 from rnnlab.models.optim import build_optimizers
 
@@ -24,7 +23,7 @@ class SequenceModule(L.LightningModule):
     own loss is logged as ``train/loss_step`` only on the steps the logger writes
     (``trainer.log_every_n_steps``). Every ``self.log`` call moves its stored value to the
     device again (Lightning #20388); calling it only when its value is written gives the same
-    curves and the same numbers for less (scripts/bench_loop.py). Metric collections are
+    curves and the same numbers for less (scripts/bench/loop.py). Metric collections are
     logged the same way, once per epoch (``log_epoch_metrics``).
     """
 
@@ -38,11 +37,9 @@ class SequenceModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
-        # nan_strategy "disable": a NaN loss must show as NaN, not be dropped with a warning
-        # (keyed "<stage>_loss": a ModuleDict key "train" would shadow Module.train)
-        self.stage_loss = nn.ModuleDict(
-            {f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES}
-        )
+        # per stage: (sum of per-sample losses, sample count) of the epoch so far; plain tensors,
+        # not a torchmetrics MeanMetric, whose update costs ~45 us a step (scripts/bench/loop.py)
+        self.loss_sums: dict[str, tuple[torch.Tensor, int]] = {}
 
     def check_data(self, datamodule: Any) -> None:
         """Refuse, when the run is built, settings this data cannot serve (one line)."""
@@ -55,9 +52,9 @@ class SequenceModule(L.LightningModule):
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Add a batch's mean loss to its stage's epoch mean; log a training step's loss when
         the logger will write it (Lightning's own rule: every ``log_every_n_steps`` batches)."""
-        # one copy of the batch mean per sample, not weight=batch_size: with nan_strategy
-        # "disable" torchmetrics 1.9 drops the weights (torchmetrics #3434)
-        cast(MeanMetric, self.stage_loss[f"{stage}_loss"]).update(loss.detach().expand(batch_size))
+        total, count = self.loss_sums.get(stage, (torch.zeros((), device=loss.device), 0))
+        # float32 sums: a bf16 loss would round the running total
+        self.loss_sums[stage] = (total + loss.detach().float() * batch_size, count + batch_size)
         trainer = self._trainer
         if stage != "train" or trainer is None:
             return
@@ -66,12 +63,16 @@ class SequenceModule(L.LightningModule):
             self.log("train/loss_step", loss.detach(), prog_bar=True, batch_size=batch_size)
 
     def log_epoch_loss(self, stage: str) -> None:
-        """Log and reset a stage's epoch mean loss (already synced across ranks by compute)."""
-        mean = cast(MeanMetric, self.stage_loss[f"{stage}_loss"])
-        if mean.update_called:
-            name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
-            self.log(name, mean.compute(), prog_bar=True)
-        mean.reset()
+        """Log and reset a stage's epoch mean loss: the sample-weighted mean over every rank's
+        batches (a NaN loss shows as NaN)."""
+        if stage not in self.loss_sums:
+            return
+        total, count = self.loss_sums.pop(stage)
+        both = torch.stack([total, torch.tensor(float(count), device=total.device)])
+        if self._trainer is not None:  # summed across DDP ranks; unchanged on one device
+            both = self.trainer.strategy.reduce(both, reduce_op="sum")
+        name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
+        self.log(name, both[0] / both[1], prog_bar=True)
 
     def log_epoch_metrics(self, metrics: MetricCollection, prog_bar: bool) -> None:
         """Log and reset a collection updated every step (``compute`` syncs DDP ranks)."""
