@@ -81,12 +81,15 @@ def test_bench_loop_small(capsys):
         "spread (max-min)/median",
     ]
     textbook = "raw loop + outputs, packed encoder (textbook)"
+    bare = "bare Lightning (plain LightningModule, same work)"
     assert [row[:2] for row in timing] == [
         ["raw loop", "raw loop"],
         ["raw loop + outputs", "raw loop + outputs"],
+        [bare, bare],
         ["template, lean", "raw loop"],
         ["template, default (as train() builds it)", "raw loop + outputs"],
         [textbook, textbook],
+        ["template, lean", bare],
         ["template, default (as train() builds it)", textbook],
     ]
     for index in (2, 3, 4, 5):
@@ -224,3 +227,21 @@ def test_archive_one_set_one_epoch(capsys, tmp_path):
         assert published, cell
         number, note = published.groups()
         assert 0 < float(number) <= 1 and footnotes[note] in archive.SOURCES.values()
+
+
+# three fresh interpreters, one of them a training run: in the slow suite
+@pytest.mark.slow
+def test_bench_startup_small(capsys):
+    text = script("startup").main(["--small"])
+    assert "scripts/bench/startup.py --small" in capsys.readouterr().out
+    ((head, rows),) = tables(text)
+    assert head == ["measured", "s (median)", "s (min)", "s (max)"]
+    assert [row[0].split(":")[0] for row in rows] == [
+        "python -m rnnlab.train",
+        "python -c 'import torch' (whole process)",
+        "python -c 'import lightning.pytorch, torchmetrics' (whole process)",
+    ]
+    for index in (1, 2, 3):
+        assert min(column(rows, index)) > 0
+    # a run imports both libraries before its first step
+    assert float(rows[0][1]) > float(rows[1][1])
