@@ -107,3 +107,38 @@ def test_command_adds_the_configuration_table_only_for_folds_or_seeds(tmp_path, 
     assert "Per configuration" not in printed
     assert configurations(summarise(plain)) is None
     assert not (plain / "summary_configs.csv").exists()
+
+
+def test_configurations_are_compared_with_the_first_fold_by_fold(tmp_path):
+    # folds differ much more than the two settings do: the change lowers every fold's loss by
+    # 0.01 or 0.02, far less than the spread between folds; a failed job drops only its pair
+    base = {(0, 1): 0.10, (1, 1): 0.50, (2, 1): 0.90, (0, 2): 0.20, (1, 2): 0.60, (2, 2): 0.80}
+    change = {(0, 1): 0.09, (1, 1): 0.48, (2, 1): math.nan, (0, 2): 0.19, (1, 2): 0.58}
+    change[(2, 2)] = 0.79
+    number = 0
+    for dropout, values in (("0.2", base), ("0.5", change)):
+        for (fold, seed), value in values.items():
+            metrics = None if math.isnan(value) else {"val/loss_best": value}
+            overrides = {"data.folds": 3, "data.fold": fold, "seed": seed, "model.dropout": dropout}
+            _job(tmp_path, number, overrides, metrics)
+            number += 1
+    configs = configurations(summarise(tmp_path))
+    assert configs is not None and configs["model.dropout"].tolist() == ["0.2", "0.5"]
+    assert configs["val/loss_best_vs_first"][0] == pytest.approx(0.0)
+    assert configs["val/loss_best_vs_first_se"][0] == pytest.approx(0.0)
+    differences = [-0.01, -0.02, -0.01, -0.02, -0.01]  # fold 2 of seed 1 failed: not paired
+    assert configs["val/loss_best_vs_first"][1] == pytest.approx(statistics.mean(differences))
+    assert configs["val/loss_best_vs_first_se"][1] == pytest.approx(
+        statistics.stdev(differences) / math.sqrt(len(differences))
+    )
+    # the unpaired means differ by the failed fold as much as by the setting
+    assert configs["val/loss_best_sd"][1] > 0.2
+
+
+def test_repeated_fold_and_seed_pairs_give_no_paired_difference(tmp_path):
+    # size 16 ran seed 1 twice (e.g. two sweeps merged): which run pairs with size 32's is unknown
+    for number, (size, seed) in enumerate(((16, 1), (16, 1), (32, 1), (32, 2))):
+        _job(tmp_path, number, {"seed": seed, "model.size": size}, {"val/loss_best": 0.1 * number})
+    configs = configurations(summarise(tmp_path))
+    assert configs is not None and configs["jobs"].tolist() == [2, 2]
+    assert configs["val/loss_best_vs_first"].isna().all()

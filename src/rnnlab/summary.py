@@ -10,7 +10,9 @@ A sweep over cross-validation folds (``data.fold``) or seeds (``seed``) gets a s
 row per configuration (the other swept settings): the number of completed jobs and the mean and
 standard deviation of the objective and of each test metric over them, the best configuration by
 mean objective marked; printed after the first and written as ``summary_configs.csv`` and
-``summary_configs.md``.
+``summary_configs.md``. Beside them, the objective's difference to the sweep's first
+configuration, paired by fold and seed: folds differ far more from each other than good settings
+do, so comparing each fold with itself is what separates a real change from a lucky split.
 """
 
 from __future__ import annotations
@@ -99,14 +101,18 @@ REPEATS = ("data.fold", "seed")
 
 def configurations(table: pd.DataFrame) -> pd.DataFrame | None:
     """One row per configuration of a ``summarise`` table whose sweep varies a fold or seed
-    (None when it varies neither): ``jobs`` completed jobs, ``not_completed`` others, and each
-    metric's ``_mean`` and ``_sd`` (sample standard deviation) over the completed jobs."""
+    (None when it varies neither): ``jobs`` completed jobs, ``not_completed`` others, each
+    metric's ``_mean`` and ``_sd`` (sample standard deviation) over the completed jobs, and
+    ``<objective>_vs_first`` and ``_se``: the mean over the (fold, seed) pairs both completed of
+    the objective minus the first configuration's, and the standard error of that mean."""
     objective, mode, varying = (table.attrs[k] for k in ("objective", "mode", "varying"))
     if not set(REPEATS) & set(varying):
         return None
     settings = [k for k in varying if k not in REPEATS]
+    repeats = [k for k in REPEATS if k in varying]
     metrics = [objective, *(c for c in table.columns if str(c).startswith("test/"))]
     rows = []
+    first: pd.Series | None = None
     # sort=False: configurations in the order the sweep first ran them
     groups = table.groupby(settings, sort=False) if settings else [((), table)]
     for key, group in groups:
@@ -118,6 +124,9 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame | None:
             column = done[metric].astype(float)
             row[f"{metric}_mean"] = column.mean() if len(column) else math.nan
             row[f"{metric}_sd"] = column.std(ddof=1) if len(column) > 1 else math.nan
+        paired = done.set_index(repeats)[objective].astype(float).dropna()
+        first = paired if first is None else first
+        row[f"{objective}_vs_first"], row[f"{objective}_vs_first_se"] = _paired(paired, first)
         rows.append(row)
     configs = pd.DataFrame(rows)
     means = configs[f"{objective}_mean"].dropna()
@@ -125,9 +134,20 @@ def configurations(table: pd.DataFrame) -> pd.DataFrame | None:
     if len(means):
         best = means.idxmin() if mode == "min" else means.idxmax()
         configs.loc[best, "best"] = "*"
-    repeats = [k for k in REPEATS if k in varying]
     configs.attrs.update(objective=objective, mode=mode, settings=settings, repeats=repeats)
     return configs
+
+
+def _paired(values: pd.Series, first: pd.Series) -> tuple[float, float]:
+    """Mean and standard error of ``values - first`` over the (fold, seed) keys both hold; NaN
+    where the keys repeat within a configuration (no pairing) or too few are shared."""
+    if not (values.index.is_unique and first.index.is_unique):
+        return math.nan, math.nan
+    differences = (values - first).dropna()
+    if not len(differences):
+        return math.nan, math.nan
+    se = differences.std(ddof=1) / math.sqrt(len(differences)) if len(differences) > 1 else math.nan
+    return float(differences.mean()), float(se)
 
 
 def sweep_figure(table: pd.DataFrame, unit: str | None = None) -> Figure:
