@@ -11,10 +11,12 @@ StepSeed), the model's ``configure_optimizers()`` (AdamW and the plateau schedul
 validation loss), gradient clipping by norm and, each epoch, the validation loss and the
 model's own torchmetrics (accuracy, precision, recall, F1 on train and val batches).
 
-Two pairs are compared:
+Three pairs are compared:
 
 - ``raw loop`` against ``template, lean``: the work above and nothing else (the Trainer without
   progress bar, logger, checkpoints, callbacks and sanity check);
+- ``bare Lightning`` against ``template, lean``: the same work written as a plain
+  LightningModule on the same lean Trainer, so the ratio is rnnlab's own cost beyond Lightning's;
 - ``raw loop + outputs`` against ``template, default`` (the Trainer as ``rnnlab.train`` builds
   it): also a tqdm progress bar, TensorBoard scalars (the step loss every
   ``log_every_n_steps`` steps, the epoch losses, metrics and learning rate), the best and the
