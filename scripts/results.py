@@ -1,6 +1,6 @@
 """Re-run the experiments behind the README's Results tables and print the tables.
 
-    python scripts/results.py                          # every table, about 45 minutes on 2 cores
+    python scripts/results.py                          # every table, about 50 minutes on 2 cores
     python scripts/results.py --only covid3month       # one table
     python scripts/results.py --list                   # the tables and what each runs
     python scripts/results.py --dry-run                # the commands, without running them

@@ -150,6 +150,11 @@ def run_template(
         trainer = build_trainer(run_cfg, StartupTimer())
         trainer.fit(model, datamodule=datamodule)
         seconds = time.perf_counter() - start
+    return _fitted(seconds, trainer, model)
+
+
+def _fitted(seconds: float, trainer: L.Trainer, model: torch.nn.Module) -> Result:
+    """A Lightning loop's result: its time, its last logged losses and F1, ``model``'s weights."""
     metrics = trainer.callback_metrics
     return Result(
         seconds,
@@ -266,11 +271,13 @@ class BareLightning(L.LightningModule):
         self.model = model
         self.sums = {"train": [torch.zeros(()), 0], "val": [torch.zeros(()), 0]}
 
+    def metrics(self, stage: str) -> Any:
+        return self.model.train_metrics if stage == "train" else self.model.val_metrics
+
     def step(self, batch: Any, stage: str) -> torch.Tensor:
         logits = self.model(batch.x, batch.lengths)
         loss = F.cross_entropy(logits, batch.y)
-        metrics = self.model.train_metrics if stage == "train" else self.model.val_metrics
-        metrics.update(logits.detach(), batch.y)
+        self.metrics(stage).update(logits.detach(), batch.y)
         self.sums[stage][0] += loss.detach() * len(batch.y)
         self.sums[stage][1] += len(batch.y)
         return loss
@@ -285,9 +292,8 @@ class BareLightning(L.LightningModule):
         total, count = self.sums[stage]
         self.log(name, total / count)
         self.sums[stage] = [torch.zeros(()), 0]
-        metrics = self.model.train_metrics if stage == "train" else self.model.val_metrics
-        self.log_dict(metrics.compute())
-        metrics.reset()
+        self.log_dict(self.metrics(stage).compute())
+        self.metrics(stage).reset()
 
     def on_train_epoch_end(self) -> None:
         self.end_epoch("train", "train/loss_epoch")
@@ -307,16 +313,9 @@ def run_bare(
     bare = BareLightning(model)
     seed_all(cfg.seed)
     start = time.perf_counter()
-    lean_trainer(cfg, callbacks=[StepSeed(cfg.seed)]).fit(bare, datamodule=datamodule)
-    seconds = time.perf_counter() - start
-    metrics = bare.trainer.callback_metrics
-    return Result(
-        seconds,
-        float(metrics["train/loss_epoch"]),
-        float(metrics["val/loss"]),
-        float(metrics["val/f1"]),
-        _weights(model),
-    )
+    trainer = lean_trainer(cfg, callbacks=[StepSeed(cfg.seed)])
+    trainer.fit(bare, datamodule=datamodule)
+    return _fitted(time.perf_counter() - start, trainer, model)
 
 
 class TrivialModel(L.LightningModule):
