@@ -171,6 +171,12 @@ def _classification() -> Table:
                 "experiment=bilstm", "`bilstm` (default), the default seed", "JapaneseVowels", (42,)
             ),
             row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN),
+            row(
+                FCN_JV,
+                "`bilstm` + `model/encoder=lstm_fcn`, the default seed",
+                "JapaneseVowels",
+                (42,),
+            ),
             row("experiment=gru", "`gru`", "JapaneseVowels", UNSEEN[:5]),
             row("experiment=rnn", "`rnn` (vanilla tanh)", "JapaneseVowels", UNSEEN[:5]),
             row("experiment=basicmotions", "`basicmotions`", "BasicMotions", UNSEEN[:5]),

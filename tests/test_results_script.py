@@ -132,9 +132,9 @@ def test_dry_run_prints_each_run_once(capsys):
     trained = [command for command in commands if " -m rnnlab.train seed=" in command]
     ensembled = [shlex.split(command) for command in commands if " -m rnnlab.ensemble " in command]
     # bilstm and bilstm + lstm_fcn seeds 201-210 (the ensembles reuse them) and the default
-    # seed 42; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month 5 each;
-    # charlm 3
-    assert len(trained) == len(set(trained)) == 2 * 10 + 1 + 6 * 5 + 3
+    # seed 42 of each; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month
+    # 5 each; charlm 3
+    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3
     # two ensembles of 5 for each JapaneseVowels model, one for covid3month, of runs trained above
     assert len(commands) == len(trained) + len(ensembled)
     assert len(ensembled) == len({tuple(command) for command in ensembled}) == 5
