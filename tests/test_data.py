@@ -7,10 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from torch.utils.data import DistributedSampler
 
 from rnnlab.data.classification import ClassificationDataModule, stratified_split
 from rnnlab.data.collate import BucketBatchSampler, bucket_sampler, pad_collate
+from rnnlab.data.normalize import scale_sequence
 from rnnlab.data.ucr import load_archive
 from rnnlab.utils.errors import ConfigError, DataError
 from tests.conftest import write_ts
@@ -102,6 +106,54 @@ def test_loaded_state_is_reused_not_refitted(vowels):
     restored.setup("test")
     torch.testing.assert_close(restored.normalizer.shift, fitted.normalizer.shift)
     assert restored.classes == fitted.classes
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 12), st.integers(1, 3)),
+        elements=st.floats(-1e6, 1e6, width=32),
+    ),
+    factor=st.floats(1e-3, 1e3),
+)
+def test_maxabs_keeps_each_sequences_shape_and_drops_its_magnitude(values, factor):
+    sequence = torch.from_numpy(values)
+    scaled = scale_sequence(sequence, "maxabs")
+    peaks = scaled.abs().amax(dim=0)
+    nonzero = sequence.abs().amax(dim=0) > 0
+    # every channel that is not all zero peaks at exactly 1; an all-zero one stays zero
+    torch.testing.assert_close(peaks[nonzero], torch.ones_like(peaks[nonzero]))
+    assert torch.equal(scaled[:, ~nonzero], sequence[:, ~nonzero])
+    # the same sequence at another magnitude (per channel) scales to the same values
+    factors = torch.tensor([factor, 1.0, 1.0 / factor])[: sequence.shape[1]]
+    torch.testing.assert_close(scale_sequence(sequence * factors, "maxabs"), scaled)
+    assert torch.equal(scale_sequence(sequence, "none"), sequence)
+
+
+def test_sequence_scale_applies_before_the_fit_and_to_every_split(vowels):
+    train_idx, val_idx = stratified_split(vowels["train"][1], 0.2, seed=3)
+
+    def magnify(split, sequences, labels):  # one sample of each split, 1000 times larger
+        for i in (train_idx[0], val_idx[0]) if split == "train" else (0,):
+            sequences[i] *= 1000.0
+
+    base = _module(vowels, sequence_scale="maxabs")
+    magnified = _module(vowels, sequence_scale="maxabs", edit=magnify)
+    torch.testing.assert_close(magnified.normalizer.shift, base.normalizer.shift)
+    for split in ("train", "val", "test"):
+        torch.testing.assert_close(
+            magnified.dataset(split).sequences[0], base.dataset(split).sequences[0]
+        )
+    # without it the magnified samples do change what the model sees (the checks can fail)
+    plain, plain_magnified = _module(vowels), _module(vowels, edit=magnify)
+    assert not torch.allclose(plain_magnified.normalizer.shift, plain.normalizer.shift)
+    assert not torch.allclose(
+        plain_magnified.dataset("test").sequences[0], plain.dataset("test").sequences[0]
+    )
+    # the statistics are those of the scaled training sequences
+    steps = torch.cat([scale_sequence(s, "maxabs") for s in base.splits["train"][0]]).double()
+    torch.testing.assert_close(base.normalizer.shift.double(), steps.mean(0), rtol=1e-6, atol=1e-6)
 
 
 def test_stratified_split_is_seeded_disjoint_and_keeps_every_class(vowels):
@@ -221,6 +273,7 @@ def test_unknown_archive_name_lists_shipped_sets():
     ("kwargs", "message"),
     [
         ({"normalize": "robust"}, "data.normalize"),
+        ({"sequence_scale": "max"}, "data.sequence_scale"),
         ({"val_fraction": 0.0}, "data.val_fraction"),
         ({"train_file": "x.ts"}, "data.test_file"),
     ],

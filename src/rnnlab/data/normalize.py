@@ -8,9 +8,32 @@ import torch
 from rnnlab.utils.errors import ConfigError
 
 METHODS = ("zscore", "minmax", "none")
+# per-sequence scalings, applied to each sequence alone before the fitted normaliser
+SEQUENCE_SCALES = ("none", "maxabs")
 # Inputs are float32 tensors. A value this large keeps ``x - shift`` and ``max - min`` (at most
 # twice the largest magnitude) finite in float32; anything larger would reach the model as inf.
 MAX_ABS_VALUE = float(np.finfo(np.float32).max) / 4
+
+
+def check_sequence_scale(how: str) -> str:
+    if how not in SEQUENCE_SCALES:
+        raise ConfigError(
+            f"unknown per-sequence scaling {how!r}; set data.sequence_scale to one of "
+            f"{', '.join(SEQUENCE_SCALES)}"
+        )
+    return how
+
+
+def scale_sequence(sequence: torch.Tensor, how: str) -> torch.Tensor:
+    """``maxabs``: each channel divided by its largest absolute value in this sequence (a channel
+    that is all zero stays zero), so the sequence keeps its shape and loses its magnitude; for
+    data whose scale varies between samples by orders of magnitude (counts per country, say)
+    where the shape carries the signal. ``none``: unchanged. The sequence holds valid steps
+    only (it is not padded yet), so padding never enters the maximum."""
+    if how == "none":
+        return sequence
+    peak = sequence.abs().amax(dim=0)
+    return sequence / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
 class Normalizer:

@@ -16,7 +16,12 @@ from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.folds import check_fold_settings, fold_split
-from rnnlab.data.normalize import MAX_ABS_VALUE, Normalizer
+from rnnlab.data.normalize import (
+    MAX_ABS_VALUE,
+    Normalizer,
+    check_sequence_scale,
+    scale_sequence,
+)
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError
 
@@ -74,6 +79,7 @@ class SequenceDataModule(TaskDataModule):
         folds: int | None = None,
         fold: int = 0,
         normalize: str = "zscore",
+        sequence_scale: str = "none",
         batch_size: int = 32,
         bucket: bool = False,
         num_workers: int = 0,
@@ -102,6 +108,7 @@ class SequenceDataModule(TaskDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.normalizer = Normalizer(normalize)
+        self.sequence_scale = check_sequence_scale(sequence_scale)
         self.splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
         # the labels of a prediction input that has them, kept for the output
         self.predict_labels: np.ndarray | None = None
@@ -164,7 +171,11 @@ class SequenceDataModule(TaskDataModule):
             "test": (test_x, self.encode(test_labels, self.where("test"))),
         }
         if not self.normalizer.fitted:
-            self.normalizer.fit(self.splits["train"][0])
+            self.normalizer.fit([self.scaled(s) for s in self.splits["train"][0]])
+
+    def scaled(self, sequence: torch.Tensor) -> torch.Tensor:
+        """A sequence as the fitted normaliser sees it (``data.sequence_scale``)."""
+        return scale_sequence(sequence, self.sequence_scale)
 
     def setup_predict(self, path: str) -> None:
         """Read ``path``: same format as training, labels optional (kept for the output)."""
@@ -198,7 +209,8 @@ class SequenceDataModule(TaskDataModule):
     # --- loaders -----------------------------------------------------------------------------
     def dataset(self, split: str) -> SequenceDataset:
         sequences, targets = self.splits[split]
-        return SequenceDataset([self.normalizer.transform(s) for s in sequences], targets)
+        inputs = [self.normalizer.transform(self.scaled(s)) for s in sequences]
+        return SequenceDataset(inputs, targets)
 
     def split_loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.dataset(split)
