@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.errors import choice
 
 METHODS = ("zscore", "minmax", "none")
 # per-sequence scalings, applied to each sequence alone before the fitted normaliser
@@ -13,15 +13,6 @@ SEQUENCE_SCALES = ("none", "maxabs")
 # Inputs are float32 tensors. A value this large keeps ``x - shift`` and ``max - min`` (at most
 # twice the largest magnitude) finite in float32; anything larger would reach the model as inf.
 MAX_ABS_VALUE = float(np.finfo(np.float32).max) / 4
-
-
-def check_sequence_scale(how: str) -> str:
-    if how not in SEQUENCE_SCALES:
-        raise ConfigError(
-            f"unknown per-sequence scaling {how!r}; set data.sequence_scale to one of "
-            f"{', '.join(SEQUENCE_SCALES)}"
-        )
-    return how
 
 
 def scale_sequence(sequence: torch.Tensor, how: str) -> torch.Tensor:
@@ -41,12 +32,7 @@ class Normalizer:
     every training sequence, so long sequences weigh more, as they do in the loss."""
 
     def __init__(self, method: str = "zscore") -> None:
-        if method not in METHODS:
-            raise ConfigError(
-                f"unknown normalisation {method!r}; set data.normalize to one of "
-                f"{', '.join(METHODS)}"
-            )
-        self.method = method
+        self.method = choice(method, METHODS, "data.normalize", "normalisation")
         self.shift: torch.Tensor | None = None
         self.scale: torch.Tensor | None = None
 

@@ -16,14 +16,9 @@ from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.folds import check_fold_settings, fold_split
-from rnnlab.data.normalize import (
-    MAX_ABS_VALUE,
-    Normalizer,
-    check_sequence_scale,
-    scale_sequence,
-)
+from rnnlab.data.normalize import MAX_ABS_VALUE, SEQUENCE_SCALES, Normalizer, scale_sequence
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
-from rnnlab.utils.errors import ConfigError, DataError
+from rnnlab.utils.errors import ConfigError, DataError, choice
 
 
 def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
@@ -108,7 +103,9 @@ class SequenceDataModule(TaskDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.normalizer = Normalizer(normalize)
-        self.sequence_scale = check_sequence_scale(sequence_scale)
+        self.sequence_scale = choice(
+            sequence_scale, SEQUENCE_SCALES, "data.sequence_scale", "per-sequence scaling"
+        )
         self.splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
         # the labels of a prediction input that has them, kept for the output
         self.predict_labels: np.ndarray | None = None

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.errors import ConfigError, choice
 
 CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # "none": every step's output (batch, time, output_size), padding zeroed, for per-step heads
@@ -37,11 +37,7 @@ CELL_STEPS: dict[str, Callable[..., Any]] = {
 
 
 def _choice(kind: str, value: str, allowed: tuple[str, ...] | list[str]) -> str:
-    if value not in allowed:
-        raise ConfigError(
-            f"unknown {kind} {value!r}; set model.encoder.{kind} to one of {', '.join(allowed)}"
-        )
-    return value
+    return choice(value, allowed, f"model.encoder.{kind}", kind)
 
 
 class RNNEncoder(nn.Module):

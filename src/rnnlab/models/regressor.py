@@ -16,7 +16,7 @@ from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
 from rnnlab.models.lstm_fcn import SequenceEncoder
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
-from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.errors import ConfigError, choice
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mse": F.mse_loss,
@@ -62,10 +62,7 @@ class SequenceRegressor(SequenceModule):
         monitor: str = "val/loss",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
-        if loss not in LOSSES:
-            raise ConfigError(
-                f"unknown loss {loss!r}; set model.loss to one of {', '.join(LOSSES)}"
-            )
+        choice(loss, LOSSES, "model.loss", "loss")
         self.encoder = encoder
         self.horizon, self.num_targets = horizon, num_targets
         self.target_names = list(target_names or [f"target_{i}" for i in range(num_targets)])

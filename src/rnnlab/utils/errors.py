@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 
 class UserError(Exception):
     """A mistake in the user's data or configuration; the message names the problem and the fix."""
@@ -13,6 +15,14 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """Input data that cannot be trained or evaluated on."""
+
+
+def choice(value: str, allowed: Collection[str], key: str, what: str) -> str:
+    """``value`` when it is one of ``allowed``; otherwise a ConfigError naming the setting
+    ``key`` (as the user writes it) and the values it takes."""
+    if value not in allowed:
+        raise ConfigError(f"unknown {what} {value!r}; set {key} to one of {', '.join(allowed)}")
+    return value
 
 
 class RunInterrupted(BaseException):
