@@ -5,6 +5,7 @@ README rows' cells, text and number formats; one cheap table also runs end to en
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shlex
 import subprocess
@@ -111,10 +112,10 @@ def test_render_then_replace_changes_only_that_table():
 
 def test_a_missing_metric_names_it():
     table = RESULTS.TABLES["covid3month"]
-    runs = table.rows[0].runs
     results = {
-        runs: [{"test/rmse": 0.04}] * len(runs.seeds),
-        RESULTS.Ensemble(runs): [{"test/rmse": 0.04}],
+        row.runs: [{"test/rmse": 0.04}] * len(row.runs.seeds)
+        for row in table.rows
+        if row.runs is not None
     }
     with pytest.raises(SystemExit, match="test/rmse_train_mean"):
         RESULTS.render(table, results)
@@ -131,13 +132,17 @@ def test_dry_run_prints_each_run_once(capsys):
     commands = capsys.readouterr().out.splitlines()
     trained = [command for command in commands if " -m rnnlab.train seed=" in command]
     ensembled = [shlex.split(command) for command in commands if " -m rnnlab.ensemble " in command]
-    # bilstm and bilstm + lstm_fcn seeds 201-210 (the ensembles reuse them) and the default
+    # bilstm and bilstm + lstm_fcn seeds 201-210 (the seed ensembles reuse them) and the default
     # seed 42 of each; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month
-    # 5 each; charlm 3
-    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3
-    # two ensembles of 5 for each JapaneseVowels model, one for covid3month, of runs trained above
+    # 5 each; charlm 3; then the fold ensembles' members: 5 folds of seeds 201 and 206 for each
+    # JapaneseVowels model, of seed 201 for covid3month
+    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5
+    folds = [command for command in trained if " data.folds=5 data.fold=" in command]
+    assert len(folds) == 25
+    # for each JapaneseVowels model two ensembles of 5 seeds and two of 5 folds; for covid3month
+    # one of each; all of runs trained above
     assert len(commands) == len(trained) + len(ensembled)
-    assert len(ensembled) == len({tuple(command) for command in ensembled}) == 5
+    assert len(ensembled) == len({tuple(command) for command in ensembled}) == 10
     for command in ensembled:
         [runs] = [word for word in command if word.startswith("runs=[")]
         for member in runs.removeprefix("runs=[").removesuffix("]").split(","):
@@ -170,13 +175,17 @@ def test_results_script_runs_one_table(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     [(header, rows)] = markdown_tables(done.stdout)
     assert header in [readme_header for readme_header, _ in markdown_tables(README)]
-    assert [row[0] for row in rows][:3] == [
+    assert [row[0] for row in rows][:4] == [
         "BiLSTM, max pooling, `maxabs` per series (ours, seeds 1)",
         "ensemble of the runs above (ours, averaged predictions)",
+        "ensemble of one run per fold of `data.folds=5` (ours, seed 1)",
         "training-mean predictor (ours, same runs)",
     ]
-    single, ensemble = (float(row[1].strip("*")) for row in rows[:2])
+    single, ensemble, by_fold = (float(row[1].strip("*")) for row in rows[:3])
     assert 0 < single < 1
     assert ensemble == pytest.approx(single, abs=1e-4)  # an ensemble of one run is that run
+    assert 0 < by_fold < 1
     assert (tmp_path / "experiment-covid3month" / "seed1" / "metrics.json").is_file()
     assert (tmp_path / "experiment-covid3month" / "ensemble1-1" / "metrics.json").is_file()
+    folded = tmp_path / "experiment-covid3month" / "ensemble1-1-folds5" / "metrics.json"
+    assert json.loads(folded.read_text())["members"] == 5
