@@ -293,7 +293,7 @@ def _covid3month() -> Table:
         (
             Row(
                 (
-                    "BiLSTM, max pooling, `maxabs` per series (ours, seeds {seeds})",
+                    "BiLSTM, 2 layers, max pooling, `maxabs` per series (ours, seeds {seeds})",
                     Stat("test/rmse", 4, bold=True),
                 ),
                 runs,

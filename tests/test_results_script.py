@@ -176,7 +176,7 @@ def test_results_script_runs_one_table(tmp_path):
     [(header, rows)] = markdown_tables(done.stdout)
     assert header in [readme_header for readme_header, _ in markdown_tables(README)]
     assert [row[0] for row in rows][:4] == [
-        "BiLSTM, max pooling, `maxabs` per series (ours, seeds 1)",
+        "BiLSTM, 2 layers, max pooling, `maxabs` per series (ours, seeds 1)",
         "ensemble of the runs above (ours, averaged predictions)",
         "ensemble of one run per fold of `data.folds=5` (ours, seed 1)",
         "training-mean predictor (ours, same runs)",
