@@ -105,9 +105,8 @@ class Ensemble:
         """The configurations whose runs are the members."""
         if self.folds is None:
             return [self.runs]
-        split = (f"data.folds={self.folds}",)
         return [
-            Runs((*self.runs.overrides, *split, f"data.fold={i}"), self.seeds)
+            Runs((*self.runs.overrides, f"data.folds={self.folds}", f"data.fold={i}"), self.seeds)
             for i in range(self.folds)
         ]
 
@@ -206,18 +205,21 @@ def _classification() -> Table:
 
 def _ensembles() -> Table:
     def row(
-        overrides: tuple[str, ...],
-        label: str,
-        data: str,
-        seeds: tuple[int, ...],
-        folds: int | None = None,
+        overrides: tuple[str, ...], label: str, seeds: tuple[int, ...], folds: int | None
     ) -> Row:
         stats = (Stat("test/acc", bold=True), Stat("test/f1"), Stat("test/loss"))
-        return Row((label, data, "{seeds}", *stats), Ensemble(Runs(overrides, seeds), folds))
+        ensemble = Ensemble(Runs(overrides, seeds), folds)
+        return Row((label, "JapaneseVowels", "{seeds}", *stats), ensemble)
 
-    # one seed's five folds: the members differ in their training samples, not only their seed
-    by_fold = ", one run per fold of `data.folds=5`"
-
+    models = ((BILSTM, "`bilstm` (default)"), (FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`"))
+    # five seeds each; then one seed's five folds, whose members differ in their training
+    # samples, not only their seed
+    by_seed = [row(o, label, s, None) for o, label in models for s in (UNSEEN[:5], UNSEEN[5:])]
+    by_fold = [
+        row(o, f"{label}, one run per fold of `data.folds=5`", s, 5)
+        for o, label in models
+        for s in (UNSEEN[:1], UNSEEN[5:6])
+    ]
     return Table(
         "ensembles",
         (
@@ -228,28 +230,7 @@ def _ensembles() -> Table:
             "macro F1",
             "test loss",
         ),
-        (
-            row(BILSTM, "`bilstm` (default)", "JapaneseVowels", UNSEEN[:5]),
-            row(BILSTM, "`bilstm` (default)", "JapaneseVowels", UNSEEN[5:]),
-            row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN[:5]),
-            row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN[5:]),
-            row(BILSTM, f"`bilstm` (default){by_fold}", "JapaneseVowels", UNSEEN[:1], 5),
-            row(BILSTM, f"`bilstm` (default){by_fold}", "JapaneseVowels", UNSEEN[5:6], 5),
-            row(
-                FCN_JV,
-                f"`bilstm` + `model/encoder=lstm_fcn`{by_fold}",
-                "JapaneseVowels",
-                UNSEEN[:1],
-                5,
-            ),
-            row(
-                FCN_JV,
-                f"`bilstm` + `model/encoder=lstm_fcn`{by_fold}",
-                "JapaneseVowels",
-                UNSEEN[5:6],
-                5,
-            ),
-        ),
+        (*by_seed, *by_fold),
     )
 
 
