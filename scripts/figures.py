@@ -1,4 +1,4 @@
-"""The README's figures, drawn from real runs into docs/figures/:
+"""The manual's figures, drawn from real runs into docs/figures/:
 
     python scripts/figures.py                      # all of them, seed 1
     python scripts/figures.py --only forecast sweep
@@ -52,7 +52,7 @@ def train(ctx: Context, name: str, *overrides: str) -> Path:
 
 
 def tensorboard_image(run: Path, tag: str) -> bytes:
-    """The PNG a run logged to TensorBoard under ``tag`` (its last one): the README shows
+    """The PNG a run logged to TensorBoard under ``tag`` (its last one): the manual shows
     exactly the image a reader finds in TensorBoard."""
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
@@ -104,7 +104,7 @@ def tensorboard(ctx: Context) -> list[Path]:
 
 
 def charlm(ctx: Context) -> list[Path]:
-    """The character language model: a text generated from its best checkpoint (the README's
+    """The character language model: a text generated from its best checkpoint (the manual's
     sample, as ``rnnlab.generate`` prints it) and TensorBoard's Text tab with the samples
     logged during training."""
     run = train(ctx, "charlm", "experiment=charlm")

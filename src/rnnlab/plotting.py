@@ -1,4 +1,4 @@
-"""One look for every figure rnnlab draws, in TensorBoard and in the README: the Okabe–Ito
+"""One look for every figure rnnlab draws, in TensorBoard and in the manual: the Okabe–Ito
 palette (its colours stay distinct under the common colour-vision deficiencies and in grey
 print), one colour per role, axis labels with units, and a title that names the run.
 
