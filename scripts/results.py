@@ -1,10 +1,10 @@
-"""Re-run the experiments behind the README's Results tables and print the tables.
+"""Re-run the experiments behind the tables of docs/results.md and print the tables.
 
     python scripts/results.py                          # every table, about 50 minutes on 2 cores
     python scripts/results.py --only covid3month       # one table
     python scripts/results.py --list                   # the tables and what each runs
     python scripts/results.py --dry-run                # the commands, without running them
-    python scripts/results.py --write-readme           # also put the numbers into README.md
+    python scripts/results.py --write-docs             # also put the tables into docs/results.md
     python scripts/results.py --only forecast --seeds 1 -- trainer.max_epochs=2   # a quick look
 
 Each table is a header and rows; a row is its cells: fixed text, a metric over its runs' seeds
@@ -12,6 +12,11 @@ Each table is a header and rows; a row is its cells: fixed text, a metric over i
 ``python -m rnnlab.train seed=N <overrides>`` in its own process, as ``scripts/seeds.py`` runs
 it; rows with the same overrides share their runs, so the baselines (naive forecasts, n-grams,
 the training mean) come from the very runs of the model above them.
+
+With ``--write-docs`` each table replaces the lines between its markers in docs/results.md,
+``<!-- BEGIN results:<name> -->`` and ``<!-- END results:<name> -->`` (``<name>`` as ``--list``
+prints it); the page's prose outside them is written by hand. ``--write-readme`` is its former
+name, kept as a deprecated alias: it, too, writes docs/results.md.
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from docs_tables import read_block, replace_block
 from seeds import run_seed, train_command
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+RESULTS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 Metrics = Mapping[str, float]
 
@@ -142,7 +148,7 @@ class Table:
 
 
 # Seeds no setting was ever chosen on (choices were made on validation scores of seeds 100-103 and
-# on test scores of seeds 1-10, before this protocol): the README's results are these.
+# on test scores of seeds 1-10, before this protocol): the results page's numbers are these.
 UNSEEN = tuple(range(201, 211))
 BILSTM = ("experiment=bilstm",)
 FCN_JV = (*BILSTM, "model/encoder=lstm_fcn")
@@ -359,7 +365,7 @@ def seed_range(seeds: Iterable[int]) -> str:
 
 
 def markdown_row(cells: Iterable[str]) -> str:
-    """``| a | b |``; an empty cell as ``| |``, as the README writes it."""
+    """``| a | b |``; an empty cell as ``| |``, as docs/results.md writes it."""
     return "|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|"
 
 
@@ -384,27 +390,20 @@ def render(table: Table, results: Mapping[Runs | Ensemble, list[Metrics]]) -> li
     return lines
 
 
-def find_table(lines: list[str], table: Table) -> tuple[int, int]:
-    """Where the rows of the README table headed like ``table`` start and end in ``lines``."""
-    head = markdown_row(table.header)
-    found = [i for i, line in enumerate(lines) if line == head]
-    if len(found) != 1:
-        raise SystemExit(
-            f"error: {len(found)} tables in the README are headed {head!r} (table "
-            f"{table.name}), not 1: change the README's header or scripts/results.py to match"
-        )
-    start = end = found[0] + 2  # past the header and its separator
-    while end < len(lines) and lines[end].startswith("|"):
-        end += 1
-    return start, end
+def marker(table: Table) -> str:
+    """The name of the markers around ``table`` in docs/results.md."""
+    return f"results:{table.name}"
 
 
-def replace_table(text: str, table: Table, rendered: list[str]) -> str:
-    """``text`` (the README) with the rows of the table headed like ``table`` replaced by those
-    of ``rendered`` (``render``'s lines); everything else as it was."""
-    lines = text.split("\n")
-    start, end = find_table(lines, table)
-    return "\n".join([*lines[:start], *rendered[2:], *lines[end:]])
+def read_table(page: str, table: Table) -> str:
+    """The lines between ``table``'s markers in ``page`` (the text of docs/results.md)."""
+    return read_block(page, marker(table), "docs/results.md")
+
+
+def replace_table(page: str, table: Table, rendered: list[str]) -> str:
+    """``page`` (the text of docs/results.md) with the lines between ``table``'s markers
+    replaced by ``rendered`` (``render``'s lines); everything else as it was."""
+    return replace_block(page, marker(table), "\n".join(rendered), "docs/results.md")
 
 
 def with_seeds(table: Table, seeds: tuple[int, ...]) -> Table:
@@ -506,14 +505,22 @@ def main(argv: list[str] | None = None) -> None:
         "--seeds", type=int, nargs="+", default=None, help="these seeds for every row instead"
     )
     parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="also replace these tables in docs/results.md (between their markers)",
+    )
+    parser.add_argument(
         "--write-readme",
         action="store_true",
-        help="also replace the rows of these tables in README.md",
+        help="deprecated alias of --write-docs: also writes docs/results.md, not README.md",
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, after --")
     args = parser.parse_args(argv)
-    if args.write_readme and (args.seeds or args.overrides):
-        parser.error("--write-readme takes the README's seeds and no extra overrides")
+    if args.write_readme:
+        print("warning: --write-readme is deprecated; use --write-docs", file=sys.stderr)
+        args.write_docs = True
+    if args.write_docs and (args.seeds or args.overrides):
+        parser.error("--write-docs takes the page's seeds and no extra overrides")
     tables = [TABLES[name] for name in args.only or TABLES]
     if args.seeds:
         tables = [with_seeds(table, tuple(args.seeds)) for table in tables]
@@ -539,13 +546,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(shlex.join(ensemble_command(ensemble, out)[0]))
         return
 
-    if args.write_readme:  # a header that no longer matches fails now, not after the runs
+    if args.write_docs:  # a missing or doubled marker fails now, not after the runs
         for table in tables:
-            find_table(README.read_text().split("\n"), table)
+            read_table(RESULTS_PAGE.read_text(encoding="utf-8"), table)
     out = args.out or Path(tempfile.mkdtemp(prefix="rnnlab-results-"))
     print(f"{len(keys)} runs, in {out}", file=sys.stderr, flush=True)
     done = run_all(keys, extra, out, args.jobs)
-    readme = README.read_text() if args.write_readme else ""
+    page = RESULTS_PAGE.read_text(encoding="utf-8") if args.write_docs else ""
     for table in tables:
         results: dict[Runs | Ensemble, list[Metrics]] = {
             r: [done[(r.overrides, s)] for s in r.seeds] for r in table.runs()
@@ -553,11 +560,11 @@ def main(argv: list[str] | None = None) -> None:
         results.update({e: [run_ensemble(e, out)] for e in table.ensembles()})
         lines = render(table, results)
         print(f"{table.name}:\n\n" + "\n".join(lines) + "\n")
-        if args.write_readme:
-            readme = replace_table(readme, table, lines)
-    if args.write_readme:
-        README.write_text(readme)
-        print(f"wrote {README}", file=sys.stderr)
+        if args.write_docs:
+            page = replace_table(page, table, lines)
+    if args.write_docs:
+        RESULTS_PAGE.write_text(page, encoding="utf-8")
+        print(f"wrote {RESULTS_PAGE}", file=sys.stderr)
 
 
 if __name__ == "__main__":

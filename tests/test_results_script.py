@@ -1,6 +1,7 @@
-"""``scripts/results.py`` and the README's Results tables agree: every table of its registry is in
-the README with the same header, and rows formatted from metrics.json-like dicts have the
-README rows' cells, text and number formats; one cheap table also runs end to end."""
+"""``scripts/results.py`` and the tables of docs/results.md agree: every table of its registry is
+between its markers in the page with the same header, and rows formatted from metrics.json-like
+dicts have the page rows' cells, text and number formats; one cheap table also runs end to
+end."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+PAGE = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
 
 
 def results_script() -> ModuleType:
@@ -64,31 +65,41 @@ def fake_runs(table, runs) -> list[dict[str, float]]:
     ]
 
 
-def readme_table(table) -> list[list[str]]:
-    matches = [rows for header, rows in markdown_tables(README) if header == list(table.header)]
-    assert len(matches) == 1, (
-        f"the README has {len(matches)} tables headed {RESULTS.markdown_row(table.header)!r} "
-        f"(scripts/results.py, table {table.name}); change one to match the other"
+def page_table(table) -> tuple[list[str], list[str], list[list[str]]]:
+    """The lines between ``table``'s markers in the page (which must be exactly one Markdown
+    table), its header cells and its rows' cells."""
+    block = RESULTS.read_table(PAGE, table).split("\n")
+    [(header, rows)] = markdown_tables("\n".join(block))
+    assert all(line.startswith("|") for line in block), (
+        f"docs/results.md: only the table goes between the markers of {table.name}"
     )
-    return matches[0]
+    return block, header, rows
+
+
+def test_every_results_marker_names_a_registered_table():
+    names = re.findall(r"^<!-- BEGIN results:(\S+) -->$", PAGE, flags=re.MULTILINE)
+    assert sorted(names) == sorted(RESULTS.TABLES)
 
 
 @pytest.mark.parametrize("name", list(RESULTS.TABLES))
-def test_readme_table_matches_the_registry(name):
+def test_page_table_matches_the_registry(name):
     table = RESULTS.TABLES[name]
-    readme_rows = readme_table(table)
-    assert len(readme_rows) == len(table.rows)
-    lines = README.split("\n")
-    start, end = RESULTS.find_table(lines, table)
-    for row, readme_row, readme_line in zip(table.rows, readme_rows, lines[start:end], strict=True):
+    block, header, page_rows = page_table(table)
+    assert header == list(table.header), (
+        f"docs/results.md's table {table.name} is headed {block[0]!r}, scripts/results.py's "
+        f"{RESULTS.markdown_row(table.header)!r}; change one to match the other"
+    )
+    assert block[0] == RESULTS.markdown_row(table.header)
+    assert len(page_rows) == len(table.rows)
+    for row, page_row, page_line in zip(table.rows, page_rows, block[2:], strict=True):
         line = RESULTS.markdown_row(RESULTS.row_cells(row, fake_runs(table, row.runs)))
-        assert shape(line) == shape(readme_line)  # spacing too: --write-readme changes only numbers
-        printed = cells(line)  # parses back as a row of the README table
-        assert len(printed) == len(readme_row) == len(table.header)
-        for spec, got, want in zip(row.cells, printed, readme_row, strict=True):
+        assert shape(line) == shape(page_line)  # spacing too: --write-docs changes only numbers
+        printed = cells(line)  # parses back as a row of the page's table
+        assert len(printed) == len(page_row) == len(table.header)
+        for spec, got, want in zip(row.cells, printed, page_row, strict=True):
             if isinstance(spec, RESULTS.Stat):
                 assert shape(got) == shape(want), (spec.metric, got, want)
-            else:  # fixed text, the seeds and published numbers: exactly the README's
+            else:  # fixed text, the seeds and published numbers: exactly the page's
                 assert got == want
 
 
@@ -97,17 +108,32 @@ def test_render_then_replace_changes_only_that_table():
     lines = RESULTS.render(table, {runs: fake_runs(table, runs) for runs in table.runs()})
     assert lines[0] == RESULTS.markdown_row(table.header)
     assert len(lines) == 2 + len(table.rows)
-    updated = RESULTS.replace_table(README, table, lines)
-    assert "\n".join(lines) in updated
-    before, after = README.split(lines[0])
-    new_before, new_after = updated.split(lines[0])
-    assert new_before == before
-    # everything after the table's rows is untouched
-    rest = after.split("\n")[len(table.rows) + 2 :]
-    assert new_after.split("\n")[len(table.rows) + 2 :] == rest
-    # rendering the README's own rows back changes nothing
-    readme_lines = [lines[0], lines[1], *after.split("\n")[2 : 2 + len(table.rows)]]
-    assert RESULTS.replace_table(README, table, readme_lines) == README
+    updated = RESULTS.replace_table(PAGE, table, lines)
+    assert RESULTS.read_table(updated, table) == "\n".join(lines)
+    old_block = RESULTS.read_table(PAGE, table)
+    before, after = PAGE.split(old_block)
+    assert updated == before + "\n".join(lines) + after  # the rest of the page untouched
+    # rendering the page's own rows back changes nothing
+    assert RESULTS.replace_table(PAGE, table, old_block.split("\n")) == PAGE
+
+
+def test_write_docs_fails_before_any_run_when_a_marker_is_missing(tmp_path, monkeypatch):
+    page = tmp_path / "results.md"
+    page.write_text(PAGE.replace("<!-- END results:forecast -->\n", ""), encoding="utf-8")
+    monkeypatch.setattr(RESULTS, "RESULTS_PAGE", page)
+    monkeypatch.setattr(RESULTS, "run_all", lambda *_: pytest.fail("ran before the check"))
+    with pytest.raises(SystemExit, match="has no line <!-- END results:forecast -->"):
+        RESULTS.main(["--only", "forecast", "--write-docs"])
+
+
+def test_write_readme_is_an_alias_of_write_docs(tmp_path, monkeypatch, capsys):
+    page = tmp_path / "results.md"
+    page.write_text(PAGE.replace("<!-- BEGIN results:covid3month -->\n", ""), encoding="utf-8")
+    monkeypatch.setattr(RESULTS, "RESULTS_PAGE", page)
+    monkeypatch.setattr(RESULTS, "run_all", lambda *_: pytest.fail("ran before the check"))
+    with pytest.raises(SystemExit, match="has no line <!-- BEGIN results:covid3month -->"):
+        RESULTS.main(["--only", "covid3month", "--write-readme"])
+    assert "--write-readme is deprecated; use --write-docs" in capsys.readouterr().err
 
 
 def test_a_missing_metric_names_it():
@@ -152,7 +178,7 @@ def test_dry_run_prints_each_run_once(capsys):
 # a whole training run in a subprocess: in the slow suite, to keep the default one short
 @pytest.mark.slow
 def test_results_script_runs_one_table(tmp_path):
-    """One seed of the cheapest table, one epoch: the printed table has the README's header."""
+    """One seed of the cheapest table, one epoch: the printed table has the page's header."""
     done = subprocess.run(
         [
             sys.executable,
@@ -174,7 +200,7 @@ def test_results_script_runs_one_table(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [(header, rows)] = markdown_tables(done.stdout)
-    assert header in [readme_header for readme_header, _ in markdown_tables(README)]
+    assert header == page_table(RESULTS.TABLES["covid3month"])[1]
     assert [row[0] for row in rows][:4] == [
         "BiLSTM, 2 layers, max pooling, `maxabs` per series (ours, seeds 1)",
         "ensemble of the runs above (ours, averaged predictions)",
