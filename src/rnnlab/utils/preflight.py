@@ -13,8 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rnnlab.utils.errors import ConfigError, first_line
+from rnnlab.utils.errors import ConfigError
 from rnnlab.utils.files import blocking_file, remove_run_outputs
+from rnnlab.utils.overrides import parse_overrides
 
 # Lines of Hydra's reports that say nothing about the mistake.
 _NOISE = ("full_key:", "object_type=", "Config search path", "provider=")
@@ -44,15 +45,8 @@ def _one_line(exc: BaseException) -> str:
 def first_values(args: list[str]) -> list[str]:
     """The overrides with each discrete sweep (``a=1,2``, ``range``, ``choice``) cut to its first
     value; Optuna's intervals are left to the sweeper."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(args)
-    except OverrideParseException as exc:
-        raise ConfigError(f"cannot parse the overrides: {first_line(exc)}") from exc
     single = []
-    for override in parsed:
+    for override in parse_overrides(args):
         if not override.is_sweep_override():
             assert override.input_line is not None  # parse_overrides sets it on every override
             single.append(override.input_line)
