@@ -5,7 +5,9 @@
 
 Every description on the page is a YAML comment: the comment block at the top of a file describes
 the option, the comment on the lines directly above a key (or at the end of its line) describes
-the key. To change the page, change the comments in ``conf/`` and run this script again.
+the key. The page opens with "Groups at a glance": a row per config group, its options linked to
+their sections, each with the first sentence of its file comment. To change the page, change the
+comments in ``conf/`` and run this script again.
 
 PyYAML's composer (installed with omegaconf) gives the line and column of every key and value, so
 values are shown exactly as written and comments are read from the source lines around them; no
@@ -237,6 +239,40 @@ def anchor(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-").lower()
 
 
+def option_title(config: ConfigFile) -> str:
+    """How the page names an option ("model/encoder=rnn") or a command config ("train.yaml");
+    its section's anchor is ``anchor`` of this ("model-encoder-rnn", "train-yaml")."""
+    return f"{config.group}={config.name}" if config.group else f"{config.name}.yaml"
+
+
+def group_anchor(group: str) -> str:
+    return f"group-{anchor(group)}"
+
+
+def first_sentence(header: list[str]) -> str:
+    """The first sentence of a file comment's first prose paragraph (the whole paragraph when no
+    sentence ends in it). A sentence ends at a period followed by the end or by a space and a
+    capital letter, outside parentheses, brackets and code spans (so "Le et al. 2015" and
+    "e.g. a" end none)."""
+    prose = next((" ".join(block) for is_example, block in comment_blocks(header)
+                  if not is_example), "")
+    depth, in_code = 0, False
+    for index, char in enumerate(prose):
+        if char == "`":
+            in_code = not in_code
+        elif in_code:
+            continue
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif char == "." and depth == 0:
+            rest = prose[index + 1:]
+            if not rest or (rest.startswith(" ") and rest.lstrip()[:1].isupper()):
+                return prose[:index + 1]
+    return prose
+
+
 def header_markdown(header: list[str]) -> list[str]:
     """A file's comment as Markdown: paragraphs of prose, and its indented lines (example
     commands) as code blocks."""
@@ -276,7 +312,8 @@ def default_cell(default: str | None) -> str:
     return code_span(default)
 
 
-def config_markdown(config: ConfigFile, title: str) -> list[str]:
+def config_markdown(config: ConfigFile) -> list[str]:
+    title = option_title(config)
     location = code_span(config.source)
     if config.group:
         location += f" · package {code_span(config.package)}"
@@ -301,6 +338,28 @@ def config_markdown(config: ConfigFile, title: str) -> list[str]:
     return [*out, ""]
 
 
+def overview_markdown(configs: list[ConfigFile]) -> list[str]:
+    """"Groups at a glance": a row per group, its options linked to their sections, each with
+    the first sentence of its file comment."""
+    out = [
+        "## Groups at a glance { #groups-at-a-glance }",
+        "",
+        "Every config group and its options, each linked to its section below with the first",
+        "sentence of its file comment.",
+        "",
+        "| Group | Options |",
+        "| --- | --- |",
+    ]
+    for group in sorted({config.group for config in configs if config.group}):
+        options = []
+        for option in (config for config in configs if config.group == group):
+            summary = escape_prose(first_sentence(option.header), in_table=True)
+            link = f"[{code_span(option.name)}](#{anchor(option_title(option))})"
+            options.append(f"{link}: {summary}" if summary else link)
+        out.append(f"| [{code_span(group)}](#{group_anchor(group)}) | {'<br>'.join(options)} |")
+    return [*out, ""]
+
+
 def render_reference(conf_dir: Path) -> str:
     configs = read_all(conf_dir)
     out = [
@@ -314,19 +373,19 @@ def render_reference(conf_dir: Path) -> str:
         "an interpolation, resolved when the run starts; *required* keys (`???` in the YAML) must",
         "be given or are filled in from the data.",
         "",
-        "## Commands { #commands }",
-        "",
     ]
+    out += overview_markdown(configs)
+    out += ["## Commands { #commands }", ""]
     for config in (config for config in configs if not config.group):
-        out += config_markdown(config, f"{config.name}.yaml")
+        out += config_markdown(config)
     groups = sorted({config.group for config in configs if config.group})
     for group in groups:
         options = [config for config in configs if config.group == group]
         names = ", ".join(code_span(option.name) for option in options)
-        out += [f"## {group} {{ #group-{anchor(group)} }}", "",
+        out += [f"## {group} {{ #{group_anchor(group)} }}", "",
                 f"Options: {names}; choose one with {code_span(group + '=NAME')}.", ""]
         for option in options:
-            out += config_markdown(option, f"{group}={option.name}")
+            out += config_markdown(option)
     return "\n".join(out).rstrip("\n") + "\n"
 
 
