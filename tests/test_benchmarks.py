@@ -1,7 +1,9 @@
 """Smoke tests of the benchmark scripts in ``scripts/``: each runs its ``--small`` setting in this
 process and prints Markdown tables with the expected columns and finite, positive numbers. Speed
 is never asserted (it depends on the machine and its load); only facts that do not are: equal
-losses of the two training loops, less padding with buckets, the unpacked encoder's outputs."""
+losses of the two training loops, less padding with buckets, the unpacked encoder's outputs.
+The smoke runs also write their tables (``--write-docs``) into copies of the docs pages, and
+every ``bench:`` marker of the real pages must be one that a command shown there writes."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import importlib
 import logging
 import math
 import re
+import shlex
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +50,53 @@ def script(name: str, folder: Path = SCRIPTS) -> ModuleType:
     return importlib.import_module(name)
 
 
+DOCS_PAGE = script("docs_page")
+DOCS_TABLES = script("docs_tables", SCRIPTS.parent)
+DOCS = DOCS_PAGE.DOCS
+BENCH_SCRIPTS = (
+    "loop",
+    "throughput",
+    "bucket",
+    "encoder_paths",
+    "charlm",
+    "diagnostics",
+    "startup",
+)
+
+
+@pytest.fixture
+def docs_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The benchmark pages copied under ``tmp_path``, where ``--write-docs`` now writes."""
+    for name in {DOCS_PAGE.page(bench).name for bench in BENCH_SCRIPTS}:
+        shutil.copy(DOCS / name, tmp_path / name)
+    monkeypatch.setattr(DOCS_PAGE, "DOCS", tmp_path)
+    return tmp_path
+
+
+def run_writing_docs(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """``scripts/bench/<name>.py argv --write-docs`` into the ``docs_copy`` pages, its refusal
+    of ``--small`` lifted; checks that exactly its block changed, to tables it printed, and
+    returns the printed report."""
+    module = script(name)
+    # the real pages refuse smoke numbers; these copies take them
+    monkeypatch.setattr(
+        module, "docs_block", lambda bench, variant, small: DOCS_PAGE.docs_block(bench, variant)
+    )
+    marker = DOCS_PAGE.marker(name, module.docs_variant(module.parse_args(argv)))
+    page = DOCS_PAGE.page(name)
+    before = page.read_text(encoding="utf-8")
+    if f"<!-- BEGIN {marker} -->" not in before:
+        # a variant --small sets itself (diagnostics' data.length=20): an empty block for it
+        before += f"\n<!-- BEGIN {marker} -->\n<!-- END {marker} -->\n"
+        page.write_text(before, encoding="utf-8")
+    text = module.main([*argv, "--write-docs"])
+    after = page.read_text(encoding="utf-8")
+    block = DOCS_TABLES.read_block(after, marker, page)
+    assert DOCS_TABLES.replace_block(before, marker, block, page) == after  # nothing else changed
+    assert block.startswith("| ") and block in text  # its tables, as printed
+    return text
+
+
 def tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
     """Every Markdown table in ``text`` as (header, rows of cells)."""
     found: list[tuple[list[str], list[list[str]]]] = []
@@ -67,8 +118,8 @@ def column(rows: list[list[str]], index: int) -> list[float]:
     return values
 
 
-def test_bench_loop_small(capsys):
-    text = script("loop").main(SMALL)
+def test_bench_loop_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs("loop", SMALL, monkeypatch)
     assert "scripts/bench/loop.py --small --threads 1" in capsys.readouterr().out
     (timing_head, timing), (floor_head, floor), (agree_head, agree) = tables(text)
     assert timing_head == [
@@ -110,8 +161,8 @@ def test_bench_loop_small(capsys):
     assert float(next(row for row in agree if row[0] == textbook)[5]) < 1e-3
 
 
-def test_bench_bucket_small(capsys):
-    text = script("bucket").main(SMALL)
+def test_bench_bucket_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs("bucket", SMALL, monkeypatch)
     assert "scripts/bench/bucket.py --small --threads 1" in capsys.readouterr().out
     [(head, rows)] = tables(text)
     assert head[:4] == [
@@ -131,8 +182,8 @@ def test_bench_bucket_small(capsys):
     assert int(bucket[4]) <= int(pad[4])  # fewer recurrent steps per epoch
 
 
-def test_bench_throughput_small(capsys):
-    text = script("throughput").main(SMALL)
+def test_bench_throughput_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs("throughput", SMALL, monkeypatch)
     assert "scripts/bench/throughput.py --small --threads 1" in capsys.readouterr().out
     [(head, rows)] = tables(text)
     assert head[0] == "precision, encoder" and "train seq/s (median)" in head
@@ -141,8 +192,10 @@ def test_bench_throughput_small(capsys):
         assert min(column(rows, index)) > 0
 
 
-def test_bench_encoder_paths_small(capsys):
-    text = script("encoder_paths").main(["--small", "--threads", "1", "--device", "cpu"])
+def test_bench_encoder_paths_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs(
+        "encoder_paths", ["--small", "--threads", "1", "--device", "cpu"], monkeypatch
+    )
     [(head, rows)] = tables(text)
     assert head[:7] == [
         "lengths",
@@ -158,8 +211,8 @@ def test_bench_encoder_paths_small(capsys):
     assert max(column(rows, 7)) < 1e-5  # the paths agree on the timed batches
 
 
-def test_bench_charlm_small(capsys):
-    text = script("charlm").main(SMALL)
+def test_bench_charlm_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs("charlm", SMALL, monkeypatch)
     assert "scripts/bench/charlm.py --small --threads 1" in capsys.readouterr().out
     (train_head, train_rows), (gen_head, gen_rows) = tables(text)
     assert train_head[0] == "hidden units" and gen_head[0] == "hidden units"
@@ -167,14 +220,107 @@ def test_bench_charlm_small(capsys):
     assert min(column(train_rows, 1) + column(train_rows, 2) + column(gen_rows, 1)) > 0
 
 
-def test_bench_diagnostics_small(capsys):
-    text = script("diagnostics").main(SMALL)
+def test_bench_diagnostics_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs("diagnostics", SMALL, monkeypatch)
     assert "training losses equal with and without diagnostics: True" in text
     header, rows = tables(text)[0]
     assert header[:4] == ["variant", "epoch s (median)", "spread", "time ratio"]
     assert [row[0] for row in rows] == ["without diagnostics", "with diagnostics"]
     assert all(float(row[3]) > 0 and float(row[6]) > 0 for row in rows)
     assert header[4:7] == ["epoch CPU s", "CPU spread", "CPU ratio"]
+
+
+def documented_markers() -> dict[Path, set[str]]:
+    """Every ``bench:`` marker of the docs, by page."""
+    found: dict[Path, set[str]] = {}
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        names = re.findall(r"^<!-- BEGIN (bench:\S+) -->$", text, flags=re.MULTILINE)
+        assert len(names) == len(set(names)), f"{page.name}: a bench marker twice"
+        if names:
+            found[page] = set(names)
+    return found
+
+
+def documented_commands() -> dict[Path, dict[str, str]]:
+    """For each page, the marker each ``scripts/bench/<script>.py ...`` command shown there
+    writes with ``--write-docs``, to the command (its arguments end at a backtick or a ``#``)."""
+    found: dict[Path, dict[str, str]] = {}
+    for page in sorted(DOCS.rglob("*.md")):
+        for line in page.read_text(encoding="utf-8").splitlines():
+            for command in re.finditer(r"scripts/bench/(\w+)\.py([^`#\n]*)", line):
+                name, argv = command.group(1), shlex.split(command.group(2))
+                assert name in BENCH_SCRIPTS, f"{page.name}: {command.group(0)}"
+                module = script(name)
+                marker = DOCS_PAGE.marker(name, module.docs_variant(module.parse_args(argv)))
+                found.setdefault(page, {})[marker] = command.group(0).strip()
+    return found
+
+
+def test_every_bench_marker_is_what_a_command_on_its_page_writes():
+    markers, commands = documented_markers(), documented_commands()
+    assert markers, "no bench: markers in docs/"
+    for page, names in markers.items():
+        for name in names:
+            bench = name.split(":")[1]
+            assert bench in BENCH_SCRIPTS, f"{page.name}: {name} names no benchmark script"
+            assert DOCS_PAGE.page(bench) == page, (
+                f"{name} is in {page.name}; {bench} writes elsewhere"
+            )
+            assert name in commands.get(page, {}), (
+                f"{page.name}: no command shown there writes {name} (--write-docs)"
+            )
+    for page, written in commands.items():
+        for name, command in written.items():
+            assert name in markers.get(page, set()), (
+                f"{page.name}: `{command} --write-docs` writes {name}, which has no markers there"
+            )
+
+
+def test_variants_come_from_the_device_and_the_overrides():
+    throughput, paths = script("throughput"), script("encoder_paths")
+    args = throughput.parse_args(["--accelerator", "gpu", "--repetitions", "9", "a.b=1", "c=2"])
+    assert DOCS_PAGE.marker("throughput", throughput.docs_variant(args)) == (
+        "bench:throughput:gpu:a.b=1:c=2"
+    )
+    args = paths.parse_args(["--device", "cpu", "--threads", "1"])
+    assert DOCS_PAGE.marker("encoder_paths", paths.docs_variant(args)) == "bench:encoder_paths:cpu"
+    assert DOCS_PAGE.marker("charlm", []) == "bench:charlm"
+    assert DOCS_PAGE.page("diagnostics").name == "rnn-dynamics.md"
+    assert DOCS_PAGE.page("loop").name == "benchmarks.md"
+
+
+def test_writing_a_table_replaces_exactly_its_block(docs_copy):
+    page = docs_copy / "benchmarks.md"
+    before = page.read_text(encoding="utf-8")
+    table = (
+        "| precision, encoder | train seq/s (median) |\n|---|---|\n| fp32 (32-true), packed | 1 |"
+    )
+    DOCS_PAGE.docs_block("throughput", ["gpu"]).write(table)
+    after = page.read_text(encoding="utf-8")
+    old = DOCS_TABLES.read_block(before, "bench:throughput:gpu", page)
+    assert before.count(old) == 1 and after == before.replace(old, table)
+    # the other throughput tables, whose markers start the same, are untouched
+    for other in ("cpu", "gpu:model.encoder.hidden_size=256"):
+        name = f"bench:throughput:{other}"
+        assert DOCS_TABLES.read_block(after, name, page) == DOCS_TABLES.read_block(
+            before, name, page
+        )
+    DOCS_PAGE.docs_block("throughput", ["gpu"]).write(table)  # again: the same page
+    assert page.read_text(encoding="utf-8") == after
+
+
+def test_write_docs_refuses_smoke_runs_and_unknown_variants_before_measuring(monkeypatch):
+    with pytest.raises(SystemExit, match="smoke test"):
+        DOCS_PAGE.docs_block("loop", [], small=True)
+    throughput = script("throughput")
+    monkeypatch.setattr(throughput, "compose_train", lambda *_: pytest.fail("measuring began"))
+    with pytest.raises(SystemExit) as failed:
+        throughput.main(["--write-docs", "model.encoder.hidden_size=7"])
+    assert str(failed.value) == (
+        "error: docs/benchmarks.md has no line "
+        "<!-- BEGIN bench:throughput:cpu:model.encoder.hidden_size=7 -->"
+    )
 
 
 def test_archive_published_numbers_name_their_sources():
@@ -231,8 +377,8 @@ def test_archive_one_set_one_epoch(capsys, tmp_path):
 
 # three fresh interpreters, one of them a training run: in the slow suite
 @pytest.mark.slow
-def test_bench_startup_small(capsys):
-    text = script("startup").main(["--small"])
+def test_bench_startup_small(capsys, docs_copy, monkeypatch):
+    text = run_writing_docs("startup", ["--small"], monkeypatch)
     assert "scripts/bench/startup.py --small" in capsys.readouterr().out
     ((head, rows),) = tables(text)
     assert head == ["measured", "s (median)", "s (min)", "s (max)"]

@@ -20,6 +20,10 @@ or ``bucketed`` (BucketBatchSampler). Encoder: ``packed`` (``model.encoder.impl=
 pack_padded_sequence inside forward) or, with ``--padded``, the encoder's padded path
 (``impl=padded``: fused kernels over the padded tensor, the backward direction over each
 sequence reversed within its length; same outputs and gradients as packed).
+
+``--write-docs`` writes the table into docs/benchmarks.md between the markers named
+``bench:bucket`` followed by the Hydra overrides as typed, each after a ``:``
+(``bench:bucket:trainer.accelerator=gpu`` for the GPU run).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
     EpochTimer,
@@ -126,26 +131,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         help="Hydra overrides, e.g. model.encoder.hidden_size=256",
     )
+    add_write_docs_arg(parser)
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.repetitions, args.train_size, args.test_size = 1, 1, 120, 60
     return args
 
 
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's table apart in the docs: the Hydra overrides, the device among
+    them (``trainer.accelerator=gpu``)."""
+    return args.overrides
+
+
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown table."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    docs = docs_block("bucket", docs_variant(args), args.small) if args.write_docs else None
     quiet()
     set_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-bucket-") as tmp:
-        text = bench(args, Path(tmp), argv)
+        text, table = bench(args, Path(tmp), argv)
     print(text)
+    if docs:
+        docs.write(table)
     return text
 
 
-def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
-    """Write the data set under ``tmp``, time every variant, return the report."""
+def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> tuple[str, str]:
+    """Write the data set under ``tmp``, time every variant; the report and its table."""
     train_lengths = write_skewed_ts(tmp / "train.ts", args.train_size, args.seed)
     write_skewed_ts(tmp / "test.ts", args.test_size, args.seed + 1)
 
@@ -222,7 +237,7 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
         rows,
     )
     lengths = np.array(train_lengths)
-    return "\n\n".join(
+    report = "\n\n".join(
         [
             f"command: {command_line('bucket.py', argv)}",
             f"{machine()}; synthetic skewed set: {args.train_size} train (80 % fit, 20 % val) "
@@ -234,6 +249,7 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> str:
             table,
         ]
     )
+    return report, table
 
 
 if __name__ == "__main__":

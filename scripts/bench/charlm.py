@@ -12,6 +12,9 @@ a baseline in the same process:
 
 Each row is the median over ``--repetitions`` (variants alternate order); ratios above 1 mean
 rnnlab is faster.
+
+``--write-docs`` writes both tables into docs/benchmarks.md between the markers named
+``bench:charlm`` (it has no device option or Hydra overrides; the ``--hidden`` sizes are rows).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from docs_page import add_write_docs_arg, docs_block
 from harness import (
     LEAN_TRAINER,
     add_threads_arg,
@@ -54,11 +58,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--length", type=int, default=300, help="characters generated")
     parser.add_argument("--repetitions", type=int, default=3)
     add_threads_arg(parser)
+    add_write_docs_arg(parser)
     args = parser.parse_args(argv)
     if args.small:
         args.hidden, args.steps, args.length, args.repetitions = [32], 3, 40, 1
         args.batch_size, args.bptt = 4, 16
     return args
+
+
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's tables apart in the docs: nothing (no device, no overrides)."""
+    return []
 
 
 class _StepTimer(L.Callback):
@@ -156,6 +166,7 @@ def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown tables."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    docs = docs_block("charlm", docs_variant(args), args.small) if args.write_docs else None
     quiet()
     warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
     set_threads(args.threads)
@@ -195,10 +206,8 @@ def main(argv: list[str] | None = None) -> str:
         carried = median(timings["rnnlab generate (carried state)"])
         reread = median(timings["re-read the text per character"])
         generate_rows.append([hidden, round(carried), round(reread, 1), round(carried / reread, 1)])
-    report = "\n\n".join(
+    tables = "\n\n".join(
         [
-            f"`{command_line('charlm.py', argv)}`; {machine()}; corpus {source}, "
-            f"LSTM, {args.batch_size} streams x {args.bptt} characters per window",
             markdown_table(
                 [
                     "hidden units",
@@ -219,7 +228,13 @@ def main(argv: list[str] | None = None) -> str:
             ),
         ]
     )
+    report = (
+        f"`{command_line('charlm.py', argv)}`; {machine()}; corpus {source}, "
+        f"LSTM, {args.batch_size} streams x {args.bptt} characters per window\n\n{tables}"
+    )
     print(report)
+    if docs:
+        docs.write(tables)
     return report
 
 

@@ -14,6 +14,10 @@ this process spent in the same epochs is measured too: on a machine shared with 
 times vary by tens of percent between epochs, and the CPU time of a single-threaded run is less
 sensitive to them (both spreads are reported). Variants alternate order between repetitions.
 The losses of the two variants must be equal: the diagnostics do not change training.
+
+``--write-docs`` writes the table into docs/rnn-dynamics.md between the markers named
+``bench:diagnostics`` followed by the Hydra overrides as typed, each after a ``:``
+(``bench:diagnostics:data.length=400``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
     EpochTimer,
@@ -81,11 +86,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     add_threads_arg(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run")
+    add_write_docs_arg(parser)
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.repetitions, args.train_size, args.every = 1, 1, 100, 2
         args.overrides = ["data.length=20", *args.overrides]
     return args
+
+
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's table apart in the docs: the Hydra overrides."""
+    return args.overrides
 
 
 def run(
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the report."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    docs = docs_block("diagnostics", docs_variant(args), args.small) if args.write_docs else None
     quiet()
     set_threads(args.threads)
     seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -161,6 +173,8 @@ def main(argv: list[str] | None = None) -> str:
         ]
     )
     print(text)
+    if docs:
+        docs.write(table)
     return text
 
 

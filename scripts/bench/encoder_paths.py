@@ -12,6 +12,9 @@ script checks that both paths give the same outputs and gradients on these batch
 is the median over ``--repetitions`` of the time per step, paths alternating order; the ratio is
 packed / padded (above 1: padded is faster). On CUDA it also reports the peak memory of a
 training step.
+
+``--write-docs`` writes the table into docs/benchmarks.md between the markers named
+``bench:encoder_paths:<device>`` (``bench:encoder_paths:cpu``, ``bench:encoder_paths:cuda``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_page import add_write_docs_arg, docs_block
+
 from rnnlab.models.encoder import RNNEncoder
 
 LENGTHS: dict[str, Callable[[torch.Generator, int], tuple[list[int], int]]] = {
@@ -99,13 +105,25 @@ def peak_memory(
     return torch.cuda.max_memory_allocated() / 2**20
 
 
-def main(argv: list[str] | None = None) -> str:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repetitions", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--small", action="store_true", help="one small setting, 3 repetitions")
-    args = parser.parse_args(argv)
+    add_write_docs_arg(parser)
+    return parser.parse_args(argv)
+
+
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's table apart in the docs: the device, named even when it is the
+    default, since the default depends on the machine."""
+    return [args.device]
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    docs = docs_block("encoder_paths", docs_variant(args), args.small) if args.write_docs else None
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -143,6 +161,8 @@ def main(argv: list[str] | None = None) -> str:
     title = f"device: {name}; torch {torch.__version__}; batch 64; {args.repetitions} repetitions"
     text = "\n".join([title, *lines])
     print(text, flush=True)
+    if docs:
+        docs.write("\n".join(lines))
     return text
 
 

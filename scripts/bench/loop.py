@@ -29,6 +29,11 @@ order (A B ..., ... B A). A ratio is the median over repetitions of the template
 raw counterpart's time in the same repetition: pairing cancels slow drifts of the machine.
 Ablation rows change one thing of the default template. A second table checks that losses and
 weights agree; a third (cProfile of one default run) shows where the time goes.
+
+``--write-docs`` writes the timing table and the floor table into docs/benchmarks.md between the
+markers ``bench:loop`` followed by the Hydra overrides as typed, each after a ``:``
+(``bench:loop:model.encoder.hidden_size=256``); ablation rows, unless ``--no-ablate``, are
+written with the others.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
     add_threads_arg,
@@ -442,6 +448,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="cProfile breakdown of one default run (default: on unless --small)",
     )
+    add_write_docs_arg(parser)
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.repetitions = 2, 1
@@ -457,10 +464,16 @@ def paired_ratio(times: list[float], baseline: list[float]) -> float:
     return median([t / b for t, b in zip(times, baseline, strict=True)])
 
 
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's tables apart in the docs: the Hydra overrides."""
+    return args.overrides
+
+
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown tables."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    docs = docs_block("loop", docs_variant(args), args.small) if args.write_docs else None
     quiet()
     set_threads(args.threads)
     overrides = [
@@ -601,6 +614,8 @@ def main(argv: list[str] | None = None) -> str:
         )
     )
     print(text)
+    if docs:
+        docs.write(f"{timing}\n\n{floor_table}")
     return text
 
 

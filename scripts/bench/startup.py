@@ -8,6 +8,9 @@ Every measurement is a fresh interpreter. Each repetition runs, in alternating o
 ``time/startup_to_first_step_s`` from metrics.json: process start to the end of the first
 optimiser step), ``python -c "import torch"`` and ``python -c "import lightning.pytorch,
 torchmetrics"`` (wall time of the whole process). One untimed round first fills the file cache.
+
+``--write-docs`` writes the table into docs/benchmarks.md between the markers named
+``bench:startup`` followed by the Hydra overrides as typed, each after a ``:``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_page import add_write_docs_arg, docs_block
 from harness import CpuLoad, command_line, markdown_table, median, run_order
 
 TRAIN = "python -m rnnlab.train: process start to the end of the first optimiser step"
@@ -50,14 +54,25 @@ def import_seconds(statement: str) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> str:
-    """Run the measurements; print and return the Markdown table."""
-    argv = sys.argv[1:] if argv is None else argv
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="1 repetition, no warm-up round")
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the training run")
-    args = parser.parse_args(argv)
+    add_write_docs_arg(parser)
+    return parser.parse_args(argv)
+
+
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's table apart in the docs: the Hydra overrides."""
+    return args.overrides
+
+
+def main(argv: list[str] | None = None) -> str:
+    """Run the measurements; print and return the Markdown table."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    docs = docs_block("startup", docs_variant(args), args.small) if args.write_docs else None
     repetitions = 1 if args.small else args.repetitions
 
     def measure(name: str) -> float:
@@ -85,6 +100,8 @@ def main(argv: list[str] | None = None) -> str:
         ]
     )
     print(text)
+    if docs:
+        docs.write(table)
     return text
 
 

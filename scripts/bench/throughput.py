@@ -14,6 +14,10 @@ for bf16-mixed) over the test split, at the loader's batch size and at batch 256
 repetitions. Variants alternate order between repetitions and share the initial weights. With
 ``--padded`` the ``padded`` rows run the encoder's padded path (``model.encoder.impl=padded``,
 same outputs and gradients as packed). On a GPU the device name is printed.
+
+``--write-docs`` writes the table into docs/benchmarks.md between the markers named
+``bench:throughput:<accelerator>`` followed by the Hydra overrides as typed, each after a ``:``
+(``bench:throughput:cpu``, ``bench:throughput:gpu:model.encoder.hidden_size=256``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
     EpochTimer,
@@ -105,16 +110,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         help="Hydra overrides, e.g. model.encoder.hidden_size=256",
     )
+    add_write_docs_arg(parser)
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.repetitions = 2, 1
     return args
 
 
+def docs_variant(args: argparse.Namespace) -> list[str]:
+    """What tells this run's table apart in the docs: the accelerator, then the overrides."""
+    return [args.accelerator, *args.overrides]
+
+
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown table."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    docs = docs_block("throughput", docs_variant(args), args.small) if args.write_docs else None
     quiet()
     set_threads(args.threads)
     overrides = [f"seed={args.seed}", f"trainer.accelerator={args.accelerator}", *args.overrides]
@@ -196,6 +208,8 @@ def main(argv: list[str] | None = None) -> str:
         ]
     )
     print(text)
+    if docs:
+        docs.write(table)
     return text
 
 
