@@ -49,6 +49,11 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
             "error: source 'co2' has 2284 time steps, fewer",
         ),
         ("experiment=adding data.length=1", "error: data.length must be >= 2 (the span to"),
+        (
+            "experiment=forecast data.file=sales.csv",
+            "error: data.file and data.source=co2 are both set; to forecast your own CSV use "
+            "experiment=forecast_csv data.file=<your.csv>, or add data.source=null",
+        ),
     ],
 )
 def test_bad_value_fails_with_one_line_and_leaves_no_run_dir(tmp_path, override, message):

@@ -227,6 +227,63 @@ def test_duplicate_time_names_the_series(tmp_path):
         module(file=_csv(tmp_path, frame), series_column="id")
 
 
+# two series one after the other, read as one: the second's first time goes back
+STACKED = (
+    r"line 22: time 0\.0 precedes the time on line 21; times must be unique and sorted "
+    r"\(per series\)"
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "hint"),
+    [
+        (lambda f: f, "; if the file holds several series, set data.series_column=id"),
+        (
+            lambda f: f.assign(shop=f.id.str.upper()),
+            "; if the file holds several series, set data.series_column=id or "
+            "data.series_column=shop",
+        ),
+        (
+            # one name per series, so each name with the time is unique: a key; the floats of c
+            # are equal between the series (not unique with the time), and a per-row number is
+            # unique but names no series
+            lambda f: f.drop(columns="id").assign(row=range(len(f))),
+            "; if the file holds several series, add a column naming each and set "
+            "data.series_column to it (none of c, row is unique together with the time)",
+        ),
+        (
+            lambda f: f.rename(columns={"id": "store name"}),
+            "; if the file holds several series, set 'data.series_column=store name'",
+        ),
+    ],
+)
+def test_repeated_times_without_a_series_column_suggest_one(tmp_path, edit, hint):
+    frame = edit(toy_frame(20, series=2))
+    with pytest.raises(DataError, match=STACKED) as refused:
+        module(file=_csv(tmp_path, frame))
+    assert str(refused.value).endswith("(per series)" + hint)
+
+
+def test_repeated_times_in_a_data_frame_or_a_prediction_input(tmp_path):
+    with pytest.raises(
+        DataError, match=r"if the table holds several series, set data\.series_column=id$"
+    ):
+        module(toy_frame(20, series=2))
+    # the checkpoint's series column is fixed: prediction input gets no suggestion
+    fitted = module(toy_frame(20))
+    with pytest.raises(DataError, match=STACKED + "$"):
+        fitted.setup_predict(_csv(tmp_path, toy_frame(20, series=2)))
+
+
+def test_a_csv_and_the_shipped_series_together_name_the_csv_experiment():
+    with pytest.raises(ConfigError) as refused:
+        ForecastDataModule(file="sales.csv", source="co2")
+    assert str(refused.value) == (
+        "data.file and data.source=co2 are both set; to forecast your own CSV use "
+        "experiment=forecast_csv data.file=<your.csv>, or add data.source=null"
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [

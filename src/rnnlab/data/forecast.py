@@ -201,9 +201,15 @@ class ForecastDataModule(TaskDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if file is not None and source is not None:
+            raise ConfigError(
+                f"data.file and data.source={source} are both set; to forecast your own CSV use "
+                "experiment=forecast_csv data.file=<your.csv>, or add data.source=null"
+            )
         if sum(x is not None for x in (file, source, frame)) != 1:
             raise ConfigError(
-                "set exactly one of data.file=<your.csv> and data.source (shipped: co2)"
+                "set exactly one of data.file=<your.csv> (experiment=forecast_csv) and "
+                "data.source (shipped: co2)"
             )
         for key, value in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
             if int(value) < 1:
@@ -280,8 +286,9 @@ class ForecastDataModule(TaskDataModule):
             return Table(load_source(self.source), f"source {self.source!r}", from_file=False)
         return Table(self.frame, "data frame", from_file=False)
 
-    def _series(self, table: Table) -> list[Series]:
-        return split_series(table, self.time_column, self.columns, self.series_column)
+    def _series(self, table: Table, training: bool = True) -> list[Series]:
+        # prediction input must match the checkpoint's series column: no other one to suggest
+        return split_series(table, self.time_column, self.columns, self.series_column, training)
 
     # --- splitting ---------------------------------------------------------------------------
     def _boundary(self, times: np.ndarray, start: str | float) -> int:
@@ -386,7 +393,7 @@ class ForecastDataModule(TaskDataModule):
                 f"input must be a CSV with columns {[self.time_column, *self.columns]}"
             )
         table = read_csv(path)
-        series = self._series(table)
+        series = self._series(table, training=False)
         if self.per_series:
             unknown = [s.name for s in series if s.name not in self.series_names]
             if unknown:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from rnnlab.data.normalize import MAX_ABS_VALUE
 from rnnlab.utils.errors import ConfigError, DataError, first_line
+from rnnlab.utils.overrides import as_override
 
 MISSING = ("error", "ffill", "interpolate")
 
@@ -105,10 +106,48 @@ def _show(time: object) -> str:
     return str(pd.Timestamp(time)) if isinstance(time, np.datetime64) else str(time)
 
 
+def series_key_candidates(table: Table, times: np.ndarray, taken: list[str]) -> list[str]:
+    """Columns outside ``taken`` (time, targets, covariates) that could name the series of a
+    table whose times repeat: together with the time they are unique, and each of their values
+    holds more than one row (a float column such as a price is unique by chance, not a key)."""
+    found = []
+    for column in table.frame.columns:
+        if column in taken:
+            continue
+        ids = table.frame[column].astype(str).reset_index(drop=True)
+        keyed = pd.DataFrame({"id": ids, "time": times})
+        if not keyed.duplicated().any() and ids.value_counts().min() > 1:
+            found.append(str(column))
+    return found
+
+
+def _series_column_hint(table: Table, times: np.ndarray, taken: list[str]) -> str:
+    """What to do about repeated times in a table read as one series: name the columns that
+    would split it into series with unique times, or say that none would."""
+    holder = "the file" if table.from_file else "the table"
+    candidates = series_key_candidates(table, times, taken)
+    if candidates:
+        settings = " or ".join(as_override("data.series_column", c) for c in candidates)
+        return f"; if {holder} holds several series, set {settings}"
+    others = [str(c) for c in table.frame.columns if c not in taken]
+    if not others:
+        return ""  # one series with a repeated time: the rows themselves need fixing
+    return (
+        f"; if {holder} holds several series, add a column naming each and set "
+        f"data.series_column to it (none of {', '.join(others)} is unique together with the time)"
+    )
+
+
 def split_series(
-    table: Table, time_column: str, value_columns: list[str], series_column: str | None
+    table: Table,
+    time_column: str,
+    value_columns: list[str],
+    series_column: str | None,
+    suggest_series_column: bool = True,
 ) -> list[Series]:
-    """Check columns, types and time order; return the series in order of first appearance."""
+    """Check columns, types and time order; return the series in order of first appearance.
+    ``suggest_series_column``: when the times repeat and no series column is set, the error
+    names the columns that could be one (not for data whose series column is already fixed)."""
     twice = table.frame.columns[table.frame.columns.duplicated()]
     if len(twice):
         raise DataError(
@@ -126,6 +165,9 @@ def split_series(
     times = _times(table, time_column)
     values = np.stack([_numbers(table, c) for c in value_columns], axis=1)
     ids = table.frame[series_column].astype(str) if series_column else pd.Series(["0"] * len(times))
+    hint = ""
+    if series_column is None and suggest_series_column and pd.Series(times).duplicated().any():
+        hint = _series_column_hint(table, times, [time_column, *value_columns])
     series = []
     for name, positions in ids.groupby(ids, sort=False).indices.items():
         positions = np.asarray(positions)
@@ -138,7 +180,7 @@ def split_series(
             raise DataError(
                 f"{table.where} {table.row(here)}: time {_show(series_times[bad[0] + 1])}{label} "
                 f"{problem} the time on {table.row(before)}; times must be unique and sorted "
-                "(per series)"
+                f"(per series){hint}"
             )
         series.append(Series(str(name), series_times, values[positions], positions))
     return series

@@ -56,6 +56,22 @@ def quoted(parser: OverridesParser, arg: str) -> str | None:
     return None
 
 
+def as_override(key: str, value: str) -> str:
+    """``key=value`` as a user types it in a shell so that Hydra reads exactly the text
+    ``value`` (a column name with spaces, accents or digits only needs quotes)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    plain = f"{key}={value}"
+    try:
+        [override] = parser.parse_overrides([plain])
+        if override.value() == value:
+            return shlex.quote(plain)
+    except Exception:  # Hydra's grammar rejects it unquoted
+        pass
+    return quoted(parser, plain) or shlex.quote(plain)
+
+
 def _offending_character(arg: str, exc: Exception) -> str | None:
     """The character Hydra's lexer stopped at (it points at it with a caret line)."""
     lines = str(exc).splitlines()
