@@ -4,10 +4,15 @@ run directory left behind by train, no prediction file by predict)."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -366,3 +371,68 @@ def test_hostile_input_fails_cleanly(tmp_path, checkpoints, case):
 
 def test_the_suite_is_wide():
     assert len(CASES) >= 20 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def hostile_table_script() -> ModuleType:
+    """Import ``scripts/hostile_table.py`` (it imports ``docs_tables`` from its own folder)."""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))
+    return importlib.import_module("hostile_table")
+
+
+def committed_rows() -> list[list[str]]:
+    """The cells of each row of the table between the hostile markers of docs/security.md."""
+    script = hostile_table_script()
+    page = script.SECURITY_PAGE.read_text(encoding="utf-8")
+    header, separator, *rows = script.read_block(page, script.MARKER, "docs/security.md").split(
+        "\n"
+    )
+    assert f"{header}\n{separator}" == script.HEADER
+    unescaped_bar = re.compile(r"(?<!\\)\|")
+    return [
+        [cell.strip().replace("\\|", "|") for cell in unescaped_bar.split(row)[1:-1]]
+        for row in rows
+    ]
+
+
+def test_the_committed_table_has_a_row_per_case():
+    """Without the slow suite: docs/security.md's table names every case with its command, in
+    the suite's order, and each row's message holds what the case requires. Exit status 2 is
+    the page's promise for bad input; the cases record no status (the suite asserts non-zero)."""
+    rows = committed_rows()
+    assert [row[:2] for row in rows] == [[case[0], case[1]] for case in CASES]
+    for row, case in zip(rows, CASES, strict=True):
+        assert row[2] == "2", row
+        seen = row[3].removeprefix("`").removesuffix("`")
+        assert seen.startswith("error: ") and case[-1] in seen, (row, case[-1])
+
+
+def test_hostile_table_writes_the_suite_rows_between_the_markers(tmp_path, monkeypatch, capsys):
+    script = hostile_table_script()
+    original = script.SECURITY_PAGE.read_text(encoding="utf-8")
+    page = tmp_path / "security.md"
+    page.write_text(original, encoding="utf-8")
+    monkeypatch.setattr(script, "SECURITY_PAGE", page)
+    row = "| csv nan | train | 2 | `error: s.csv has missing values` |\n"
+
+    def slow_suite(command, env, **_):  # writes the rows as the suite would, runs nothing
+        Path(env["RNNLAB_HOSTILE_TABLE"]).write_text(row, encoding="utf-8")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(script.subprocess, "run", slow_suite)
+    assert script.main(["--write-docs"]) == 0
+    table = f"{script.HEADER}\n{row}".rstrip("\n")
+    assert capsys.readouterr().out == f"{table}\n"
+    old = script.read_block(original, script.MARKER, "docs/security.md")
+    assert original.count(old) == 1
+    written = page.read_text(encoding="utf-8")
+    assert written == original.replace(old, table)
+    assert script.main(["--write-docs"]) == 0
+    assert page.read_text(encoding="utf-8") == written
+
+    # a missing marker fails before the slow suite runs
+    page.write_text(original.replace("<!-- END hostile -->\n", ""), encoding="utf-8")
+    monkeypatch.setattr(script.subprocess, "run", lambda *_, **__: pytest.fail("suite ran"))
+    with pytest.raises(SystemExit, match=r"has no line <!-- END hostile -->"):
+        script.main(["--write-docs"])
