@@ -28,6 +28,7 @@ from rnnlab.utils.errors import RunInterrupted
 from rnnlab.utils.files import as_floats, write_metrics
 from rnnlab.utils.hparams import command_line_keys, log_hparams
 from rnnlab.utils.preflight import preflight
+from rnnlab.utils.run_config import settle
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.Ligh
     what only the data knows (written back into ``cfg``, so checkpoints carry it)."""
     resolve_data_paths(cfg.data)
     datamodule = instantiate(cfg.data)
+    settle(cfg, "data", datamodule.settled_config())  # e.g. the name of the user's own files
     datamodule.prepare_data()
     datamodule.setup("fit")
     with open_dict(cfg):

@@ -49,6 +49,13 @@ class TaskDataModule(L.LightningDataModule):
         the config resolver would read a label such as '${seed}' as an interpolation."""
         raise NotImplementedError
 
+    def settled_config(self) -> dict[str, Any]:
+        """Data settings this module settled from the others (the name of the user's own files,
+        where ``data.name`` was left at its default), written back into ``cfg.data`` so that the
+        checkpoint, HParams and the run's saved config name the data as its figures and log do.
+        Derived from the settings only, never read from the data."""
+        return {}
+
     def baseline_names(self) -> tuple[str, ...]:
         """The baselines this data puts in ``Batch.baselines`` (a model may only ask for these)."""
         return ()

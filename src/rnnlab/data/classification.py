@@ -41,7 +41,9 @@ class ClassificationDataModule(SequenceDataModule):
     target_dtype = torch.int64
     stratified = True
 
-    def __init__(self, name: str | None = "JapaneseVowels", **kwargs: Any) -> None:
+    default_name = "JapaneseVowels"
+
+    def __init__(self, name: str | None = default_name, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.classes: list[str] | None = None
 

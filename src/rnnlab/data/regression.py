@@ -31,7 +31,9 @@ class RegressionDataModule(SequenceDataModule):
     target_dtype = torch.float32
     stratified = False
 
-    def __init__(self, name: str | None = "Covid3Month", **kwargs: Any) -> None:
+    default_name = "Covid3Month"
+
+    def __init__(self, name: str | None = default_name, **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         self.target_normalizer = Normalizer(self.normalizer.method)
         self.train_mean: torch.Tensor | None = None

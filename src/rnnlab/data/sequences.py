@@ -20,6 +20,19 @@ from rnnlab.data.normalize import MAX_ABS_VALUE, SEQUENCE_SCALES, Normalizer, sc
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError, choice
 
+# The split's mark at the end of a file's stem: MyData_TRAIN.ts, mydata.train.ts, train.ts.
+_TRAIN_MARK = re.compile(r"(^|[_.\-])train$", re.IGNORECASE)
+
+
+def files_data_name(train_file: str | Path) -> str:
+    """The name of the user's own data set: the train file's stem without its split mark
+    (``MyData_TRAIN.ts`` -> ``MyData``), or the folder's name for a bare ``train.ts``. Only
+    letters, digits and ``_.+-`` are kept: the name goes into the run's config, where ``${``
+    would read as an interpolation (and a checkpoint holding one is refused)."""
+    path = Path(train_file)
+    name = _TRAIN_MARK.sub("", path.stem) or path.parent.name
+    return re.sub(r"[^\w.+-]+", "_", name).strip("_") or "data"
+
 
 def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
     """Reject what would otherwise fail deep inside torch (empty sequences, values that are not
@@ -61,6 +74,9 @@ class SequenceDataModule(TaskDataModule):
 
     split_settings = TaskDataModule.split_settings | {"val_fraction", "folds", "fold", "bucket"}
     split_state: ClassVar[frozenset[str]] = frozenset({"normalizer"})
+    # The archive data set of the data config. Given with the user's own files, it is only the
+    # config's default, not a name for them: the run is named after the files instead.
+    default_name: ClassVar[str | None] = None
     label_kind: str  # 'class' or 'target' (ucr.LABEL_KINDS)
     target_dtype: torch.dtype
     stratified: bool  # whether validation parts keep the class proportions
@@ -95,6 +111,8 @@ class SequenceDataModule(TaskDataModule):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         check_fold_settings(folds, fold)
+        if train_file is not None and name in (None, self.default_name):
+            name = files_data_name(train_file)
         self.name, self.train_file, self.test_file = name, train_file, test_file
         self.val_fraction = val_fraction
         self.folds, self.fold = folds, fold
@@ -131,7 +149,10 @@ class SequenceDataModule(TaskDataModule):
         return pad_collate(items)
 
     def display_name(self) -> str:
-        return Path(self.train_file).name if self.train_file is not None else str(self.name)
+        return str(self.name)
+
+    def settled_config(self) -> dict[str, Any]:
+        return {"name": self.name}
 
     # --- loading -----------------------------------------------------------------------------
     def load_raw(self, split: str) -> Split:
