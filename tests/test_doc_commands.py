@@ -184,7 +184,21 @@ def machine(monkeypatch, tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=_ids(COMMANDS))
+# Each distinct command costs one Hydra composition, about 0.2 s: the README's (the front page,
+# about a dozen distinct commands) are checked in the default run, the manual's hundred or so
+# more (20-30 s on two CPU cores) with `pytest -m slow`.
+DEFAULT_PAGES = ("README.md",)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(
+            command, id=name, marks=() if command.file in DEFAULT_PAGES else pytest.mark.slow
+        )
+        for command, name in zip(COMMANDS, _ids(COMMANDS), strict=True)
+    ],
+)
 def test_documented_command_composes(machine, command):
     problem = command_problem(command)
     assert problem is None, f"{command.describe()}\n  does not compose: {problem}"
