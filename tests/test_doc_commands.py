@@ -26,7 +26,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
 from rnnlab.utils.preflight import check, preflight
-from tests.markdown_docs import ROOT, Command, doc_pages, extract_commands, page_commands
+from tests.markdown_docs import (
+    ROOT,
+    Command,
+    doc_pages,
+    extract_commands,
+    fenced_blocks,
+    page_commands,
+)
 
 HYDRA_MODULES = ("rnnlab.train", "rnnlab.eval", "rnnlab.predict", "rnnlab.generate",
                  "rnnlab.ensemble")  # fmt: skip
@@ -303,8 +310,6 @@ CHECKED_FIRST = {
 
 def documented_errors(page: str, heading: str) -> list[str]:
     """The ``error:`` lines of the first fenced block after ``heading`` on ``page``."""
-    from tests.markdown_docs import fenced_blocks
-
     text = (ROOT / page).read_text(encoding="utf-8")
     at = text.index(heading)
     start = text.count("\n", 0, at) + 1
