@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -15,6 +14,7 @@ from omegaconf import DictConfig
 
 from rnnlab.utils.errors import RunInterrupted, find_user_error
 from rnnlab.utils.files import RUN_OUTPUTS, write_status
+from rnnlab.utils.noise import quiet_known_noise
 
 T = TypeVar("T")
 
@@ -46,25 +46,11 @@ def _remove_fresh_run_dir() -> None:
         run_dir.rmdir()
 
 
-class _DropTips(logging.Filter):
-    """Lightning advertises add-on services at every start; batch logs don't need that."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
-
-
-def quiet_lightning_tips() -> None:
-    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTips) for f in logger.filters):
-            logger.addFilter(_DropTips())
-
-
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Call ``task(cfg)``; a UserError anywhere in the cause chain exits with status 2 and its
     message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead. A run stopped by a signal
     records ``status.json`` as interrupted and exits with 128 + the signal's number."""
-    quiet_lightning_tips()
+    quiet_known_noise()
     try:
         return task(cfg)
     except (RunInterrupted, KeyboardInterrupt) as exc:

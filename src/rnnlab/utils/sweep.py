@@ -1,15 +1,20 @@
-"""Jobs of a Hydra multirun: a failing job is recorded as failed and the sweep goes on."""
+"""Jobs of a Hydra multirun: a failing job is recorded as failed and the sweep goes on; the
+sweep's directory is named when it ends."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rnnlab.utils.cli import as_interrupted, quiet_lightning_tips
+from rnnlab.utils.cli import as_interrupted
 from rnnlab.utils.errors import RunInterrupted, find_user_error, first_line, root_cause
 from rnnlab.utils.files import write_status
+from rnnlab.utils.noise import quiet_known_noise
+from rnnlab.utils.report import sweep_directory_line
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +34,7 @@ def run_sweep_job(
     """Run one job; return its objective, or None when it failed (a bad combination, an error,
     running out of memory, a NaN objective). Every sweeper moves on; the Optuna sweeper records
     a None as a failed trial (a NaN would crash it: it passes NaN on to ``study.tell``)."""
-    quiet_lightning_tips()
+    quiet_known_noise()
     try:
         metrics = task(cfg)
     except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
@@ -61,3 +66,14 @@ def _release_accelerator_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+class SweepDirectoryLine(Callback):
+    """A Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml): when a multirun ends,
+    print where its jobs went and how to tabulate them. Each job logs its own run directory;
+    the sweep's (``logs/optuna/...`` for an Optuna search, whose ``task_name`` is ``optuna``)
+    is known for certain only here, after the last job."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # printed, not logged: logging still writes to the last job's log file
+        print(sweep_directory_line(str(config.hydra.sweep.dir)), flush=True)
