@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import random
 import re
@@ -407,15 +408,20 @@ def _generate_cfg(tmp_path: Path, ckpt: Path, *overrides: str):
     )
 
 
-def test_generate_is_deterministic_per_seed_and_writes_its_output(lm_run, tmp_path, capsys):
+def test_generate_is_deterministic_per_seed_and_writes_its_output(lm_run, tmp_path, capsys, caplog):
     best = lm_run[0] / "checkpoints" / "best.ckpt"
     first = generate(_generate_cfg(tmp_path, best, "seed=1"))
     assert first == generate(_generate_cfg(tmp_path, best, "seed=1"))
     assert first != generate(_generate_cfg(tmp_path, best, "seed=2"))
     assert first.startswith("it was") and len(first) == len("it was") + 60
     output = tmp_path / "sample.txt"
+    caplog.set_level(logging.INFO, logger="rnnlab.generate")
     generate(_generate_cfg(tmp_path, best, "seed=1", f"output={output}"))
     assert output.read_text() == first
+    # where the text went, and the run directory (a listing of what is there)
+    assert caplog.messages == [
+        f"wrote {len(first)} characters to {output}; run directory: {tmp_path} (sample.txt)"
+    ]
     # the command prints the text alone on stdout (logs go to stderr)
     result = _run(
         [

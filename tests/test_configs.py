@@ -135,15 +135,24 @@ def test_progress_bar_redraws_at_most_every_interval_and_at_each_end(monkeypatch
     assert redrawn == [1, 4, 8]  # the first batch, once 0.25 s passed, the last batch
 
 
-def test_disabled_progress_bar_drops_the_configured_bar(tmp_path: Path):
-    cfg = compose_config("train", ["trainer.enable_progress_bar=false"], tmp_path)
+@pytest.mark.parametrize(
+    ("overrides", "terminal", "bar"),
+    [
+        (["trainer.enable_progress_bar=false"], True, False),
+        ([], False, False),  # a file, a pipe, a cluster job's log: a line per epoch instead
+        ([], True, True),
+    ],
+)
+def test_progress_bar_only_when_enabled_and_on_a_terminal(
+    tmp_path, monkeypatch, overrides, terminal, bar
+):
+    monkeypatch.setattr(progress, "stdout_is_terminal", lambda: terminal)
+    cfg = compose_config("train", overrides, tmp_path)
     assert "progress_bar" in cfg.callbacks
     trainer = build_trainer(cfg)  # the Trainer itself refuses a bar it was told not to show
-    assert not any(isinstance(c, ProgressBar) for c in trainer.callbacks)
-    assert any(
-        isinstance(c, progress.ThrottledProgressBar)
-        for c in build_trainer(compose_config("train", [], tmp_path)).callbacks
-    )
+    bars = [c for c in trainer.callbacks if isinstance(c, ProgressBar)]
+    assert [type(c) for c in bars] == ([progress.ThrottledProgressBar] if bar else [])
+    assert sum(isinstance(c, progress.EpochLines) for c in trainer.callbacks) == 1
 
 
 def test_encoder_defaults_in_python_equal_the_shipped_config():

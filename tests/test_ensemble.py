@@ -4,6 +4,7 @@ models' own metrics; members that do not share data are refused before anything 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +68,19 @@ def test_an_ensemble_of_one_scores_as_its_member(runs, tmp_path, name):
     ]
 
 
-def test_an_ensemble_of_two_averages_the_members_predictions(runs, tmp_path):
+def test_an_ensemble_of_two_averages_the_members_predictions(runs, tmp_path, caplog):
     source = export("JapaneseVowels", tmp_path / "test.ts", split="test")
     members = [runs["a"], runs["b"]]
+    caplog.set_level(logging.INFO, logger="rnnlab.ensemble")
     metrics = _ensemble(
         tmp_path / "ens", members, f"input={source}", f"predictions={tmp_path / 'ens.csv'}"
     )
     table = pd.read_csv(tmp_path / "ens.csv")
+    # it says what it wrote and where
+    assert caplog.messages[-2:] == [
+        f"wrote {len(table)} rows to {tmp_path / 'ens.csv'}",
+        f"run directory: {tmp_path / 'ens'} (members.json, metrics.json)",
+    ]
     singles = []
     for i, run in enumerate(members):
         output = tmp_path / f"member{i}.csv"

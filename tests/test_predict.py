@@ -3,6 +3,7 @@ alone, in original units, matching what ``trainer.test`` saw on the same data.""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -69,6 +70,18 @@ def test_forecast_eval_reproduces_test_metrics(forecast_run, tmp_path):
     again = evaluate(cfg)
     for key in ("test/mae", "test/mase", "test/mae_seasonal_naive", "test/smape"):
         assert again[key] == pytest.approx(metrics[key], rel=1e-6), key
+
+
+def test_eval_and_predict_say_what_they_wrote_and_where(forecast_run, tmp_path, caplog):
+    ckpt, _ = forecast_run
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "eval"
+    overrides = [f"ckpt_path={ckpt}", "trainer.accelerator=cpu", "logger=none"]
+    evaluate(compose_config("eval", overrides, out))
+    table = _predict(ckpt, export("co2", tmp_path / "co2.csv"), tmp_path / "forecast.csv")
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("rnnlab")]
+    assert f"run directory: {out} (metrics.json)" in lines
+    assert lines[-1] == f"wrote {len(table)} rows to {tmp_path / 'forecast.csv'}"
 
 
 def test_forecasts_are_drawn_in_tensorboard(forecast_run):

@@ -36,6 +36,7 @@ from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError
 from rnnlab.utils.files import as_floats, blocking_file, write_json, write_metrics, write_table
 from rnnlab.utils.preflight import preflight
+from rnnlab.utils.report import run_directory_line, shown
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,9 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     log.info(
         "ensemble of %d: %s", len(members), {k: v for k, v in metrics.items() if k[:5] == "test/"}
     )
+    if frame is not None and output is not None:
+        log.info("wrote %d rows to %s", len(frame), shown(output))
+    log.info(run_directory_line(out))
     return metrics
 
 

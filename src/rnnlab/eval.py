@@ -6,16 +6,23 @@ statistics saved with it, so no training override has to be repeated and nothing
 
 from __future__ import annotations
 
+import logging
+
 import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.callbacks.progress import shows_live_bar
 from rnnlab.checkpoint import load_checkpoint, restore
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.files import as_floats, write_metrics
+from rnnlab.utils.logs import FILE_ONLY
 from rnnlab.utils.preflight import preflight
+from rnnlab.utils.report import metrics_table, run_directory_line, shown
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -26,11 +33,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         datamodule.use_test_file(str(text))
     L.seed_everything(seed, workers=True, verbose=False)
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=loggers or False, enable_progress_bar=shows_live_bar(cfg.trainer)
+    )
     trainer.test(model, datamodule=datamodule)
     metrics = as_floats(trainer.callback_metrics)
     if trainer.is_global_zero:
         write_metrics(metrics, cfg.paths.output_dir)
+        table = metrics_table(f"test metrics of {shown(cfg.ckpt_path)}:", metrics)
+        log.info(table, extra=FILE_ONLY)  # the console has Lightning's table of the same numbers
+        log.info(run_directory_line(cfg.paths.output_dir))
     return metrics
 
 

@@ -8,6 +8,7 @@ recurrent state (one step per character). The prompt and the text go to stdout, 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -22,6 +23,9 @@ from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError, first_line
 from rnnlab.utils.files import atomic_path, blocking_file
 from rnnlab.utils.preflight import preflight
+from rnnlab.utils.report import run_directory_line, shown
+
+log = logging.getLogger(__name__)
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -62,11 +66,14 @@ def generate(cfg: DictConfig) -> str:
         int(cfg.seed),
     )
     if output is None:
-        print(text)
+        print(text, flush=True)  # before the log's lines on stderr, on a shared terminal
+        log.info(run_directory_line(cfg.paths.output_dir))
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(output) as tmp:
             tmp.write_text(text, encoding="utf-8")
+        where = run_directory_line(cfg.paths.output_dir)
+        log.info("wrote %d characters to %s; %s", len(text), shown(output), where)
     return text
 
 

@@ -8,6 +8,7 @@ output file behind.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -22,6 +23,9 @@ from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError
 from rnnlab.utils.files import blocking_file, write_table
 from rnnlab.utils.preflight import preflight
+from rnnlab.utils.report import shown
+
+log = logging.getLogger(__name__)
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
@@ -44,6 +48,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     frame = datamodule.prediction_frame(outputs)
     if trainer.is_global_zero:
         write_table(frame, output)
+        log.info("wrote %d rows to %s", len(frame), shown(output))
     return frame
 
 

@@ -19,6 +19,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rnnlab.callbacks.figures import describe_encoder
+from rnnlab.callbacks.progress import EpochLines, shows_live_bar
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
 from rnnlab.checkpoint import ResumePoint, StoreRunState, adopt, epoch_metrics, plan_resume
 from rnnlab.utils.cli import exit_on_interrupt, run_task
@@ -27,7 +29,9 @@ from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import RunInterrupted
 from rnnlab.utils.files import as_floats, write_metrics
 from rnnlab.utils.hparams import command_line_keys, log_hparams
+from rnnlab.utils.logs import FILE_ONLY
 from rnnlab.utils.preflight import preflight
+from rnnlab.utils.report import command_line_overrides, metrics_table, run_directory_line, shown
 from rnnlab.utils.run_config import settle
 from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
@@ -98,7 +102,11 @@ def fit_and_test(
             best = str(resumed)
         with stopped_by_signal(trainer, checkpoints / "last.ckpt"):
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(as_floats(trainer.callback_metrics))
+        tested = as_floats(trainer.callback_metrics)
+        metrics.update(tested)
+        if trainer.is_global_zero:  # the console has Lightning's table of the same numbers
+            title = f"test metrics of {shown(best) if best else 'the weights in memory'}:"
+            log.info(metrics_table(title, tested), extra=FILE_ONLY)
     return metrics
 
 
@@ -141,15 +149,39 @@ def checkpoint_dir(trainer: L.Trainer, cfg: DictConfig) -> Path:
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers, plus the ones
-    every run gets: the config stored in checkpoints and the per-step seeds."""
+    every run gets: the config stored in checkpoints, the per-step seeds and a line per epoch.
+    The progress bar is drawn only on a terminal (``shows_live_bar``)."""
     callbacks = [*instantiate_group(cfg.get("callbacks")), StoreRunState(cfg), StepSeed(cfg.seed)]
-    callbacks += extra_callbacks
+    callbacks += [EpochLines(cfg.monitor), *extra_callbacks]
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_progress_bar", True):  # the Trainer refuses a bar then
+    live_bar = shows_live_bar(cfg.trainer)
+    if not live_bar:  # the Trainer refuses a bar it was told not to show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=live_bar
+    )
+
+
+def describe_run(
+    cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule
+) -> str:
+    """The run in one line, first in its log: what trains on which data, for how long, where,
+    judged by which metric, and the command line's overrides."""
+    encoder = getattr(model, "encoder", None)
+    what = type(model).__name__ + (f" ({describe_encoder(encoder)})" if encoder else "")
+    data = getattr(datamodule, "display_name", lambda: type(datamodule).__name__)()
+    device = trainer.strategy.root_device
+    where = str(device) if trainer.num_devices == 1 else f"{trainer.num_devices} {device.type}"
+    epochs = cfg.trainer.get("max_epochs")
+    length = "until stopped" if epochs in (None, -1) else f"up to {epochs} epoch(s)"
+    line = (
+        f"{cfg.task_name}: {what} on {data}, {length} on {where}, "
+        f"monitor {cfg.monitor} ({cfg.monitor_mode}), seed {cfg.seed}"
+    )
+    overrides = command_line_overrides()
+    return line + (f"; overrides: {' '.join(overrides)}" if overrides else "")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -160,6 +192,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     point = plan_resume(cfg)  # a bad checkpoint is refused before the trainer starts
     timer = StartupTimer()
     trainer = build_trainer(cfg, timer)
+    if trainer.is_global_zero:
+        log.info(describe_run(cfg, trainer, model, datamodule))
     try:
         metrics = fit_and_test(cfg, trainer, model, datamodule, point)
     finally:
@@ -170,6 +204,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         log_hparams(trainer.loggers, cfg, metrics, command_line_keys())
         write_metrics(metrics, cfg.paths.output_dir)
+        log.info(run_directory_line(cfg.paths.output_dir))
     return metrics
 
 
