@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.checkpoint.diff import first_difference
 from rnnlab.checkpoint.format import CONFIG_KEY, load_checkpoint, save_atomically
 from rnnlab.utils.errors import ConfigError, DataError
 
@@ -107,20 +108,6 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
     return newest
 
 
-def _first_difference(stored: Any, current: Any, where: str) -> str | None:
-    if isinstance(stored, dict) and isinstance(current, dict):
-        for key in sorted(set(stored) | set(current)):
-            if f"{where}.{key}" in _MAY_DIFFER:
-                continue
-            found = _first_difference(stored.get(key), current.get(key), f"{where}.{key}")
-            if found:
-                return found
-        return None
-    if stored != current:
-        return f"{where} is {stored!r} in the checkpoint but {current!r} now"
-    return None
-
-
 def _part(config: Any, dotted: str) -> Any:
     """The node at ``dotted`` of a plain config (None where it is missing)."""
     for key in dotted.split("."):
@@ -142,10 +129,11 @@ def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     # the weight averaging too: its checkpoints hold the average where the weights belong, so
     # a run resumed without it (or with another decay) would continue from the wrong weights
     for part in ("data", "model", "callbacks.weight_averaging"):
-        difference = _first_difference(_part(stored, part), _part(current, part), part)
-        if difference:
+        found = first_difference(_part(stored, part), _part(current, part), part, _MAY_DIFFER)
+        if found:
             raise ConfigError(
-                f"cannot resume from {source}: {difference}; give the interrupted run's overrides"
+                f"cannot resume from {source}: {found.where} is {found.first!r} in the checkpoint "
+                f"but {found.other!r} now; give the interrupted run's overrides"
             )
     point = ResumePoint(source, checkpoint, _epochs_done(checkpoint), _stopped_early(checkpoint))
     max_epochs = int(cfg.trainer.max_epochs)
