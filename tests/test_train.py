@@ -42,7 +42,8 @@ def test_checkpoint_loads_weights_only_with_config_and_normaliser(run):
     out, _ = run
     checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)
     assert checkpoint["rnnlab_config"]["data"]["normalize"] == "minmax"
-    state = checkpoint["ClassificationDataModule"]
+    state = checkpoint["rnnlab_data_state"]
+    assert "ClassificationDataModule" not in checkpoint  # stored once, not also Lightning's copy
     assert state["normalizer"]["method"] == "minmax"
     assert state["normalizer"]["shift"].shape == (12,)
     assert state["classes"] == [str(i) for i in range(1, 10)]

@@ -4,12 +4,15 @@ and model from one (``rebuild``). Every name other modules and ``conf/`` use is 
 from rnnlab.checkpoint.format import (
     CONFIG_KEY,
     DATA_KEY,
+    FORMAT,
+    FORMAT_KEY,
     METRICS_KEY,
     AtomicCheckpointIO,
     StoreRunState,
     epoch_metrics,
     load_checkpoint,
     save_atomically,
+    stored_data_state,
 )
 from rnnlab.checkpoint.rebuild import Restored, restore
 from rnnlab.checkpoint.resume import (
@@ -22,6 +25,8 @@ from rnnlab.checkpoint.resume import (
 __all__ = [
     "CONFIG_KEY",
     "DATA_KEY",
+    "FORMAT",
+    "FORMAT_KEY",
     "METRICS_KEY",
     "AtomicCheckpointIO",
     "Restored",
@@ -34,4 +39,5 @@ __all__ = [
     "plan_resume",
     "restore",
     "save_atomically",
+    "stored_data_state",
 ]

@@ -2,9 +2,14 @@
 atomically and how it is read safely.
 
 Besides Lightning's own entries a checkpoint holds the resolved run config (``CONFIG_KEY``), the
-DataModule's fitted state (``DATA_KEY``: normaliser statistics, class list) and the metrics of the
-epoch it was saved after (``METRICS_KEY``), all plain types and tensors, so every checkpoint loads
-with ``torch.load(..., weights_only=True)``. Loading one never runs code: see ``restore``.
+DataModule's fitted state (``DATA_KEY``: normaliser statistics, class list), the metrics of the
+epoch it was saved after (``METRICS_KEY``) and its format's version (``FORMAT_KEY``), all plain
+types and tensors, so every checkpoint loads with ``torch.load(..., weights_only=True)``. Loading
+one never runs code: see ``restore``.
+
+Format 1 (rnnlab 0.1.0) had no version and held the data state twice: under ``DATA_KEY`` and
+where Lightning puts it, under the DataModule's class name. Format 2 holds it under ``DATA_KEY``
+only, a key that does not change when a class is renamed or moved; both formats load.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 CONFIG_KEY = "rnnlab_config"
 METRICS_KEY = "rnnlab_epoch_metrics"
 DATA_KEY = "rnnlab_data_state"
+FORMAT_KEY = "rnnlab_format"
+FORMAT = 2  # the format this release writes; it reads every format up to this one
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -48,7 +55,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(checkpoint, dict) or CONFIG_KEY not in checkpoint:
         raise DataError(f"{path} is not an rnnlab checkpoint (no stored run config)")
+    version = checkpoint.get(FORMAT_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT:
+        raise DataError(
+            f"checkpoint {path} is in format {version!r}; this rnnlab reads formats 1 to "
+            f"{FORMAT}: load it with the rnnlab release that wrote it, or a newer one"
+        )
     return checkpoint
+
+
+def stored_data_state(checkpoint: dict[str, Any], datamodule: Any) -> Any:
+    """The DataModule's fitted state: under ``DATA_KEY``, or in a format-1 checkpoint that
+    lacks it, under the class's name (where Lightning stores it)."""
+    return checkpoint.get(DATA_KEY, checkpoint.get(type(datamodule).__qualname__))
 
 
 def save_atomically(checkpoint: dict[str, Any], path: Path) -> None:
@@ -71,8 +90,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class StoreRunState(L.Callback):
     """Puts what rnnlab adds to a checkpoint into every one the trainer writes: the resolved run
     config and the DataModule's fitted state, as plain types (eval and predict rebuild data and
-    model from the checkpoint alone, and ``weights_only`` loading works), and the metrics of the
-    epoch just finished (resuming a finished run reports what the run reported)."""
+    model from the checkpoint alone, and ``weights_only`` loading works), the metrics of the
+    epoch just finished (resuming a finished run reports what the run reported) and the format.
+    The data state is stored once, under ``DATA_KEY``; a resumed or tested run gets it back from
+    there, as Lightning would give back its own copy."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.config = OmegaConf.to_container(cfg, resolve=True)
@@ -82,9 +103,22 @@ class StoreRunState(L.Callback):
     ) -> None:
         checkpoint[CONFIG_KEY] = self.config
         checkpoint[METRICS_KEY] = as_floats(trainer.callback_metrics)
+        checkpoint[FORMAT_KEY] = FORMAT
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is not None:
             checkpoint[DATA_KEY] = datamodule.state_dict()
+            # Lightning's copy of the same state, under the class's name
+            checkpoint.pop(type(datamodule).__qualname__, None)
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        datamodule = getattr(trainer, "datamodule", None)
+        # a format-1 checkpoint's own copy under the class's name was loaded by Lightning
+        if datamodule is not None and type(datamodule).__qualname__ not in checkpoint:
+            state = checkpoint.get(DATA_KEY)
+            if state is not None:
+                datamodule.load_state_dict(state)
 
 
 def epoch_metrics(checkpoint: dict[str, Any]) -> dict[str, float]:

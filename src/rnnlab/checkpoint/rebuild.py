@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from rnnlab.checkpoint.format import CONFIG_KEY, DATA_KEY
+from rnnlab.checkpoint.format import CONFIG_KEY, stored_data_state
 from rnnlab.utils.errors import DataError, first_line
 
 
@@ -186,7 +186,7 @@ def restore(checkpoint: dict[str, Any], path: Path | str = "<checkpoint>") -> Re
     registry = _registry()
     datamodule = _build(stored.get("data"), "data", path, registry)
     model = _build(stored.get("model"), "model", path, registry)
-    state = checkpoint.get(DATA_KEY, checkpoint.get(type(datamodule).__qualname__))
+    state = stored_data_state(checkpoint, datamodule)
     if not isinstance(state, dict):
         raise _refuse(path, "the data state", "is missing")
     try:
