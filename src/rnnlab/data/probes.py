@@ -139,7 +139,7 @@ class CopyDataModule(ProbeDataModule):
     of ``length + 20`` steps; ``y`` is the symbol due at each step (batch, time). The
     ``baseline`` is the memoryless predictor's log-probabilities (batch, time, symbols)."""
 
-    classes = COPY_SYMBOLS + 2
+    num_classes = COPY_SYMBOLS + 2  # blank, eight symbols, delimiter
 
     def draw(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         total = self.length + 2 * COPY_MEMORY
@@ -149,7 +149,7 @@ class CopyDataModule(ProbeDataModule):
         inputs[:, self.length + COPY_MEMORY - 1] = COPY_SYMBOLS + 1  # the delimiter
         target = torch.zeros(count, total, dtype=torch.int64)
         target[:, -COPY_MEMORY:] = symbols
-        one_hot = torch.nn.functional.one_hot(inputs, self.classes).float()
+        one_hot = torch.nn.functional.one_hot(inputs, self.num_classes).float()
         return one_hot, target
 
     def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
@@ -161,7 +161,7 @@ class CopyDataModule(ProbeDataModule):
         """Log-probabilities of the best predictor that remembers nothing: a blank for sure
         for ``length + 10`` steps, then each of the eight symbols with 1/8."""
         total = self.length + 2 * COPY_MEMORY
-        log_probs = torch.full((total, self.classes), -math.inf)
+        log_probs = torch.full((total, self.num_classes), -math.inf)
         log_probs[:-COPY_MEMORY, 0] = 0.0
         log_probs[-COPY_MEMORY:, 1 : COPY_SYMBOLS + 1] = -math.log(COPY_SYMBOLS)
         return log_probs.expand(size, -1, -1)
@@ -171,4 +171,4 @@ class CopyDataModule(ProbeDataModule):
         return COPY_MEMORY * math.log(COPY_SYMBOLS) / (self.length + 2 * COPY_MEMORY)
 
     def model_settings(self) -> dict[str, Any]:
-        return {"encoder": {"input_size": self.classes}, "num_classes": self.classes}
+        return {"encoder": {"input_size": self.num_classes}, "num_classes": self.num_classes}
