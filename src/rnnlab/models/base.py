@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torchmetrics import MetricCollection
 
+from rnnlab.capabilities import name_of
 from rnnlab.models.optim import build_optimizers
 
 STAGES = ("train", "val", "test")
@@ -43,6 +44,11 @@ class SequenceModule(L.LightningModule):
 
     def check_data(self, datamodule: Any) -> None:
         """Refuse, when the run is built, settings this data cannot serve (one line)."""
+
+    def display_name(self) -> str:
+        """How the run's first log line and figure titles name this model: by its ``encoder``
+        submodule ('BiLSTM, 64 units'). A model without one overrides it."""
+        return name_of(self.get_submodule("encoder"))
 
     def training_loss(self, batch: Any) -> torch.Tensor:
         """The loss ``training_step`` takes on ``batch``, logging and updating nothing (the

@@ -19,7 +19,7 @@ from torchmetrics.classification import (
 
 from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
-from rnnlab.models.lstm_fcn import SequenceEncoder
+from rnnlab.models.encoder import SequenceEncoder
 
 
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -40,7 +40,12 @@ class SequenceClassifier(SequenceModule):
     ``input_noise`` is the std of Gaussian noise added to the (normalised) inputs of training
     batches only: a cheap regulariser for small data sets. ``optimizer``, ``scheduler`` and
     ``monitor``: see SequenceModule.
+
+    Capabilities (``rnnlab.capabilities``): ``Averageable`` (an ensemble averages class
+    probabilities) and ``ConfusionCounts`` (the test confusion matrix figure).
     """
+
+    averaged_output = "probabilities"
 
     def __init__(
         self,
@@ -88,7 +93,7 @@ class SequenceClassifier(SequenceModule):
         metrics.update(logits, y)
         self.log_loss(stage, loss, len(y))
         if stage == "test":
-            self.test_confusion.update(logits, y)  # drawn by callbacks.figures
+            self.test_confusion.update(logits, y)  # test_confusion_matrix(), for the figure
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -102,6 +107,18 @@ class SequenceClassifier(SequenceModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"probabilities": self(batch.x, batch.lengths).softmax(dim=-1).cpu()}
+
+    def forward_output(self, average: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Averaged probabilities as logits: their log, whose softmax is the average again, so
+        the loss is the cross-entropy of the average."""
+        # a probability that underflowed to 0 would make the loss infinite; the smallest float
+        # caps its term instead
+        return average.clamp_min(torch.finfo(average.dtype).tiny).log()
+
+    def test_confusion_matrix(self) -> torch.Tensor | None:
+        """The test epoch's counts, true class by row (syncs DDP ranks: call it on every one);
+        None before any test batch."""
+        return self.test_confusion.compute() if self.test_confusion.update_called else None
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()

@@ -1,10 +1,11 @@
-"""Recurrent sequence encoder: padded batch + lengths in, one vector per sequence out."""
+"""Recurrent sequence encoder: padded batch + lengths in, one vector per sequence out; and what
+any encoder of the sequence-level models must be (``SequenceEncoder``)."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -38,6 +39,18 @@ CELL_STEPS: dict[str, Callable[..., Any]] = {
 
 def _choice(kind: str, value: str, allowed: tuple[str, ...] | list[str]) -> str:
     return choice(value, allowed, f"model.encoder.{kind}", kind)
+
+
+class SequenceEncoder(Protocol):
+    """What the sequence-level models (classifier, regressor, forecaster) take as ``encoder``
+    (``model.encoder._target_``): a module from a padded batch ``x`` (batch, time, features) and
+    its valid ``lengths`` to one vector of ``output_size`` per sequence, such as ``RNNEncoder``
+    or ``lstm_fcn.LSTMFCNEncoder``. A ``display_name()`` names it in logs and figure titles
+    (``rnnlab.capabilities.Described``); without one its class's name does."""
+
+    output_size: int
+
+    def __call__(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor: ...
 
 
 class RNNEncoder(nn.Module):
@@ -168,6 +181,12 @@ class RNNEncoder(nn.Module):
             # than half the batch (scripts/bench/encoder_paths.py, inference rows)
             return 2 * int(lengths.sum()) >= len(lengths) * int(lengths.max())
         return True
+
+    def display_name(self) -> str:
+        """This encoder in a few words ('BiLSTM, 64 units'; '2-layer GRU, 32 units')."""
+        depth = f"{self.num_layers}-layer " if self.num_layers > 1 else ""
+        bi = "Bi" if self.num_directions == 2 else ""
+        return f"{depth}{bi}{self.cell.upper()}, {self.hidden_size} units"
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` of shape (batch, time, features) with valid ``lengths`` (batch,)."""

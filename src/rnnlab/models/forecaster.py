@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from rnnlab.models.lstm_fcn import SequenceEncoder
+from rnnlab.models.encoder import SequenceEncoder
 from rnnlab.models.regressor import SequenceRegressor
 
 

@@ -196,9 +196,6 @@ class LSTMFCNEncoder(nn.Module):
         raise ConfigError(_NOT_STEPWISE)
 
 
-# what the sequence-level models (classifier, regressor, forecaster) take
-SequenceEncoder = RNNEncoder | LSTMFCNEncoder
-
 _NOT_STEPWISE = (
     "model/encoder=lstm_fcn convolves and pools whole sequences, so it cannot run step by step "
     "or generate; use model/encoder=rnn"

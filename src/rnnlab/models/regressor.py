@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 
 from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule
-from rnnlab.models.lstm_fcn import SequenceEncoder
+from rnnlab.models.encoder import SequenceEncoder
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
 from rnnlab.utils.errors import ConfigError, choice
 
@@ -44,7 +44,12 @@ class SequenceRegressor(SequenceModule):
     forecasts the change from it (the targets must be the first input columns, as in forecasting
     windows). On a trending series the test level lies outside the training range; differences
     from the last value stay inside it.
+
+    Capability (``rnnlab.capabilities``): ``Averageable``, an ensemble averages predictions in
+    original units.
     """
+
+    averaged_output = "prediction"
 
     def __init__(
         self,
@@ -190,3 +195,9 @@ class SequenceRegressor(SequenceModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         normalised = self(batch.x, batch.lengths)
         return {"prediction": self._denormalise(normalised, batch).cpu()}
+
+    def forward_output(self, average: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Averaged predictions (original units) on the normalised scale ``forward`` gives, by
+        the batch's own statistics; the test step maps them back."""
+        assert batch.target_shift is not None and batch.target_scale is not None
+        return (average - batch.target_shift[:, None]) / batch.target_scale[:, None]
