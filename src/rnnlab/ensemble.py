@@ -27,10 +27,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from rnnlab.batch import Batch
+from rnnlab.capabilities import Averageable
 from rnnlab.checkpoint import CONFIG_KEY, load_checkpoint, restore
-from rnnlab.models.classifier import SequenceClassifier
-from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError
@@ -45,7 +43,8 @@ BEST = Path("checkpoints") / "best.ckpt"
 
 @dataclass
 class Member:
-    """One run of the ensemble: its checkpoint, stored config, DataModule and model."""
+    """One run of the ensemble: its checkpoint, stored config, DataModule and model (an
+    ``Averageable``, ``rnnlab.capabilities``)."""
 
     checkpoint: Path
     config: dict[str, Any]
@@ -55,8 +54,8 @@ class Member:
 
     @property
     def output_key(self) -> str:
-        """What its ``predict_step`` returns: class probabilities or predictions."""
-        return "probabilities" if isinstance(self.model, SequenceClassifier) else "prediction"
+        """What of its ``predict_step`` output is averaged: class probabilities, predictions."""
+        return str(self.model.averaged_output)
 
 
 # --- which runs ------------------------------------------------------------------------------
@@ -100,7 +99,7 @@ def load_member(checkpoint: Path) -> Member:
     """Load and rebuild one member, safely (``rnnlab.checkpoint``)."""
     loaded = load_checkpoint(checkpoint)
     _, datamodule, model = restore(loaded, checkpoint)
-    if not isinstance(model, SequenceClassifier | SequenceRegressor):
+    if not isinstance(model, Averageable):
         raise DataError(
             f"{checkpoint} is a {type(model).__name__}'s; an ensemble averages classifiers, "
             "sequence regressors or forecasters"
@@ -208,18 +207,13 @@ class Replay:
 
 
 def as_forward_output(member: Member, average: torch.Tensor) -> torch.Tensor:
-    """``average`` (the members' mean ``predict_step`` output) as ``member``'s forward returns
-    it: log-probabilities, which its loss and metrics read as logits (their softmax is the
-    average again), or predictions on the normalised scale that its test step maps back with
-    each batch's own statistics."""
-    if member.output_key == "probabilities":
-        # a probability that underflowed to 0 would make the loss infinite; the smallest
-        # float caps its term instead
-        return average.clamp_min(torch.finfo(average.dtype).tiny).log()
-    batches: list[Batch] = list(test_loader(member))
-    shift = torch.cat([b.target_shift for b in batches])  # type: ignore[misc]
-    scale = torch.cat([b.target_scale for b in batches])  # type: ignore[misc]
-    return (average - shift[:, None]) / scale[:, None]
+    """``average`` (the members' mean ``predict_step`` output, in test split order) as
+    ``member``'s forward returns it, batch by batch (``Averageable.forward_output``)."""
+    rows, done = [], 0
+    for batch in test_loader(member):
+        rows.append(member.model.forward_output(average[done : done + len(batch)], batch))
+        done += len(batch)
+    return torch.cat(rows)
 
 
 def ensemble_metrics(cfg: DictConfig, member: Member, average: torch.Tensor) -> dict[str, float]:
