@@ -1,7 +1,8 @@
 """Text generation entry point: ``python -m rnnlab.generate ckpt_path=... prompt='...'``.
 
 Restores a character language model and its vocabulary from a checkpoint (by the same safe
-rules as ``rnnlab.eval``) and samples ``length`` characters after ``prompt``, carrying the
+rules as ``rnnlab.eval``; any task whose model is a ``TextGenerator`` and data ``TextData``,
+``rnnlab.capabilities``) and samples ``length`` characters after ``prompt``, carrying the
 recurrent state (one step per character). The prompt and the text go to stdout, or to
 ``output`` (written atomically).
 """
@@ -15,8 +16,8 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from rnnlab.capabilities import TextData, TextGenerator
 from rnnlab.checkpoint import load_checkpoint, restore
-from rnnlab.models.language import LanguageModel
 from rnnlab.sampling import check_sampling, sample_text
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
@@ -46,19 +47,21 @@ def generate(cfg: DictConfig) -> str:
     if output is not None:
         _check_output(output, bool(cfg.get("overwrite")))
     _, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
-    if not isinstance(model, LanguageModel):
-        raise DataError(
-            f"checkpoint {cfg.ckpt_path} holds a {type(model).__name__}, not a language model; "
-            "generate text with a checkpoint of experiment=charlm"
-        )
     try:
         device = torch.device(str(cfg.device))
         model.to(device)
     except (RuntimeError, AssertionError) as exc:
         raise ConfigError(f"device={cfg.device} cannot be used: {first_line(exc)}") from exc
+    if not (isinstance(model, TextGenerator) and isinstance(datamodule, TextData)):
+        raise DataError(
+            f"checkpoint {cfg.ckpt_path} holds a {type(model).__name__}, not a language model; "
+            "generate text with a checkpoint of experiment=charlm"
+        )
+    vocab = datamodule.vocab
+    assert vocab is not None  # restored with the model, from the checkpoint
     text = str(cfg.prompt) + sample_text(
         model,
-        datamodule.vocab,
+        vocab,
         str(cfg.prompt),
         int(cfg.length),
         float(cfg.temperature),

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnlab.data.text import Vocabulary
-from rnnlab.models.language import LanguageModel
+from rnnlab.capabilities import TextGenerator, Vocabulary
 from rnnlab.utils.errors import ConfigError
 
 
@@ -29,7 +28,7 @@ def check_sampling(length: int, temperature: float, top_k: int) -> None:
 
 
 def sample_text(
-    model: LanguageModel,
+    model: TextGenerator,
     vocab: Vocabulary,
     prompt: str,
     length: int,
