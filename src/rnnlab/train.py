@@ -19,9 +19,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnlab.callbacks.figures import describe_encoder
 from rnnlab.callbacks.progress import EpochLines, shows_live_bar
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
+from rnnlab.capabilities import Described, name_of
 from rnnlab.checkpoint import ResumePoint, StoreRunState, adopt, epoch_metrics, plan_resume
 from rnnlab.utils.cli import exit_on_interrupt, run_task
 from rnnlab.utils.config import config_dir, instantiate_group
@@ -169,9 +169,10 @@ def describe_run(
 ) -> str:
     """The run in one line, first in its log: what trains on which data, for how long, where,
     judged by which metric, and the command line's overrides."""
-    encoder = getattr(model, "encoder", None)
-    what = type(model).__name__ + (f" ({describe_encoder(encoder)})" if encoder else "")
-    data = getattr(datamodule, "display_name", lambda: type(datamodule).__name__)()
+    what = type(model).__name__
+    if isinstance(model, Described):  # by its encoder: 'SequenceClassifier (BiLSTM, 64 units)'
+        what += f" ({model.display_name()})"
+    data = name_of(datamodule)
     device = trainer.strategy.root_device
     where = str(device) if trainer.num_devices == 1 else f"{trainer.num_devices} {device.type}"
     epochs = cfg.trainer.get("max_epochs")

@@ -1,10 +1,11 @@
 """Figures in TensorBoard, drawn by callbacks from what the models compute: the test confusion
-matrix of a classifier and test forecasts against actuals."""
+matrix of a model that counts one (``ConfusionCounts``) and test forecasts against actuals. They
+reach a task through ``rnnlab.capabilities`` only, and draw nothing for tasks without them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -12,32 +13,22 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from rnnlab import plotting
 from rnnlab.batch import Batch
+from rnnlab.capabilities import ClassLabels, ConfusionCounts, Described, ForecastLabels, name_of
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
 def describe_encoder(encoder: Any) -> str:
-    """An RNN encoder in a few words ('BiLSTM, 64 units'; '2-layer GRU, 32 units'); any other
-    module by its class name."""
-    cell, hidden = getattr(encoder, "cell", None), getattr(encoder, "hidden_size", None)
-    if not isinstance(cell, str) or not isinstance(hidden, int):
-        return type(encoder).__name__
-    layers = int(getattr(encoder, "num_layers", 1))
-    bi = "Bi" if getattr(encoder, "num_directions", 1) == 2 else ""
-    depth = f"{layers}-layer " if layers > 1 else ""
-    return f"{depth}{bi}{cell.upper()}, {hidden} units"
+    """An encoder in a few words, by its ``display_name()`` ('BiLSTM, 64 units'; '2-layer GRU,
+    32 units'); any other module by its class name."""
+    return name_of(encoder)
 
 
 def run_label(datamodule: Any, pl_module: L.LightningModule) -> str:
-    """How a figure's title names the run: its data and its model."""
-    parts = []
-    if hasattr(datamodule, "display_name"):
-        parts.append(str(datamodule.display_name()))
-    encoder = getattr(pl_module, "encoder", None)
-    if encoder is not None:
-        parts.append(describe_encoder(encoder))
-    return ", ".join(parts)
+    """How a figure's title names the run: its data and its model (each by its
+    ``display_name()``, where it has one)."""
+    return ", ".join(x.display_name() for x in (datamodule, pl_module) if isinstance(x, Described))
 
 
 def confusion_figure(matrix: torch.Tensor, class_names: list[str], run: str = "") -> Figure:
@@ -126,18 +117,20 @@ def _add_figure(trainer: L.Trainer, tag: str, make: Callable[[], Figure]) -> Non
 
 
 class ConfusionMatrixFigure(L.Callback):
-    """After a classifier's test, its confusion matrix (counted by the model's
-    ``test_confusion``) as the image ``test/confusion_matrix``. Class names come from the data's
-    state, never through the config."""
+    """After the test of a model that counts its confusions (``ConfusionCounts``: a
+    classifier), the matrix as the image ``test/confusion_matrix``. Class names come from the
+    data's state (``ClassLabels``), never through the config."""
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        confusion = getattr(pl_module, "test_confusion", None)
-        if confusion is None or not confusion.update_called:
+        if not isinstance(pl_module, ConfusionCounts):
             return
-        matrix = confusion.compute()  # on every rank: compute syncs them
+        matrix = pl_module.test_confusion_matrix()  # on every rank: it syncs them
+        if matrix is None:
+            return
         # trainer.datamodule (None without one) is missing from Lightning's types
         datamodule = getattr(trainer, "datamodule", None)
-        names = getattr(datamodule, "classes", None) or cast("list[str]", pl_module.class_names)
+        names = datamodule.classes if isinstance(datamodule, ClassLabels) else None
+        names = names or pl_module.class_names
         run = run_label(datamodule, pl_module)
         _add_figure(
             trainer,
@@ -150,7 +143,8 @@ class ForecastFigure(L.Callback):
     """After a forecaster's test, ``windows`` evenly spaced test windows as the image
     ``test/forecasts``: history, actual future, the model's forecast (what ``test_step``
     returns) and the seasonal-naive baseline. Batches without ``history`` are not forecasts
-    and draw nothing."""
+    and draw nothing. Axes are labelled from the data where it names its targets
+    (``ForecastLabels``)."""
 
     def __init__(self, windows: int = 4) -> None:
         self.windows = windows
@@ -193,9 +187,10 @@ class ForecastFigure(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.drawn:
             datamodule = getattr(trainer, "datamodule", None)
-            names = getattr(datamodule, "target_columns", None) or ["target"]
-            unit = getattr(datamodule, "target_unit", lambda _: None)(names[0])
-            step = getattr(datamodule, "step_unit", lambda: None)()
+            names, unit, step = ["target"], None, None
+            if isinstance(datamodule, ForecastLabels):
+                names = datamodule.target_columns or names
+                unit, step = datamodule.target_unit(names[0]), datamodule.step_unit()
             run, drawn = run_label(datamodule, pl_module), self.drawn
             _add_figure(
                 trainer,
