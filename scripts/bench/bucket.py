@@ -44,20 +44,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
-    EpochTimer,
     add_threads_arg,
     command_line,
-    compose_train,
-    lean_trainer,
-    machine,
     markdown_table,
     median,
     quiet,
     run_order,
-    seed_all,
     set_threads,
     spread,
 )
+from lightning_harness import EpochTimer, compose_train, lean_trainer, machine, seed_all
 
 from rnnlab.data.sequences import SequenceDataModule
 from rnnlab.train import build_data_and_model

@@ -29,19 +29,16 @@ import lightning as L
 import torch
 from docs_page import add_write_docs_arg, docs_block
 from harness import (
-    LEAN_TRAINER,
     add_threads_arg,
     command_line,
-    compose_train,
-    machine,
     markdown_table,
     median,
     quiet,
     run_order,
-    seed_all,
     set_threads,
 )
 from hydra.utils import instantiate
+from lightning_harness import LEAN_TRAINER, compose_train, machine, seed_all
 from torch import nn
 
 from rnnlab.data.text import Vocabulary, default_corpus

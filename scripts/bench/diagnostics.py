@@ -37,20 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
-    EpochTimer,
     add_threads_arg,
     command_line,
-    compose_train,
-    lean_trainer,
-    machine,
     markdown_table,
     median,
     quiet,
     run_order,
-    seed_all,
     set_threads,
     spread,
 )
+from lightning_harness import EpochTimer, compose_train, lean_trainer, machine, seed_all
 
 from rnnlab.callbacks.diagnostics import GradientFlowDiagnostics
 from rnnlab.callbacks.run_state import StepSeed

@@ -1,6 +1,9 @@
-"""The harness every benchmark script shares: config composition, seeding, run order, epoch
-timing, machine description and Markdown tables. Not a package: the scripts import it from their
-own folder."""
+"""The harness every benchmark script shares: threads, quiet logs, run order, statistics, the
+machine's load and Markdown tables.
+
+Standard library and torch only: ``encoder_paths.py`` runs where only torch is installed.
+``lightning_harness.py`` adds what the scripts that train through Lightning share. Not a package:
+the scripts import it from their own folder."""
 
 from __future__ import annotations
 
@@ -17,24 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
-
-from rnnlab.utils.config import config_dir
-
-# What the loop-overhead ablations switch off: no progress bar, logger, checkpointing, sanity
-# validation or model summary. The trainer's own callbacks list stays empty.
-LEAN_TRAINER: dict[str, Any] = {
-    "enable_progress_bar": False,
-    "enable_checkpointing": False,
-    "enable_model_summary": False,
-    "num_sanity_val_steps": 0,
-    "logger": False,
-}
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:
@@ -65,30 +51,6 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def compose_train(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
-    """Compose ``conf/train.yaml`` with Hydra overrides, as ``python -m rnnlab.train`` would; the
-    run directory (a Hydra runtime value outside ``@hydra.main``) is set to ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
-
-
-def lean_trainer(
-    cfg: DictConfig, callbacks: list[L.Callback] | None = None, **overrides: Any
-) -> L.Trainer:
-    """The config's Trainer (precision, clipping, epochs, accelerator) minus the extras;
-    ``overrides`` replace config values (``max_epochs=1``)."""
-    return instantiate(cfg.trainer, callbacks=callbacks or [], **{**LEAN_TRAINER, **overrides})
-
-
-def seed_all(seed: int) -> None:
-    """Seed Python, NumPy and torch (global RNG drives dropout and the val loader's base seed)."""
-    L.seed_everything(seed, workers=True, verbose=False)
-
-
 def sync(device: torch.device | str | None = None) -> None:
     """Wait for queued GPU work, so wall-clock timers measure it (no-op on the CPU)."""
     if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
@@ -110,29 +72,6 @@ def median(values: Sequence[float]) -> float:
 def spread(values: Sequence[float]) -> float:
     """(max - min) / median: how noisy the repetitions of one variant were."""
     return (max(values) - min(values)) / median(values) if len(values) > 1 else 0.0
-
-
-class EpochTimer(L.Callback):
-    """Wall time of each training epoch's batches: from the epoch start to the end of its last
-    training batch (validation excluded), and the number of sequences it trained on."""
-
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self.sequences: list[int] = []
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        sync(pl_module.device)
-        self._start = time.perf_counter()
-        self.seconds.append(math.nan)
-        self.sequences.append(0)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, *_: Any
-    ) -> None:
-        sync(pl_module.device)
-        self.seconds[-1] = time.perf_counter() - self._start
-        self.sequences[-1] += len(batch)
 
 
 class CpuLoad:
@@ -192,11 +131,3 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def machine() -> str:
-    """One line naming the hardware and library versions the numbers come from."""
-    device = f"CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        device += f"; GPU {torch.cuda.get_device_name()}"
-    return f"{device}; torch {torch.__version__}, lightning {L.__version__}"

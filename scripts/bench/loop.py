@@ -63,17 +63,14 @@ from harness import (
     CpuLoad,
     add_threads_arg,
     command_line,
-    compose_train,
-    lean_trainer,
-    machine,
     markdown_table,
     median,
     quiet,
     run_order,
-    seed_all,
     set_threads,
     spread,
 )
+from lightning_harness import compose_train, lean_trainer, machine, seed_all
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
 from rnnlab.checkpoint import AtomicCheckpointIO
