@@ -13,6 +13,7 @@ import math
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +80,9 @@ def run_writing_docs(name: str, argv: list[str], monkeypatch: pytest.MonkeyPatch
     returns the printed report."""
     module = script(name)
     # the real pages refuse smoke numbers; these copies take them
+    docs_block = DOCS_PAGE.docs_block
     monkeypatch.setattr(
-        module, "docs_block", lambda bench, variant, small: DOCS_PAGE.docs_block(bench, variant)
+        DOCS_PAGE, "docs_block", lambda bench, variant, small: docs_block(bench, variant)
     )
     marker = DOCS_PAGE.marker(name, module.docs_variant(module.parse_args(argv)))
     page = DOCS_PAGE.page(name)
@@ -211,6 +213,24 @@ def test_bench_encoder_paths_small(capsys, docs_copy, monkeypatch):
     assert max(column(rows, 7)) < 1e-5  # the paths agree on the timed batches
 
 
+def test_encoder_paths_imports_nothing_but_torch():
+    """``encoder_paths.py`` runs where only torch is installed: neither it nor the harness it
+    shares with the other benchmarks imports Lightning, Hydra or torchmetrics."""
+    blocked = ("lightning", "lightning.pytorch", "hydra", "omegaconf", "torchmetrics")
+    code = "\n".join(
+        [
+            "import sys",
+            f"sys.modules.update(dict.fromkeys({blocked!r}))",  # importing one raises
+            f"sys.path.insert(0, {str(SCRIPTS)!r})",
+            "import encoder_paths",
+            "print(encoder_paths.parse_args(['--small']).repetitions)",
+        ]
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3"]
+
+
 def test_bench_charlm_small(capsys, docs_copy, monkeypatch):
     text = run_writing_docs("charlm", SMALL, monkeypatch)
     assert "scripts/bench/charlm.py --small --threads 1" in capsys.readouterr().out
@@ -314,7 +334,7 @@ def test_write_docs_refuses_smoke_runs_and_unknown_variants_before_measuring(mon
     with pytest.raises(SystemExit, match="smoke test"):
         DOCS_PAGE.docs_block("loop", [], small=True)
     throughput = script("throughput")
-    monkeypatch.setattr(throughput, "compose_train", lambda *_: pytest.fail("measuring began"))
+    monkeypatch.setattr(throughput, "measure", lambda *_: pytest.fail("measuring began"))
     with pytest.raises(SystemExit) as failed:
         throughput.main(["--write-docs", "model.encoder.hidden_size=7"])
     assert str(failed.value) == (

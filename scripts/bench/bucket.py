@@ -41,19 +41,25 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
-    add_threads_arg,
+    bench_parser,
     command_line,
     markdown_table,
     median,
-    quiet,
+    parse,
     run_order,
-    set_threads,
+    run_script,
     spread,
 )
-from lightning_harness import EpochTimer, compose_train, lean_trainer, machine, seed_all
+from lightning_harness import (
+    EpochTimer,
+    add_padded_arg,
+    compose_train,
+    lean_trainer,
+    machine,
+    seed_all,
+)
 
 from rnnlab.data.sequences import SequenceDataModule
 from rnnlab.train import build_data_and_model
@@ -108,30 +114,18 @@ def batch_stats(loader: torch.utils.data.DataLoader, lengths: list[int]) -> tupl
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="small data, 1 epoch, 1 repetition")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repetitions", type=int, default=5)
+    parser = bench_parser(
+        __doc__.splitlines()[0],
+        "small data, 1 epoch, 1 repetition",
+        5,
+        epochs=5,
+        overrides="Hydra overrides, e.g. model.encoder.hidden_size=256",
+    )
     parser.add_argument("--train-size", type=int, default=800, help="official train split")
     parser.add_argument("--test-size", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=42)
-    add_threads_arg(parser)
-    parser.add_argument(
-        "--padded",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run the encoder's padded path (model.encoder.impl=padded)",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        help="Hydra overrides, e.g. model.encoder.hidden_size=256",
-    )
-    add_write_docs_arg(parser)
-    args = parser.parse_args(argv)
-    if args.small:
-        args.epochs, args.repetitions, args.train_size, args.test_size = 1, 1, 120, 60
-    return args
+    add_padded_arg(parser)
+    small = {"epochs": 1, "repetitions": 1, "train_size": 120, "test_size": 60}
+    return parse(parser, argv, small)
 
 
 def docs_variant(args: argparse.Namespace) -> list[str]:
@@ -142,17 +136,15 @@ def docs_variant(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown table."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    docs = docs_block("bucket", docs_variant(args), args.small) if args.write_docs else None
-    quiet()
-    set_threads(args.threads)
+    return run_script("bucket", argv, parse_args, docs_variant, measure)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Time every variant on a data set written to a temporary folder; the report and its
+    table."""
     with tempfile.TemporaryDirectory(prefix="bench-bucket-") as tmp:
         text, table = bench(args, Path(tmp), argv)
-    print(text)
-    if docs:
-        docs.write(table)
-    return text
+    return text, table
 
 
 def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> tuple[str, str]:

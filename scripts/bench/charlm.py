@@ -27,16 +27,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from docs_page import add_write_docs_arg, docs_block
-from harness import (
-    add_threads_arg,
-    command_line,
-    markdown_table,
-    median,
-    quiet,
-    run_order,
-    set_threads,
-)
+from harness import bench_parser, command_line, markdown_table, median, parse, run_order, run_script
 from hydra.utils import instantiate
 from lightning_harness import LEAN_TRAINER, compose_train, machine, seed_all
 from torch import nn
@@ -46,21 +37,14 @@ from rnnlab.models.language import LanguageModel
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="a seconds-long smoke run")
+    parser = bench_parser(__doc__.splitlines()[0], "a seconds-long smoke run", 3)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bptt", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20, help="timed training windows")
     parser.add_argument("--length", type=int, default=300, help="characters generated")
-    parser.add_argument("--repetitions", type=int, default=3)
-    add_threads_arg(parser)
-    add_write_docs_arg(parser)
-    args = parser.parse_args(argv)
-    if args.small:
-        args.hidden, args.steps, args.length, args.repetitions = [32], 3, 40, 1
-        args.batch_size, args.bptt = 4, 16
-    return args
+    small = {"hidden": [32], "steps": 3, "length": 40, "repetitions": 1}
+    return parse(parser, argv, {**small, "batch_size": 4, "bptt": 16})
 
 
 def docs_variant(args: argparse.Namespace) -> list[str]:
@@ -161,12 +145,12 @@ def carried_chars_per_s(model: LanguageModel, prompt: list[int], length: int) ->
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown tables."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    docs = docs_block("charlm", docs_variant(args), args.small) if args.write_docs else None
-    quiet()
+    return run_script("charlm", argv, parse_args, docs_variant, measure)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Time training and generation beside their baselines; the report and its tables."""
     warnings.filterwarnings("ignore", ".*no `val_dataloader`.*")
-    set_threads(args.threads)
     text, source = default_corpus()
     vocab = Vocabulary.of(text)
     ids = torch.from_numpy(vocab.encode(text))
@@ -229,10 +213,7 @@ def main(argv: list[str] | None = None) -> str:
         f"`{command_line('charlm.py', argv)}`; {machine()}; corpus {source}, "
         f"LSTM, {args.batch_size} streams x {args.bptt} characters per window\n\n{tables}"
     )
-    print(report)
-    if docs:
-        docs.write(tables)
-    return report
+    return report, tables
 
 
 if __name__ == "__main__":

@@ -34,16 +34,15 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
-    add_threads_arg,
+    bench_parser,
     command_line,
     markdown_table,
     median,
-    quiet,
+    parse,
     run_order,
-    set_threads,
+    run_script,
     spread,
 )
 from lightning_harness import EpochTimer, compose_train, lean_trainer, machine, seed_all
@@ -71,21 +70,21 @@ class CpuEpochTimer(L.Callback):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="T=20, 1 timed epoch, 1 repetition")
+    parser = bench_parser(
+        __doc__.splitlines()[0],
+        "T=20, 1 timed epoch, 1 repetition",
+        3,
+        epochs=3,
+        epochs_help="timed epochs per repetition",
+        overrides="Hydra overrides of the run",
+    )
     parser.add_argument("--every", type=int, default=50, help="diagnostics every N steps")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per repetition")
-    parser.add_argument("--repetitions", type=int, default=3)
     # the adding experiment's own size: 200 steps an epoch, so the timed epochs hold the
     # figure and histograms at their cadence (every 500 steps) as well as the every-N passes
     parser.add_argument("--train-size", type=int, default=10000)
-    parser.add_argument("--seed", type=int, default=42)
-    add_threads_arg(parser)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the run")
-    add_write_docs_arg(parser)
-    args = parser.parse_args(argv)
+    small = {"epochs": 1, "repetitions": 1, "train_size": 100, "every": 2}
+    args = parse(parser, argv, small)
     if args.small:
-        args.epochs, args.repetitions, args.train_size, args.every = 1, 1, 100, 2
         args.overrides = ["data.length=20", *args.overrides]
     return args
 
@@ -123,11 +122,11 @@ def run(
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the report."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    docs = docs_block("diagnostics", docs_variant(args), args.small) if args.write_docs else None
-    quiet()
-    set_threads(args.threads)
+    return run_script("diagnostics", argv, parse_args, docs_variant, measure)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Train both variants in turn; the report and its table."""
     seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
     losses: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -168,10 +167,7 @@ def main(argv: list[str] | None = None) -> str:
             f"training losses equal with and without diagnostics: {same}",
         ]
     )
-    print(text)
-    if docs:
-        docs.write(table)
-    return text
+    return text, table
 
 
 if __name__ == "__main__":

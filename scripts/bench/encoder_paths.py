@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -31,10 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_page import add_write_docs_arg, docs_block
+from harness import bench_parser, median, parse, run_script, sync
 
 from rnnlab.models.encoder import RNNEncoder
 
+PATHS = ("packed", "padded")  # the encoder's impl, in the order of the table's columns
 LENGTHS: dict[str, Callable[[torch.Generator, int], tuple[list[int], int]]] = {
     "JapaneseVowels-like": lambda g, n: (torch.randint(7, 30, (n,), generator=g).tolist(), 12),
     "log-normal": lambda g, n: (
@@ -42,11 +42,6 @@ LENGTHS: dict[str, Callable[[torch.Generator, int], tuple[list[int], int]]] = {
         3,
     ),
 }
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def batch(
@@ -106,13 +101,9 @@ def peak_memory(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench_parser(__doc__.split("\n\n")[0], "one small setting, 3 repetitions", 20)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repetitions", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--small", action="store_true", help="one small setting, 3 repetitions")
-    add_write_docs_arg(parser)
-    return parser.parse_args(argv)
+    return parse(parser, argv, small={"repetitions": 3})
 
 
 def docs_variant(args: argparse.Namespace) -> list[str]:
@@ -122,15 +113,17 @@ def docs_variant(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> str:
-    args = parse_args(argv)
-    docs = docs_block("encoder_paths", docs_variant(args), args.small) if args.write_docs else None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    """Run the benchmark, print and return the Markdown table."""
+    return run_script("encoder_paths", argv, parse_args, docs_variant, measure)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Time both paths in every setting; the report and its table."""
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     settings = list(itertools.product(LENGTHS, (64, 256), (False, True)))
     if args.small:
-        settings, args.repetitions = [("JapaneseVowels-like", 16, False)], 3
+        settings = [("JapaneseVowels-like", 16, False)]
     header = (
         "| lengths | hidden | precision | pass | packed ms | padded ms | packed / padded "
         "| max diff (fp32) | peak MiB packed | peak MiB padded |"
@@ -145,25 +138,20 @@ def main(argv: list[str] | None = None) -> str:
         diff = check_equal(encoder, x, lengths)
         for train in (True, False):
             times: dict[str, list[float]] = {"packed": [], "padded": []}
-            for impl in ("packed", "padded"):  # warm-up, untimed
+            for impl in PATHS:  # warm-up, untimed
                 timed(encoder, impl, x, lengths, train, bf16)
             for rep in range(args.repetitions):
-                for impl in ("packed", "padded") if rep % 2 == 0 else ("padded", "packed"):
+                for impl in PATHS if rep % 2 == 0 else reversed(PATHS):
                     times[impl].append(timed(encoder, impl, x, lengths, train, bf16))
-            packed = statistics.median(times["packed"]) * 1e3
-            padded = statistics.median(times["padded"]) * 1e3
-            memory = [peak_memory(encoder, i, x, lengths, bf16) for i in ("packed", "padded")]
+            packed, padded = (median(times[impl]) * 1e3 for impl in PATHS)
+            memory = [peak_memory(encoder, impl, x, lengths, bf16) for impl in PATHS]
             lines.append(
                 f"| {lengths_name} | {hidden} | {'bf16' if bf16 else 'fp32'} "
                 f"| {'train step' if train else 'inference'} | {packed:.2f} | {padded:.2f} "
                 f"| {packed / padded:.2f} | {diff:.1e} | {memory[0]:.0f} | {memory[1]:.0f} |"
             )
     title = f"device: {name}; torch {torch.__version__}; batch 64; {args.repetitions} repetitions"
-    text = "\n".join([title, *lines])
-    print(text, flush=True)
-    if docs:
-        docs.write("\n".join(lines))
-    return text
+    return "\n".join([title, *lines]), "\n".join(lines)
 
 
 if __name__ == "__main__":

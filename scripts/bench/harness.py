@@ -1,5 +1,6 @@
-"""The harness every benchmark script shares: threads, quiet logs, run order, statistics, the
-machine's load and Markdown tables.
+"""The harness every benchmark script shares: its command line, the run around what it measures
+(``--write-docs`` checked first, logs quieted, threads set, the report printed and its tables
+written), run order, statistics and Markdown tables.
 
 Standard library and torch only: ``encoder_paths.py`` runs where only torch is installed.
 ``lightning_harness.py`` adds what the scripts that train through Lightning share. Not a package:
@@ -16,20 +17,80 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import docs_page
 import torch
 
 
-def add_threads_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch intra-op threads (default: torch's own choice, one per core)",
-    )
+def bench_parser(
+    description: str,
+    small: str,
+    repetitions: int,
+    *,
+    epochs: int | None = None,
+    epochs_help: str | None = None,
+    threads: bool = True,
+    overrides: str | None = None,
+) -> argparse.ArgumentParser:
+    """The options the benchmarks share: ``--small`` (``small`` says what it runs),
+    ``--repetitions``; ``--epochs`` and ``--seed`` where ``epochs`` is given (the scripts that
+    train); ``--threads`` unless ``threads`` is false; the Hydra overrides where ``overrides``
+    (their help) is given. ``parse`` adds ``--write-docs``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--small", action="store_true", help=small)
+    if epochs is not None:
+        parser.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
+    parser.add_argument("--repetitions", type=int, default=repetitions)
+    if epochs is not None:
+        parser.add_argument("--seed", type=int, default=42)
+    if threads:
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch intra-op threads (default: torch's own choice, one per core)",
+        )
+    if overrides is not None:
+        parser.add_argument("overrides", nargs="*", help=overrides)
+    return parser
+
+
+def parse(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None, small: Mapping[str, Any]
+) -> argparse.Namespace:
+    """Add ``--write-docs`` and parse ``argv``; with ``--small``, the options in ``small`` take
+    its values."""
+    docs_page.add_write_docs_arg(parser)
+    args = parser.parse_args(argv)
+    if args.small:
+        vars(args).update(small)
+    return args
+
+
+def run_script(
+    script: str,
+    argv: list[str] | None,
+    parse_args: Callable[[list[str]], argparse.Namespace],
+    docs_variant: Callable[[argparse.Namespace], list[str]],
+    measure: Callable[[argparse.Namespace, list[str]], tuple[str, str]],
+) -> str:
+    """``scripts/bench/<script>.py``'s ``main``: parse ``argv`` (default: the command line),
+    check where ``--write-docs`` will write before anything is measured, quiet the logs, set the
+    threads, ``measure`` (the report and the tables in it), print the report, write the tables;
+    returns the report."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    docs = docs_page.docs_block(script, docs_variant(args), args.small) if args.write_docs else None
+    quiet()
+    set_threads(vars(args).get("threads"))  # startup.py times fresh processes: no --threads
+    text, tables = measure(args, argv)
+    print(text, flush=True)
+    if docs is not None:
+        docs.write(tables)
+    return text
 
 
 def set_threads(threads: int | None) -> None:

@@ -4,6 +4,7 @@ seeding, epoch timing and the machine line of a report."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import time
@@ -30,6 +31,15 @@ LEAN_TRAINER: dict[str, Any] = {
     "num_sanity_val_steps": 0,
     "logger": False,
 }
+
+
+def add_padded_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--padded",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the encoder's padded path (model.encoder.impl=padded)",
+    )
 
 
 def compose_train(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:

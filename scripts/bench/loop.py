@@ -58,16 +58,15 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
-    add_threads_arg,
+    bench_parser,
     command_line,
     markdown_table,
     median,
-    quiet,
+    parse,
     run_order,
-    set_threads,
+    run_script,
     spread,
 )
 from lightning_harness import compose_train, lean_trainer, machine, seed_all
@@ -424,15 +423,13 @@ def profile_default(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="2 epochs, 1 repetition, no ablation")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repetitions", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides of the (classification) run config"
+    parser = bench_parser(
+        __doc__.splitlines()[0],
+        "2 epochs, 1 repetition, no ablation",
+        10,
+        epochs=10,
+        overrides="Hydra overrides of the (classification) run config",
     )
-    add_threads_arg(parser)
     parser.add_argument(
         "--ablate", action=argparse.BooleanOptionalAction, default=None, help="ablation rows"
     )
@@ -445,10 +442,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="cProfile breakdown of one default run (default: on unless --small)",
     )
-    add_write_docs_arg(parser)
-    args = parser.parse_args(argv)
-    if args.small:
-        args.epochs, args.repetitions = 2, 1
+    args = parse(parser, argv, small={"epochs": 2, "repetitions": 1})
     if args.ablate is None:
         args.ablate = not args.small or args.only is not None
     if args.profile is None:
@@ -468,11 +462,11 @@ def docs_variant(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown tables."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    docs = docs_block("loop", docs_variant(args), args.small) if args.write_docs else None
-    quiet()
-    set_threads(args.threads)
+    return run_script("loop", argv, parse_args, docs_variant, measure)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Time every loop; the report and the tables written to the docs."""
     overrides = [
         f"seed={args.seed}",
         "trainer.accelerator=cpu",
@@ -610,10 +604,7 @@ def main(argv: list[str] | None = None) -> str:
             else []
         )
     )
-    print(text)
-    if docs:
-        docs.write(f"{timing}\n\n{floor_table}")
-    return text
+    return text, f"{timing}\n\n{floor_table}"
 
 
 if __name__ == "__main__":

@@ -24,8 +24,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_page import add_write_docs_arg, docs_block
-from harness import CpuLoad, command_line, markdown_table, median, run_order
+from harness import (
+    CpuLoad,
+    bench_parser,
+    command_line,
+    markdown_table,
+    median,
+    parse,
+    run_order,
+    run_script,
+)
 
 TRAIN = "python -m rnnlab.train: process start to the end of the first optimiser step"
 IMPORTS = {
@@ -55,12 +63,14 @@ def import_seconds(statement: str) -> float:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="1 repetition, no warm-up round")
-    parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the training run")
-    add_write_docs_arg(parser)
-    return parser.parse_args(argv)
+    parser = bench_parser(
+        __doc__.splitlines()[0],
+        "1 repetition, no warm-up round",
+        5,
+        threads=False,
+        overrides="Hydra overrides of the training run",
+    )
+    return parse(parser, argv, small={"repetitions": 1})
 
 
 def docs_variant(args: argparse.Namespace) -> list[str]:
@@ -70,12 +80,13 @@ def docs_variant(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> str:
     """Run the measurements; print and return the Markdown table."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    docs = docs_block("startup", docs_variant(args), args.small) if args.write_docs else None
-    repetitions = 1 if args.small else args.repetitions
+    return run_script("startup", argv, parse_args, docs_variant, measure)
 
-    def measure(name: str) -> float:
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Time every command in fresh processes; the report and its table."""
+
+    def run(name: str) -> float:
         if name == TRAIN:
             return first_step_seconds(args.overrides)
         return import_seconds(IMPORTS[name])
@@ -83,11 +94,11 @@ def main(argv: list[str] | None = None) -> str:
     names = [TRAIN, *IMPORTS]
     if not args.small:
         for name in names:
-            measure(name)
+            run(name)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     with CpuLoad() as load:
-        for _, name in run_order(names, repetitions):
-            seconds[name].append(measure(name))
+        for _, name in run_order(names, args.repetitions):
+            seconds[name].append(run(name))
     table = markdown_table(
         ["measured", "s (median)", "s (min)", "s (max)"],
         [[name, median(s), min(s), max(s)] for name, s in seconds.items()],
@@ -95,14 +106,11 @@ def main(argv: list[str] | None = None) -> str:
     text = "\n\n".join(
         [
             f"command: {command_line('startup.py', argv)}",
-            f"{repetitions} repetitions, each a fresh process; {load.describe()}",
+            f"{args.repetitions} repetitions, each a fresh process; {load.describe()}",
             table,
         ]
     )
-    print(text)
-    if docs:
-        docs.write(table)
-    return text
+    return text, table
 
 
 if __name__ == "__main__":

@@ -35,20 +35,26 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_page import add_write_docs_arg, docs_block
 from harness import (
     CpuLoad,
-    add_threads_arg,
+    bench_parser,
     command_line,
     markdown_table,
     median,
-    quiet,
+    parse,
     run_order,
-    set_threads,
+    run_script,
     spread,
     sync,
 )
-from lightning_harness import EpochTimer, compose_train, lean_trainer, machine, seed_all
+from lightning_harness import (
+    EpochTimer,
+    add_padded_arg,
+    compose_train,
+    lean_trainer,
+    machine,
+    seed_all,
+)
 
 from rnnlab.train import build_data_and_model
 
@@ -88,29 +94,16 @@ def autocast_dtype(model: L.LightningModule, loader: DataLoader) -> torch.dtype:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="2 epochs, 1 repetition")
+    parser = bench_parser(
+        __doc__.splitlines()[0],
+        "2 epochs, 1 repetition",
+        3,
+        epochs=6,
+        overrides="Hydra overrides, e.g. model.encoder.hidden_size=256",
+    )
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--repetitions", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=42)
-    add_threads_arg(parser)
-    parser.add_argument(
-        "--padded",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also run the encoder's padded path (model.encoder.impl=padded)",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        help="Hydra overrides, e.g. model.encoder.hidden_size=256",
-    )
-    add_write_docs_arg(parser)
-    args = parser.parse_args(argv)
-    if args.small:
-        args.epochs, args.repetitions = 2, 1
-    return args
+    add_padded_arg(parser)
+    return parse(parser, argv, small={"epochs": 2, "repetitions": 1})
 
 
 def docs_variant(args: argparse.Namespace) -> list[str]:
@@ -120,11 +113,11 @@ def docs_variant(args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown table."""
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    docs = docs_block("throughput", docs_variant(args), args.small) if args.write_docs else None
-    quiet()
-    set_threads(args.threads)
+    return run_script("throughput", argv, parse_args, docs_variant, measure)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
+    """Time every variant; the report and its table."""
     overrides = [f"seed={args.seed}", f"trainer.accelerator={args.accelerator}", *args.overrides]
     # nothing is written: the lean Trainer has no logger or checkpoints
     cfg = compose_train(overrides, tempfile.gettempdir())
@@ -203,10 +196,7 @@ def main(argv: list[str] | None = None) -> str:
             table,
         ]
     )
-    print(text)
-    if docs:
-        docs.write(table)
-    return text
+    return text, table
 
 
 if __name__ == "__main__":
