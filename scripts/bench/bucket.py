@@ -42,27 +42,18 @@ from omegaconf import DictConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
-    CpuLoad,
+    alternate,
     bench_parser,
-    command_line,
     markdown_table,
     median,
     parse,
-    run_order,
+    report,
     run_script,
     spread,
 )
-from lightning_harness import (
-    EpochTimer,
-    add_padded_arg,
-    compose_train,
-    lean_trainer,
-    machine,
-    seed_all,
-)
+from lightning_harness import add_padded_arg, build, fit_timed, machine, seed_all
 
 from rnnlab.data.sequences import SequenceDataModule
-from rnnlab.train import build_data_and_model
 
 PERIODS = (4.0, 7.0, 12.0, 20.0)  # one class per period
 # name -> (bucketed batches, the encoder's padded path instead of packing)
@@ -143,8 +134,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     """Time every variant on a data set written to a temporary folder; the report and its
     table."""
     with tempfile.TemporaryDirectory(prefix="bench-bucket-") as tmp:
-        text, table = bench(args, Path(tmp), argv)
-    return text, table
+        return bench(args, Path(tmp), argv)
 
 
 def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> tuple[str, str]:
@@ -156,40 +146,35 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> tuple[str, st
     setups: dict[bool, tuple[DictConfig, SequenceDataModule]] = {}
     for bucket in (False, True):
         overrides = [
-            f"seed={args.seed}",
             "trainer.accelerator=cpu",
             f"data.train_file={tmp / 'train.ts'}",
             f"data.test_file={tmp / 'test.ts'}",
             f"data.bucket={str(bucket).lower()}",
             *args.overrides,
         ]
-        cfg = compose_train(overrides, tmp)
-        datamodule, _ = build_data_and_model(cfg)  # cfg.model now knows inputs and classes
+        cfg, datamodule, _ = build(overrides, args.seed, tmp)  # cfg.model knows the data now
         setups[bucket] = cfg, datamodule
 
-    def run(name: str, seed: int, epochs: int) -> tuple[EpochTimer, float]:
+    def run(name: str, seed: int, epochs: int) -> tuple[list[float], float]:
         bucket, padded = VARIANTS[name]
         cfg, datamodule = setups[bucket]
         seed_all(seed)
         datamodule.seed = seed  # the loaders' shuffling follows the repetition's seed
         model = instantiate(cfg.model)
         model.encoder.impl = "padded" if padded else "packed"
-        timer = EpochTimer()
-        trainer = lean_trainer(cfg, callbacks=[timer], max_epochs=epochs)
-        trainer.fit(model, datamodule=datamodule)
+        timer, trainer = fit_timed(cfg, model, datamodule, max_epochs=epochs)
         tested = trainer.test(model, datamodule=datamodule, verbose=False)
-        return timer, float(tested[0]["test/acc"])
+        return timer.seconds, float(tested[0]["test/acc"])
 
-    for name in names:  # untimed warm-up epoch, other batches than the timed runs'
-        run(name, args.seed + 1000, 1)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    accuracy: dict[str, list[float]] = {name: [] for name in names}
-    with CpuLoad() as load:
-        for rep, name in run_order(names, args.repetitions):
-            timer, acc = run(name, args.seed + rep, args.epochs)
-            seconds[name] += timer.seconds
-            accuracy[name].append(acc)
-
+    runs, load = alternate(
+        names,
+        args.repetitions,
+        lambda rep, name: run(name, args.seed + rep, args.epochs),
+        # untimed warm-up epoch, other batches than the timed runs'
+        lambda name: run(name, args.seed + 1000, 1),
+    )
+    seconds = {name: [s for times, _ in rs for s in times] for name, rs in runs.items()}
+    accuracy = {name: [acc for _, acc in rs] for name, rs in runs.items()}
     base = median(seconds[PAD])
     rows = []
     for name in names:
@@ -225,19 +210,18 @@ def bench(args: argparse.Namespace, tmp: Path, argv: list[str]) -> tuple[str, st
         rows,
     )
     lengths = np.array(train_lengths)
-    report = "\n\n".join(
-        [
-            f"command: {command_line('bucket.py', argv)}",
-            f"{machine()}; synthetic skewed set: {args.train_size} train (80 % fit, 20 % val) "
-            f"/ {args.test_size} test sequences, lengths min {lengths.min()}, median "
-            f"{int(np.median(lengths))}, mean {lengths.mean():.0f}, p95 "
-            f"{int(np.percentile(lengths, 95))}, max {lengths.max()}; batch "
-            f"{setups[False][0].data.batch_size}; {args.epochs} epochs x {args.repetitions} "
-            f"repetitions (seeds differ per repetition); {load.describe()}",
-            table,
-        ]
+    text = report(
+        "bucket.py",
+        argv,
+        f"{machine()}; synthetic skewed set: {args.train_size} train (80 % fit, 20 % val) "
+        f"/ {args.test_size} test sequences, lengths min {lengths.min()}, median "
+        f"{int(np.median(lengths))}, mean {lengths.mean():.0f}, p95 "
+        f"{int(np.percentile(lengths, 95))}, max {lengths.max()}; batch "
+        f"{setups[False][0].data.batch_size}; {args.epochs} epochs x {args.repetitions} "
+        f"repetitions (seeds differ per repetition); {load.describe()}",
+        table,
     )
-    return report, table
+    return text, table
 
 
 if __name__ == "__main__":

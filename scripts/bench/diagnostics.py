@@ -35,21 +35,19 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
-    CpuLoad,
+    alternate,
     bench_parser,
     command_line,
     markdown_table,
     median,
     parse,
-    run_order,
     run_script,
     spread,
 )
-from lightning_harness import EpochTimer, compose_train, lean_trainer, machine, seed_all
+from lightning_harness import EpochTimer, build, lean_trainer, machine
 
 from rnnlab.callbacks.diagnostics import GradientFlowDiagnostics
 from rnnlab.callbacks.run_state import StepSeed
-from rnnlab.train import build_data_and_model
 
 VARIANTS = ("without diagnostics", "with diagnostics")
 
@@ -98,15 +96,8 @@ def run(
     args: argparse.Namespace, variant: str, seed: int, folder: Path
 ) -> tuple[list[float], list[float], float]:
     """Train one variant; the timed epochs' wall and CPU seconds and the last training loss."""
-    overrides = [
-        "experiment=adding",
-        f"data.train_size={args.train_size}",
-        f"seed={seed}",
-        *args.overrides,
-    ]
-    cfg = compose_train(overrides, folder)
-    seed_all(seed)
-    datamodule, model = build_data_and_model(cfg)
+    overrides = ["experiment=adding", f"data.train_size={args.train_size}", *args.overrides]
+    cfg, datamodule, model = build(overrides, seed, folder)
     timer, cpu = EpochTimer(), CpuEpochTimer()
     callbacks = [timer, cpu, StepSeed(seed)]
     if variant == "with diagnostics":
@@ -127,16 +118,17 @@ def main(argv: list[str] | None = None) -> str:
 
 def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     """Train both variants in turn; the report and its table."""
-    seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    cpu_seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    losses: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="bench-diagnostics-") as tmp, CpuLoad() as load:
-        for rep, name in run_order(VARIANTS, args.repetitions):
-            folder = Path(tmp) / f"{rep}-{VARIANTS.index(name)}"
-            times, cpu, loss = run(args, name, args.seed + rep, folder)
-            seconds[name] += times
-            cpu_seconds[name] += cpu
-            losses[name].append(loss)
+    with tempfile.TemporaryDirectory(prefix="bench-diagnostics-") as tmp:
+        runs, load = alternate(
+            VARIANTS,
+            args.repetitions,
+            lambda rep, name: run(
+                args, name, args.seed + rep, Path(tmp) / f"{rep}-{VARIANTS.index(name)}"
+            ),
+        )
+    seconds = {name: [s for times, _, _ in rs for s in times] for name, rs in runs.items()}
+    cpu_seconds = {name: [s for _, cpu, _ in rs for s in cpu] for name, rs in runs.items()}
+    losses = {name: [loss for _, _, loss in rs] for name, rs in runs.items()}
     base, cpu_base = median(seconds[VARIANTS[0]]), median(cpu_seconds[VARIANTS[0]])
     rows = [
         [
@@ -155,15 +147,12 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     headers += ["epoch CPU s", "CPU spread", "CPU ratio", "final train loss"]
     table = markdown_table(headers, rows)
     same = losses[VARIANTS[0]] == losses[VARIANTS[1]]
-    text = "\n".join(
+    text = "\n\n".join(
         [
             f"`{command_line('diagnostics.py', argv)}`",
-            "",
             f"{machine()}; {load.describe()}; diagnostics every {args.every} steps, "
             f"{args.epochs} timed epochs x {args.repetitions} repetitions",
-            "",
             table,
-            "",
             f"training losses equal with and without diagnostics: {same}",
         ]
     )

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import bench_parser, median, parse, run_script, sync
+from harness import alternate, bench_parser, median, parse, run_script, sync
 
 from rnnlab.models.encoder import RNNEncoder
 
@@ -90,6 +90,24 @@ def timed(
     return time.perf_counter() - start
 
 
+def time_paths(
+    encoder: RNNEncoder,
+    x: torch.Tensor,
+    lengths: torch.Tensor,
+    train: bool,
+    bf16: bool,
+    repetitions: int,
+) -> dict[str, list[float]]:
+    """Seconds per step of each path, ``repetitions`` times in alternating order after an
+    untimed warm-up step each."""
+
+    def run(impl: str) -> float:
+        return timed(encoder, impl, x, lengths, train, bf16)
+
+    times, _ = alternate(PATHS, repetitions, lambda _, impl: run(impl), run)
+    return times
+
+
 def peak_memory(
     encoder: RNNEncoder, impl: str, x: torch.Tensor, lengths: torch.Tensor, bf16: bool
 ) -> float:
@@ -137,12 +155,7 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
         encoder = RNNEncoder(features, hidden).to(device)  # the shipped default model
         diff = check_equal(encoder, x, lengths)
         for train in (True, False):
-            times: dict[str, list[float]] = {"packed": [], "padded": []}
-            for impl in PATHS:  # warm-up, untimed
-                timed(encoder, impl, x, lengths, train, bf16)
-            for rep in range(args.repetitions):
-                for impl in PATHS if rep % 2 == 0 else reversed(PATHS):
-                    times[impl].append(timed(encoder, impl, x, lengths, train, bf16))
+            times = time_paths(encoder, x, lengths, train, bf16, args.repetitions)
             packed, padded = (median(times[impl]) * 1e3 for impl in PATHS)
             memory = [peak_memory(encoder, impl, x, lengths, bf16) for impl in PATHS]
             lines.append(

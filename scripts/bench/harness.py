@@ -1,6 +1,6 @@
 """The harness every benchmark script shares: its command line, the run around what it measures
 (``--write-docs`` checked first, logs quieted, threads set, the report printed and its tables
-written), run order, statistics and Markdown tables.
+written), the alternating repetitions, statistics and Markdown tables.
 
 Standard library and torch only: ``encoder_paths.py`` runs where only torch is installed.
 ``lightning_harness.py`` adds what the scripts that train through Lightning share. Not a package:
@@ -19,10 +19,12 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docs_page
 import torch
+
+T = TypeVar("T")
 
 
 def bench_parser(
@@ -126,6 +128,25 @@ def run_order(names: Sequence[str], repetitions: int) -> Iterator[tuple[int, str
             yield rep, name
 
 
+def alternate(
+    names: Sequence[str],
+    repetitions: int,
+    measure: Callable[[int, str], T],
+    warm_up: Callable[[str], object] | None = None,
+) -> tuple[dict[str, list[T]], CpuLoad]:
+    """``warm_up`` each variant once, untimed; then ``measure(repetition, name)`` each variant
+    ``repetitions`` times in ``run_order``. Each variant's results, in the order of ``names``,
+    and the load other processes put on the machine meanwhile."""
+    if warm_up is not None:
+        for name in names:
+            warm_up(name)
+    results: dict[str, list[T]] = {name: [] for name in names}
+    with CpuLoad() as load:
+        for rep, name in run_order(names, repetitions):
+            results[name].append(measure(rep, name))
+    return results, load
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
@@ -176,6 +197,12 @@ def command_line(script: str, argv: Sequence[str]) -> str:
     if python.startswith(os.getcwd() + os.sep):
         python = os.path.relpath(python)
     return shlex.join([python, f"scripts/bench/{script}", *argv])
+
+
+def report(script: str, argv: Sequence[str], *paragraphs: str) -> str:
+    """A printed report: the command that reproduces the run, then ``paragraphs``, a blank line
+    apart."""
+    return "\n\n".join([f"command: {command_line(script, argv)}", *paragraphs])
 
 
 def _cell(value: Any) -> str:

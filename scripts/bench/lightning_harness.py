@@ -1,12 +1,13 @@
 """What the benchmark scripts that train through Lightning share, beside ``harness.py``: the
-config composed as ``python -m rnnlab.train`` does, the config's Trainer without extras,
-seeding, epoch timing and the machine line of a report."""
+config composed and the data and model built as ``python -m rnnlab.train`` does, the config's
+Trainer without extras, seeding, epoch timing and the machine line of a report."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from rnnlab.train import build_data_and_model
 from rnnlab.utils.config import config_dir
 
 # What the loop-overhead ablations switch off: no progress bar, logger, checkpointing, sanity
@@ -53,12 +55,35 @@ def compose_train(overrides: Sequence[str], output_dir: str | Path) -> DictConfi
     return cfg
 
 
+def build(
+    overrides: Sequence[str], seed: int, output_dir: str | Path | None = None
+) -> tuple[DictConfig, L.LightningDataModule, L.LightningModule]:
+    """The config composed with ``seed=<seed>`` and ``overrides``, then the DataModule and the
+    model built from it with every RNG seeded, as ``python -m rnnlab.train`` builds them. The
+    run directory defaults to the temporary folder: the lean Trainer writes nothing there."""
+    cfg = compose_train([f"seed={seed}", *overrides], output_dir or tempfile.gettempdir())
+    seed_all(seed)
+    datamodule, model = build_data_and_model(cfg)
+    return cfg, datamodule, model
+
+
 def lean_trainer(
     cfg: DictConfig, callbacks: list[L.Callback] | None = None, **overrides: Any
 ) -> L.Trainer:
     """The config's Trainer (precision, clipping, epochs, accelerator) minus the extras;
     ``overrides`` replace config values (``max_epochs=1``)."""
     return instantiate(cfg.trainer, callbacks=callbacks or [], **{**LEAN_TRAINER, **overrides})
+
+
+def fit_timed(
+    cfg: DictConfig, model: L.LightningModule, datamodule: L.LightningDataModule, **overrides: Any
+) -> tuple[EpochTimer, L.Trainer]:
+    """Fit ``model`` on the lean Trainer (``overrides`` as for ``lean_trainer``), timing each
+    epoch; the timer and the fitted Trainer."""
+    timer = EpochTimer()
+    trainer = lean_trainer(cfg, callbacks=[timer], **overrides)
+    trainer.fit(model, datamodule=datamodule)
+    return timer, trainer
 
 
 def seed_all(seed: int) -> None:

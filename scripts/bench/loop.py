@@ -59,21 +59,20 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
-    CpuLoad,
+    alternate,
     bench_parser,
-    command_line,
     markdown_table,
     median,
     parse,
-    run_order,
+    report,
     run_script,
     spread,
 )
-from lightning_harness import compose_train, lean_trainer, machine, seed_all
+from lightning_harness import build, lean_trainer, machine, seed_all
 
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
 from rnnlab.checkpoint import AtomicCheckpointIO
-from rnnlab.train import build_data_and_model, build_trainer
+from rnnlab.train import build_trainer
 
 LEAN: dict[str, Any] = {
     "callbacks": None,
@@ -467,15 +466,8 @@ def main(argv: list[str] | None = None) -> str:
 
 def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     """Time every loop; the report and the tables written to the docs."""
-    overrides = [
-        f"seed={args.seed}",
-        "trainer.accelerator=cpu",
-        f"trainer.max_epochs={args.epochs}",
-        *args.overrides,
-    ]
-    cfg = compose_train(overrides, tempfile.gettempdir())
-    seed_all(args.seed)
-    datamodule, model0 = build_data_and_model(cfg)
+    overrides = ["trainer.accelerator=cpu", f"trainer.max_epochs={args.epochs}", *args.overrides]
+    cfg, datamodule, model0 = build(overrides, args.seed)
     ablations = [
         v for v in ABLATIONS if args.only is None or any(part in v.name for part in args.only)
     ]
@@ -495,48 +487,31 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
 
     names = [RAW, RAW_OUT, BARE, *variants, TEXTBOOK]
     warm_cfg = configure(cfg, {"trainer.max_epochs": 1}, tempfile.gettempdir())
-    for name in names:  # untimed: imports, allocator, first TensorBoard writer
-        run(name, warm_cfg)
-    results: dict[str, list[Result]] = {name: [] for name in names}
     floor: list[float] = []
     classes = len(model0.class_names)
+
+    def timed(_: int, name: str) -> Result:
+        result = run(name, cfg)
+        if name == RAW:
+            floor.append(lightning_cost(cfg, datamodule, classes))
+        return result
+
+    # untimed, as each loop's first run below: imports, allocator, first TensorBoard writer
     lightning_cost(warm_cfg, datamodule, classes)
-    with CpuLoad() as load:
-        for _, name in run_order(names, args.repetitions):
-            results[name].append(run(name, cfg))
-            if name == RAW:
-                floor.append(lightning_cost(cfg, datamodule, classes))
+    results, load = alternate(names, args.repetitions, timed, lambda n: run(n, warm_cfg))
     profile = profile_default(cfg, model0, datamodule) if args.profile else []
 
     seconds = {name: [r.seconds for r in rs] for name, rs in results.items()}
-    rows = []
-    for name, s in seconds.items():
-        baseline = variants[name].baseline if name in variants else name
-        rows.append(
-            [
-                name,
-                baseline,
-                median(s),
-                min(s),
-                paired_ratio(s, seconds[baseline]),
-                min(s) / min(seconds[baseline]),
-                spread(s),
-            ]
-        )
+
+    def row(name: str, baseline: str) -> list[Any]:
+        times, base = seconds[name], seconds[baseline]
+        ratios = [paired_ratio(times, base), min(times) / min(base)]
+        return [name, baseline, median(times), min(times), *ratios, spread(times)]
+
+    rows = [row(name, variants[name].baseline if name in variants else name) for name in seconds]
     # the template against the same work in plain Lightning, and the user's view: the default
     # template against the loop written by hand with packing
-    for name, baseline in ((MAIN[0].name, BARE), (DEFAULT, TEXTBOOK)):
-        rows.append(
-            [
-                name,
-                baseline,
-                median(seconds[name]),
-                min(seconds[name]),
-                paired_ratio(seconds[name], seconds[baseline]),
-                min(seconds[name]) / min(seconds[baseline]),
-                spread(seconds[name]),
-            ]
-        )
+    rows += [row(name, baseline) for name, baseline in ((MAIN[0].name, BARE), (DEFAULT, TEXTBOOK))]
     timing = markdown_table(
         [
             "loop",
@@ -589,20 +564,15 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
         ],
     )
     batches = len(datamodule.train_dataloader())
-    text = "\n\n".join(
-        [
-            f"command: {command_line('loop.py', argv)}",
-            f"{machine()}; {cfg.data.name}, {batches} train batches of {cfg.data.batch_size}, "
-            f"{args.epochs} epochs, {args.repetitions} repetitions; {load.describe()}",
-            timing,
-            floor_table,
-            agreement,
-        ]
-        + (
-            [markdown_table(["default template, where the time goes", "s", "%"], profile)]
-            if profile
-            else []
-        )
+    tables = [timing, floor_table, agreement]
+    if profile:
+        tables.append(markdown_table(["default template, where the time goes", "s", "%"], profile))
+    text = report(
+        "loop.py",
+        argv,
+        f"{machine()}; {cfg.data.name}, {batches} train batches of {cfg.data.batch_size}, "
+        f"{args.epochs} epochs, {args.repetitions} repetitions; {load.describe()}",
+        *tables,
     )
     return text, f"{timing}\n\n{floor_table}"
 

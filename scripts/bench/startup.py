@@ -24,16 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (
-    CpuLoad,
-    bench_parser,
-    command_line,
-    markdown_table,
-    median,
-    parse,
-    run_order,
-    run_script,
-)
+from harness import alternate, bench_parser, markdown_table, median, parse, report, run_script
 
 TRAIN = "python -m rnnlab.train: process start to the end of the first optimiser step"
 IMPORTS = {
@@ -86,29 +77,22 @@ def main(argv: list[str] | None = None) -> str:
 def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     """Time every command in fresh processes; the report and its table."""
 
-    def run(name: str) -> float:
+    def seconds(name: str) -> float:
         if name == TRAIN:
             return first_step_seconds(args.overrides)
         return import_seconds(IMPORTS[name])
 
-    names = [TRAIN, *IMPORTS]
-    if not args.small:
-        for name in names:
-            run(name)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
-    with CpuLoad() as load:
-        for _, name in run_order(names, args.repetitions):
-            seconds[name].append(run(name))
+    warm_up = None if args.small else seconds  # one round fills the file cache
+    runs, load = alternate([TRAIN, *IMPORTS], args.repetitions, lambda _, n: seconds(n), warm_up)
     table = markdown_table(
         ["measured", "s (median)", "s (min)", "s (max)"],
-        [[name, median(s), min(s), max(s)] for name, s in seconds.items()],
+        [[name, median(s), min(s), max(s)] for name, s in runs.items()],
     )
-    text = "\n\n".join(
-        [
-            f"command: {command_line('startup.py', argv)}",
-            f"{args.repetitions} repetitions, each a fresh process; {load.describe()}",
-            table,
-        ]
+    text = report(
+        "startup.py",
+        argv,
+        f"{args.repetitions} repetitions, each a fresh process; {load.describe()}",
+        table,
     )
     return text, table
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,27 +36,17 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
-    CpuLoad,
+    alternate,
     bench_parser,
-    command_line,
     markdown_table,
     median,
     parse,
-    run_order,
+    report,
     run_script,
     spread,
     sync,
 )
-from lightning_harness import (
-    EpochTimer,
-    add_padded_arg,
-    compose_train,
-    lean_trainer,
-    machine,
-    seed_all,
-)
-
-from rnnlab.train import build_data_and_model
+from lightning_harness import add_padded_arg, build, fit_timed, machine, seed_all
 
 # name -> (trainer precision, encoder path: model.encoder.impl)
 VARIANTS = {
@@ -66,6 +56,18 @@ VARIANTS = {
     "bf16-mixed, padded": ("bf16-mixed", "padded"),
 }
 BASE = "fp32 (32-true), packed"
+
+
+@dataclass
+class Run:
+    """One variant's training run: sequences/s of each epoch, of inference with each loader, the
+    last training loss, sequences per epoch, and the trained model."""
+
+    train: list[float]
+    inference: dict[str, float]
+    loss: float
+    sequences: int
+    model: L.LightningModule
 
 
 def infer(model: L.LightningModule, loader: DataLoader, precision: str) -> float:
@@ -118,11 +120,8 @@ def main(argv: list[str] | None = None) -> str:
 
 def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     """Time every variant; the report and its table."""
-    overrides = [f"seed={args.seed}", f"trainer.accelerator={args.accelerator}", *args.overrides]
-    # nothing is written: the lean Trainer has no logger or checkpoints
-    cfg = compose_train(overrides, tempfile.gettempdir())
-    seed_all(args.seed)
-    datamodule, model0 = build_data_and_model(cfg)
+    overrides = [f"trainer.accelerator={args.accelerator}", *args.overrides]
+    cfg, datamodule, model0 = build(overrides, args.seed)
     loaders = {
         "loader": datamodule.test_dataloader(),
         "256": DataLoader(
@@ -131,44 +130,42 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
     }
     names = [n for n, (_, impl) in VARIANTS.items() if args.padded or impl == "packed"]
 
-    def run(name: str, epochs: int) -> tuple[EpochTimer, L.LightningModule, float]:
+    def run(name: str, epochs: int) -> Run:
+        """Train a copy of the initial model, then time its inference over each loader."""
         precision, impl = VARIANTS[name]
         model = copy.deepcopy(model0)
         model.encoder.impl = impl
-        timer = EpochTimer()
-        trainer = lean_trainer(cfg, callbacks=[timer], precision=precision, max_epochs=epochs)
         seed_all(args.seed)
-        trainer.fit(model, datamodule=datamodule)
-        return timer, model, float(trainer.callback_metrics["train/loss_epoch"])
+        timer, trainer = fit_timed(cfg, model, datamodule, precision=precision, max_epochs=epochs)
+        train = [n / s for n, s in zip(timer.sequences, timer.seconds, strict=True)]
+        inference = {key: infer(model, loader, precision) for key, loader in loaders.items()}
+        loss = float(trainer.callback_metrics["train/loss_epoch"])
+        sequences = sum(timer.sequences) // len(timer.sequences)
+        return Run(train, inference, loss, sequences, model)
 
-    for name in names:  # untimed warm-up epoch, training and inference
-        _, model, _ = run(name, 1)
-        for loader in loaders.values():
-            infer(model, loader, VARIANTS[name][0])
-    train_rate: dict[str, list[float]] = {name: [] for name in names}
-    infer_rate: dict[str, dict[str, list[float]]] = {n: {k: [] for k in loaders} for n in names}
-    final_loss: dict[str, float] = {}
-    with CpuLoad() as load:
-        for _, name in run_order(names, args.repetitions):
-            timer, model, final_loss[name] = run(name, args.epochs)
-            train_rate[name] += [n / s for n, s in zip(timer.sequences, timer.seconds, strict=True)]
-            for key, loader in loaders.items():
-                infer_rate[name][key].append(infer(model, loader, VARIANTS[name][0]))
-        dtype = autocast_dtype(model, loaders["loader"])
+    # each variant's warm-up: an untimed epoch, training and inference
+    runs, load = alternate(
+        names, args.repetitions, lambda _, name: run(name, args.epochs), lambda n: run(n, 1)
+    )
+    last = runs[names[0]][-1]  # any run: they train on the same data and model
+    dtype = autocast_dtype(last.model, loaders["loader"])
+
+    def train(name: str) -> list[float]:
+        return [rate for r in runs[name] for rate in r.train]
 
     def rate(name: str, key: str | None = None) -> float:
-        return median(train_rate[name] if key is None else infer_rate[name][key])
+        return median(train(name) if key is None else [r.inference[key] for r in runs[name]])
 
     rows: list[list[Any]] = [
         [
             name,
             rate(name),
             rate(name) / rate(BASE),
-            spread(train_rate[name]),
+            spread(train(name)),
             rate(name, "loader"),
             rate(name, "256"),
             rate(name, "256") / rate(BASE, "256"),
-            f"{final_loss[name]:.5f}",  # bf16 moves it only in the 4th digit
+            f"{runs[name][-1].loss:.5f}",  # bf16 moves it only in the 4th digit
         ]
         for name in names
     ]
@@ -185,16 +182,15 @@ def measure(args: argparse.Namespace, argv: list[str]) -> tuple[str, str]:
         ],
         rows,
     )
-    text = "\n\n".join(
-        [
-            f"command: {command_line('throughput.py', argv)}",
-            f"{machine()}; accelerator {args.accelerator}; {cfg.data.name}: "
-            f"{sum(timer.sequences) // len(timer.sequences)} training sequences per epoch, "
-            f"{len(datamodule.dataset('test'))} test sequences; {args.epochs} epochs x "
-            f"{args.repetitions} repetitions; LSTM output dtype under bf16 autocast: {dtype}; "
-            f"{load.describe()}",
-            table,
-        ]
+    text = report(
+        "throughput.py",
+        argv,
+        f"{machine()}; accelerator {args.accelerator}; {cfg.data.name}: "
+        f"{last.sequences} training sequences per epoch, "
+        f"{len(datamodule.dataset('test'))} test sequences; {args.epochs} epochs x "
+        f"{args.repetitions} repetitions; LSTM output dtype under bf16 autocast: {dtype}; "
+        f"{load.describe()}",
+        table,
     )
     return text, table
 
