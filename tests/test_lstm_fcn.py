@@ -346,3 +346,8 @@ def test_step_by_step_use_is_refused_in_one_line():
         with pytest.raises(ConfigError) as info:
             refused()
         assert "model/encoder=rnn" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_hybrid_names_itself_and_its_recurrent_branch():
+    encoder = LSTMFCNEncoder(FEATURES, HIDDEN, **{**SMALL, "bidirectional": True})
+    assert encoder.display_name() == f"LSTM-FCN (BiLSTM, {HIDDEN} units)"

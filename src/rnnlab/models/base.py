@@ -1,4 +1,5 @@
-"""What the classifier and the regressor share: the optimisers and how the loss is logged."""
+"""What every task's LightningModule shares: the optimisers and how losses and metrics are
+logged."""
 
 from __future__ import annotations
 

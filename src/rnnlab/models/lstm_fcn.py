@@ -180,6 +180,10 @@ class LSTMFCNEncoder(nn.Module):
         self.pooling = pooling
         self.output_size = self.rnn_branch.output_size + filters[-1]
 
+    def display_name(self) -> str:
+        """This encoder in a few words ('LSTM-FCN (LSTM, 64 units)'), for titles and run lines."""
+        return f"LSTM-FCN ({self.rnn_branch.display_name()})"
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` of shape (batch, time, features) with valid ``lengths`` (batch,)."""
         recurrent = self.branch_dropout(self.rnn_branch(x, lengths))
