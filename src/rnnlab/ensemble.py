@@ -15,7 +15,7 @@ member's own as ``member<i>/test/<metric>``; ``OUT/members.json`` says which run
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from omegaconf import DictConfig, ListConfig
 
 from rnnlab.capabilities import Averageable
 from rnnlab.checkpoint import CONFIG_KEY, load_checkpoint, restore
+from rnnlab.checkpoint.diff import first_difference
 from rnnlab.utils.cli import run_task
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError
@@ -108,36 +109,19 @@ def load_member(checkpoint: Path) -> Member:
 
 
 # --- do the members fit together -------------------------------------------------------------
-def first_difference(first: Any, other: Any, where: str, skip: frozenset[str]) -> str | None:
-    """Where two stored values (configs, data states: mappings, lists, tensors, plain values)
-    first differ, ignoring the top-level keys in ``skip``; None when they do not."""
-    if isinstance(first, dict) and isinstance(other, dict):
-        for key in sorted(set(first) | set(other), key=str):
-            if where.count(".") == 0 and key in skip:
-                continue
-            found = first_difference(first.get(key), other.get(key), f"{where}.{key}", skip)
-            if found:
-                return found
+def member_difference(first: Any, other: Any, where: str, skip: Collection[str]) -> str | None:
+    """Where another member's stored values (``other``: config, data state) first differ from
+    member 0's (``first``), in words; the top-level keys in ``skip`` are not compared."""
+    found = first_difference(first, other, where, {f"{where}.{key}" for key in skip})
+    if found is None:
         return None
-    if isinstance(first, list | tuple) and isinstance(other, list | tuple):
-        if len(first) != len(other):
-            return f"{where} has {len(other)} entries there but {len(first)} in member 0"
-        for i, (a, b) in enumerate(zip(first, other, strict=True)):
-            found = first_difference(a, b, f"{where}[{i}]", skip)
-            if found:
-                return found
-        return None
-    if isinstance(first, torch.Tensor) or isinstance(other, torch.Tensor):
-        same = (
-            isinstance(first, torch.Tensor)
-            and isinstance(other, torch.Tensor)
-            and first.shape == other.shape
-            and bool(torch.equal(first, other))
+    if found.kind == "tensor":
+        return f"{found.where} differs"
+    if found.kind == "length":
+        return (
+            f"{found.where} has {len(found.other)} entries there but {len(found.first)} in member 0"
         )
-        return None if same else f"{where} differs"
-    if first != other:
-        return f"{where} is {other!r} there but {first!r} in member 0"
-    return None
+    return f"{found.where} is {found.other!r} there but {found.first!r} in member 0"
 
 
 def check_members(members: list[Member]) -> None:
@@ -152,9 +136,9 @@ def check_members(members: list[Member]) -> None:
                 f"{type(first.model).__name__}; an ensemble's members share one task"
             )
         datamodule = first.datamodule
-        difference = first_difference(
+        difference = member_difference(
             first.config.get("data"), member.config.get("data"), "data", datamodule.split_settings
-        ) or first_difference(
+        ) or member_difference(
             first.data_state, member.data_state, "data state", datamodule.split_state
         )
         if difference:
