@@ -96,10 +96,11 @@ def member_checkpoints(runs: str | Sequence[str] | None) -> list[Path]:
     return found
 
 
-def load_member(checkpoint: Path) -> Member:
-    """Load and rebuild one member, safely (``rnnlab.checkpoint``)."""
+def load_member(checkpoint: Path, user_classes: Sequence[str] = ()) -> Member:
+    """Load and rebuild one member, safely (``rnnlab.checkpoint``), allowing the user's own
+    ``user_classes`` (the command's) besides rnnlab's."""
     loaded = load_checkpoint(checkpoint)
-    _, datamodule, model = restore(loaded, checkpoint)
+    _, datamodule, model = restore(loaded, checkpoint, user_classes)
     if not isinstance(model, Averageable):
         raise DataError(
             f"{checkpoint} is a {type(model).__name__}'s; an ensemble averages classifiers, "
@@ -254,7 +255,7 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     runs = cfg.get("runs")
     output = check_output(cfg)
     paths = member_checkpoints(list(runs) if isinstance(runs, ListConfig) else runs)
-    members = [load_member(path) for path in paths]
+    members = [load_member(path, cfg.get("user_classes") or ()) for path in paths]
     check_members(members)
     outputs, targets = zip(*(test_outputs(cfg, m) for m in members), strict=True)
     for i, member_targets in enumerate(targets[1:], start=1):

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint at ``cfg.ckpt_path`` on its data set's test split."""
-    seed, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    seed, datamodule, model = restore(
+        load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.get("user_classes")
+    )
     text = OmegaConf.select(cfg, "data.file")
     if text:
         datamodule.use_test_file(str(text))

@@ -46,7 +46,9 @@ def generate(cfg: DictConfig) -> str:
     output = Path(cfg.output) if cfg.get("output") else None
     if output is not None:
         _check_output(output, bool(cfg.get("overwrite")))
-    _, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    _, datamodule, model = restore(
+        load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.get("user_classes")
+    )
     try:
         device = torch.device(str(cfg.device))
         model.to(device)

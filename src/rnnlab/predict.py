@@ -40,7 +40,9 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
         raise ConfigError(
             f"output={output} exists; choose another path or pass overwrite=true to replace it"
         )
-    seed, datamodule, model = restore(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path)
+    seed, datamodule, model = restore(
+        load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.get("user_classes")
+    )
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule.setup_predict(str(cfg.input))  # bad input fails here, before the trainer starts
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False)

@@ -22,7 +22,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rnnlab.callbacks.progress import EpochLines, shows_live_bar
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
 from rnnlab.capabilities import Described, name_of
-from rnnlab.checkpoint import ResumePoint, StoreRunState, adopt, epoch_metrics, plan_resume
+from rnnlab.checkpoint import (
+    ResumePoint,
+    StoreRunState,
+    adopt,
+    allowed_places,
+    build_part,
+    epoch_metrics,
+    plan_resume,
+)
 from rnnlab.utils.cli import exit_on_interrupt, run_task
 from rnnlab.utils.config import config_dir, instantiate_group
 from rnnlab.utils.ddp import finish_job
@@ -47,16 +55,19 @@ def resolve_data_paths(data_cfg: DictConfig) -> None:
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """Instantiate the DataModule, load and check its data, then complete the model config with
-    what only the data knows (written back into ``cfg``, so checkpoints carry it)."""
+    """Build the DataModule, load and check its data, then complete the model config with what
+    only the data knows (written back into ``cfg``, so checkpoints carry it) and build the model.
+    Both are built as a checkpoint's are (``rnnlab.checkpoint.build``): a run whose classes its
+    checkpoints could not load is refused here, in one line naming the key."""
     resolve_data_paths(cfg.data)
-    datamodule = instantiate(cfg.data)
+    places = allowed_places(cfg.get("user_classes"))
+    datamodule = build_part(cfg, "data", places)
     settle(cfg, "data", datamodule.settled_config())  # e.g. the name of the user's own files
     datamodule.prepare_data()
     datamodule.setup("fit")
     with open_dict(cfg):
         cfg.model = OmegaConf.merge(cfg.model, datamodule.model_settings())
-    model = instantiate(cfg.model)
+    model = build_part(cfg, "model", places)
     model.check_data(datamodule)  # e.g. baselines the data does not provide, in one line
     return datamodule, model
 
