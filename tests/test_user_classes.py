@@ -1,4 +1,5 @@
-"""A user's own classes load from checkpoints when, and only when, the current command's
+"""The allow-list: rnnlab's classes are those its own configs build, where they build them; a
+user's own classes load from checkpoints when, and only when, the current command's
 ``user_classes`` lists them exactly; training refuses classes its checkpoints could not load."""
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from rnnlab.checkpoint import CONFIG_KEY, allowed_places, load_checkpoint, restore
 from rnnlab.eval import evaluate
 from rnnlab.train import train
+from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError
 from tests.conftest import compose_config
 from tests.own_classes import OwnEncoder, OwnVowels
@@ -28,6 +31,18 @@ OWN = [
     f"model.encoder._target_={ENCODER}",
 ]
 LISTED = f"user_classes=[{DATA},{ENCODER}]"
+
+
+def test_rnnlab_classes_are_allowed_where_its_configs_build_them():
+    places = allowed_places()
+    for place, group in [("data", "data"), ("model", "model"), ("model.encoder", "model/encoder")]:
+        files = (Path(config_dir()) / group).glob("*.yaml")
+        targets = {OmegaConf.load(f).get("_target_") for f in files} - {None}
+        assert set(places[place].classes) == targets, place
+    assert "rnnlab.models.lstm_fcn.LSTMFCNEncoder" in places["model.encoder"].classes
+    assert places["model.optimizer"].classes["torch.optim.AdamW"] is torch.optim.AdamW
+    assert places["model.scheduler"].optional and places["model.scheduler"].partial
+    assert not any(places[p].partial or places[p].optional for p in ("data", "model"))
 
 
 @pytest.fixture(scope="module")
