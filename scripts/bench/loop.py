@@ -383,7 +383,7 @@ COMPONENTS = [
     ("progress bar hooks", "progress/rich_progress.py", "on_*"),
     ("progress bar hooks (tqdm)", "progress/tqdm_progress.py", "on_*"),
     ("ModelCheckpoint hooks (best + last saves)", "callbacks/model_checkpoint.py", "on_*"),
-    ("  of which atomic write + fsync", "rnnlab/checkpoint.py", ("save_checkpoint",)),
+    ("  of which atomic write + fsync", "rnnlab/checkpoint/format.py", ("save_checkpoint",)),
     ("EarlyStopping hooks", "callbacks/early_stopping.py", "on_*"),
     ("DivergenceGuard hooks", "rnnlab/callbacks/divergence.py", "on_*"),
     ("StepSeed hook", "rnnlab/callbacks/run_state.py", ("on_train_batch_start",)),
