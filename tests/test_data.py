@@ -283,6 +283,38 @@ def test_bad_data_options(kwargs, message):
         ClassificationDataModule(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"batch_size": 0}, r"^data\.batch_size must be >= 1, got 0$"),
+        ({"num_workers": -1}, r"^data\.num_workers must be >= 0, got -1$"),
+        ({"seed": -3}, r"^data\.seed must be an integer >= 0, got -3$"),
+        ({"seed": 1.5}, r"^data\.seed must be an integer >= 0, got 1\.5$"),
+    ],
+)
+@pytest.mark.parametrize(
+    "module",
+    [
+        "classification.ClassificationDataModule",
+        "regression.RegressionDataModule",
+        "forecast.ForecastDataModule",
+        "probes.AddingDataModule",
+        "probes.CopyDataModule",
+        "text.TextDataModule",
+    ],
+)
+def test_every_task_refuses_bad_loader_settings_with_the_bases_message(module, setting, message):
+    """The base DataModule checks the loader settings, one message each, for every task."""
+    import importlib
+
+    path, name = module.rsplit(".", 1)
+    cls = getattr(importlib.import_module(f"rnnlab.data.{path}"), name)
+    if "num_workers" in setting and cls.__name__ == "TextDataModule":
+        pytest.skip("the text is read in the main process: TextDataModule has no num_workers")
+    with pytest.raises(ConfigError, match=message):
+        cls(**setting)
+
+
 def test_archive_set_that_needs_a_download_fails_in_one_line(monkeypatch):
     import sktime.datasets
 

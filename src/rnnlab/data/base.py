@@ -10,6 +10,7 @@ A task is a DataModule (a subclass of ``TaskDataModule``) and a LightningModule 
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, ClassVar
 
 import lightning as L
@@ -22,17 +23,32 @@ from rnnlab.data.collate import EpochRandomSampler
 from rnnlab.utils.errors import ConfigError
 
 
+def check_loader_settings(batch_size: int, num_workers: int, seed: int) -> None:
+    """Refuse loader settings no DataLoader or sampler could use (one line each)."""
+    if batch_size < 1:
+        raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+    # numpy's generators (validation splits, folds, window lengths) refuse negative seeds
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ConfigError(f"data.seed must be an integer >= 0, got {seed!r}")
+
+
 class TaskDataModule(L.LightningDataModule):
-    """Base of every rnnlab DataModule: shared loaders and device transfer, and the methods each
-    task provides (``NotImplementedError`` below until it does).
+    """Base of every rnnlab DataModule: the loader settings (``batch_size``, ``num_workers``,
+    ``seed``: checked here, once for every task), shared loaders and device transfer, and the
+    methods each task provides (``NotImplementedError`` below until it does).
 
     Fitted state (normalisers, class lists) must be plain types and tensors in ``state_dict()``
     (checkpoints load with ``weights_only=True``), and a module that loaded it never refits.
     """
 
-    batch_size: int
-    num_workers: int
-    seed: int
+    def __init__(self, batch_size: int = 32, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        check_loader_settings(batch_size, num_workers, seed)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
 
     # An ensemble (rnnlab.ensemble) averages members that saw the same test split. Members may
     # differ in the data settings that only choose which training samples validate or how

@@ -200,7 +200,7 @@ class ForecastDataModule(TaskDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         if file is not None and source is not None:
             raise ConfigError(
                 f"data.file and data.source={source} are both set; to forecast your own CSV use "
@@ -230,8 +230,6 @@ class ForecastDataModule(TaskDataModule):
             )
         if not list(target_columns):
             raise ConfigError("data.target_columns is empty; name at least one target column")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.file, self.source, self.frame = file, source, frame
         self.time_column = time_column
         self.target_columns = [str(c) for c in target_columns]
@@ -245,7 +243,6 @@ class ForecastDataModule(TaskDataModule):
         self.per_series = per_series
         self.missing = missing
         self.season_length = season_length
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
 
         self.series_names: list[str] = []
         self.normalizers: list[Normalizer] = []  # fitted on the train parts: one, or per series

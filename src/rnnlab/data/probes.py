@@ -48,21 +48,15 @@ class ProbeDataModule(TaskDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         if length < 2:
             raise ConfigError(f"data.length must be >= 2 (the span to remember), got {length}")
-        for name, size in (("train_size", train_size), ("val_size", val_size)):
+        sizes = {"train": train_size, "val": val_size, "test": test_size}
+        for split, size in sizes.items():
             if size < 1:
-                raise ConfigError(f"data.{name} must be >= 1, got {size}")
-        if test_size < 1 or batch_size < 1:
-            raise ConfigError(
-                f"data.test_size and data.batch_size must be >= 1, got {test_size}, {batch_size}"
-            )
+                raise ConfigError(f"data.{split}_size must be >= 1, got {size}")
         self.length = length
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
+        self.sizes = sizes
         self.splits: dict[str, TensorDataset] = {}
 
     def draw(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

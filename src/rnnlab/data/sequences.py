@@ -96,7 +96,7 @@ class SequenceDataModule(TaskDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         if (train_file is None) != (test_file is None):
             raise ConfigError("set both data.train_file and data.test_file, or neither")
         if train_file is None and not name:
@@ -108,18 +108,13 @@ class SequenceDataModule(TaskDataModule):
             )
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         check_fold_settings(folds, fold)
         if train_file is not None and name in (None, self.default_name):
             name = files_data_name(train_file)
         self.name, self.train_file, self.test_file = name, train_file, test_file
         self.val_fraction = val_fraction
         self.folds, self.fold = folds, fold
-        self.batch_size = batch_size
         self.bucket = bucket
-        self.num_workers = num_workers
-        self.seed = seed
         self.normalizer = Normalizer(normalize)
         self.sequence_scale = choice(
             sequence_scale, SEQUENCE_SCALES, "data.sequence_scale", "per-sequence scaling"

@@ -188,9 +188,9 @@ class TextDataModule(TaskDataModule):
         ngram_max_order: int = 7,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        # the text is in memory; a worker process would only add latency
+        super().__init__(batch_size, num_workers=0, seed=seed)
         for name, value, low in (
-            ("batch_size", batch_size, 1),
             ("bptt", bptt, 1),
             ("eval_streams", eval_streams, 1),
             ("ngram_max_order", ngram_max_order, 2),
@@ -204,12 +204,10 @@ class TextDataModule(TaskDataModule):
                 "data.val_fraction and data.test_fraction must be in (0, 1) with a sum below 1"
             )
         self.file, self.encoding = file, encoding
-        self.batch_size, self.bptt, self.random_bptt = batch_size, bptt, random_bptt
+        self.bptt, self.random_bptt = bptt, random_bptt
         self.eval_streams = eval_streams
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.ngram_max_order = ngram_max_order
-        self.seed = seed
-        self.num_workers = 0  # the text is in memory; a worker process would only add latency
         self.vocab: Vocabulary | None = None
         self.sha256: str | None = None
         self.ngram_order: int | None = None
