@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rnnlab
-from rnnlab.batch import Batch
+from rnnlab.batch import Batch, TargetScaling
 from rnnlab.callbacks.figures import ConfusionMatrixFigure
 from rnnlab.callbacks.text_sample import TextSample
 from rnnlab.capabilities import (
@@ -190,8 +190,10 @@ def _batch(rows: int = 5) -> Batch:
         x=torch.randn(rows, 4, 3, generator=generator),
         lengths=lengths,
         y=torch.randn(rows, 2, 1, generator=generator),
-        target_shift=torch.randn(rows, 1, generator=generator),
-        target_scale=torch.rand(rows, 1, generator=generator) + 0.5,
+        scaling=TargetScaling(
+            torch.randn(rows, 1, generator=generator),
+            torch.rand(rows, 1, generator=generator) + 0.5,
+        ),
     )
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.utils.data import DistributedSampler
 
+from rnnlab.batch import Batch, ForecastExtras, TargetScaling
 from rnnlab.data.classification import ClassificationDataModule, stratified_split
 from rnnlab.data.collate import BucketBatchSampler, bucket_sampler, pad_collate
 from rnnlab.data.normalize import scale_sequence
@@ -184,6 +185,38 @@ def test_lengths_stay_on_cpu_when_the_batch_moves_to_a_device():
     moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
     assert moved.x.device.type == moved.y.device.type == "meta"
     assert moved.lengths.device.type == "cpu" and moved.lengths.dtype == torch.int64
+
+
+def test_a_batch_moves_its_extras_and_baselines_but_not_its_lengths():
+    rows = 2
+    batch = Batch(
+        x=torch.ones(rows, 3, 1),
+        lengths=torch.tensor([3, 2]),
+        y=torch.ones(rows, 1, 1),
+        index=torch.arange(rows),
+        baselines={"naive": torch.zeros(rows, 1, 1)},
+        scaling=TargetScaling(torch.zeros(rows, 1), torch.ones(rows, 1)),
+        forecast=ForecastExtras(torch.ones(rows, 1), torch.ones(rows, 3, 1)),
+    )
+    moved = batch.to(torch.device("meta"))
+    assert isinstance(moved, Batch) and moved.lengths is batch.lengths
+    assert moved.scaling is not None and moved.forecast is not None
+    tensors = [moved.x, moved.y, moved.index, moved.baselines["naive"]]
+    tensors += [moved.scaling.shift, moved.scaling.scale]
+    tensors += [moved.forecast.mase_scale, moved.forecast.history]
+    assert {t.device.type for t in tensors} == {"meta"}
+
+
+def test_a_batch_names_what_a_model_needs_and_it_lacks():
+    batch = Batch(x=torch.ones(1, 2, 1), lengths=torch.tensor([2]))
+    with pytest.raises(ValueError, match="no targets"):
+        batch.targets()
+    with pytest.raises(ValueError, match=r"no target scaling \(Batch\.scaling\)"):
+        batch.target_scaling()
+    scaling = TargetScaling(torch.tensor([[2.0]]), torch.tensor([[4.0]]))
+    value = torch.tensor([[[10.0]]])
+    torch.testing.assert_close(scaling.normalise(value), torch.tensor([[[2.0]]]))
+    torch.testing.assert_close(scaling.denormalise(scaling.normalise(value)), value)
 
 
 def test_bucket_sampler_covers_each_index_once_with_similar_lengths():

@@ -167,7 +167,7 @@ def test_outputs(cfg: DictConfig, member: Member) -> tuple[torch.Tensor, torch.T
     loader = test_loader(member)
     outputs = _trainer(cfg).predict(member.model, dataloaders=loader)
     assert outputs is not None
-    targets = torch.cat([batch.y for batch in loader])
+    targets = torch.cat([batch.targets() for batch in loader])
     return torch.cat([o[member.output_key] for o in outputs]), targets  # type: ignore[call-overload]
 
 

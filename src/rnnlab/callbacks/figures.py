@@ -142,9 +142,9 @@ class ConfusionMatrixFigure(L.Callback):
 class ForecastFigure(L.Callback):
     """After a forecaster's test, ``windows`` evenly spaced test windows as the image
     ``test/forecasts``: history, actual future, the model's forecast (what ``test_step``
-    returns) and the seasonal-naive baseline. Batches without ``history`` are not forecasts
-    and draw nothing. Axes are labelled from the data where it names its targets
-    (``ForecastLabels``)."""
+    returns) and the seasonal-naive baseline. Batches without ``Batch.forecast`` (which holds
+    the history) are not forecasts and draw nothing. Axes are labelled from the data where it
+    names its targets (``ForecastLabels``)."""
 
     def __init__(self, windows: int = 4) -> None:
         self.windows = windows
@@ -169,14 +169,14 @@ class ForecastFigure(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not isinstance(batch, Batch) or batch.history is None or batch.index is None:
+        if not isinstance(batch, Batch) or batch.forecast is None or batch.index is None:
             return
         if not isinstance(outputs, torch.Tensor) or batch.y is None:
             return
         for row, index in enumerate(batch.index.tolist()):
             if index in self.chosen:
                 window = {
-                    "history": batch.history[row, :, 0].cpu(),
+                    "history": batch.forecast.history[row, :, 0].cpu(),
                     "actual": batch.y[row, :, 0].cpu(),
                     "forecast": outputs[row, :, 0].detach().cpu(),
                 }

@@ -77,7 +77,7 @@ class TaskDataModule(L.LightningDataModule):
         return ()
 
     def scaled_metrics(self) -> tuple[str, ...]:
-        """Metrics that need a per-series scale this data puts in ``Batch.mase_scale``."""
+        """Metrics that need a per-series scale this data puts in ``Batch.forecast``."""
         return ()
 
     def setup_predict(self, path: str) -> None:

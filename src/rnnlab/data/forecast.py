@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from rnnlab.batch import Batch
+from rnnlab.batch import Batch, ForecastExtras, TargetScaling
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
@@ -157,12 +157,12 @@ def collate_windows(items: list[dict[str, Any]]) -> Batch:
         x=stacked["x"],
         lengths=stacked["lengths"].to(torch.int64),
         y=stacked.get("y"),
-        target_shift=stacked["shift"],
-        target_scale=stacked["scale"],
-        baselines={k: stacked[k] for k in BASELINES} if with_targets else {},
-        mase_scale=stacked.get("mase_scale"),
-        history=stacked.get("history"),
         index=stacked["index"],
+        baselines={k: stacked[k] for k in BASELINES} if with_targets else {},
+        scaling=TargetScaling(stacked["shift"], stacked["scale"]),
+        forecast=ForecastExtras(stacked["mase_scale"], stacked["history"])
+        if with_targets
+        else None,
     )
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from rnnlab.batch import Batch
+from rnnlab.batch import Batch, TargetScaling
 from rnnlab.data.base import TaskDataModule
 from rnnlab.utils.errors import ConfigError, DataError
 
@@ -120,7 +120,7 @@ class AddingDataModule(ProbeDataModule):
     def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
         batch = super().collate(items)
         size = len(batch)
-        batch.target_shift, batch.target_scale = torch.zeros(size, 1), torch.ones(size, 1)
+        batch.scaling = TargetScaling(torch.zeros(size, 1), torch.ones(size, 1))
         batch.baselines = {"baseline": torch.ones(size, 1, 1)}
         return batch
 

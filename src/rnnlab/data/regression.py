@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnlab.batch import Batch
+from rnnlab.batch import Batch, TargetScaling
 from rnnlab.data.collate import pad_collate
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.sequences import SequenceDataModule
@@ -20,7 +20,8 @@ class RegressionDataModule(SequenceDataModule):
     """Sequences with a real-valued target. The validation split is a seeded random share of the
     official train split. Targets are normalised like inputs (statistics from the train part,
     saved in the checkpoint); batches carry them in original units plus the statistics, so the
-    model computes its loss on the normalised scale and every metric in original units.
+    model computes its loss on the normalised scale and every metric in original units
+    (``Batch.scaling``).
 
     Batches also carry the ``train_mean`` baseline (the training targets' mean), the predictor
     every regression model must beat.
@@ -63,9 +64,8 @@ class RegressionDataModule(SequenceDataModule):
         size = len(batch)
         shift, scale = self.target_normalizer.shift, self.target_normalizer.scale
         assert shift is not None and scale is not None and self.train_mean is not None
-        assert batch.y is not None
-        batch.y = batch.y.reshape(size, 1, 1)  # (batch, horizon 1, one target)
-        batch.target_shift, batch.target_scale = shift.expand(size, 1), scale.expand(size, 1)
+        batch.y = batch.targets().reshape(size, 1, 1)  # (batch, horizon 1, one target)
+        batch.scaling = TargetScaling(shift.expand(size, 1), scale.expand(size, 1))
         batch.baselines = {"train_mean": self.train_mean.expand(size, 1, 1)}
         return batch
 

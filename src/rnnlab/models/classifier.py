@@ -76,8 +76,7 @@ class SequenceClassifier(SequenceModule):
         return self.head(self.encoder(x, lengths))
 
     def _loss(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch.x, batch.y
-        assert y is not None
+        x, y = batch.x, batch.targets()
         if stage == "train" and self.input_noise > 0:
             x = x + self.input_noise * torch.randn_like(x)
         logits = self(x, batch.lengths)
@@ -87,8 +86,7 @@ class SequenceClassifier(SequenceModule):
         return self._loss(batch, "train")[0]
 
     def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
-        y = batch.y
-        assert y is not None
+        y = batch.targets()
         loss, logits = self._loss(batch, stage)
         metrics.update(logits, y)
         self.log_loss(stage, loss, len(y))

@@ -109,18 +109,18 @@ class LanguageModel(SequenceModule):
 
     # --- training and evaluation -------------------------------------------------------------
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
-        assert batch.y is not None
+        y = batch.targets()
         logits, state = self(batch.x, self.carried[stage])
         self.carried[stage] = detached(state)
         nll = F.cross_entropy(
-            logits.transpose(1, 2).float(), batch.y, ignore_index=IGNORE_TARGET, reduction="none"
+            logits.transpose(1, 2).float(), y, ignore_index=IGNORE_TARGET, reduction="none"
         )
-        valid = batch.y != IGNORE_TARGET
+        valid = y != IGNORE_TARGET
         chars = valid.sum()
         loss = nll.sum() / chars.clamp(min=1)
         self._add(stage, "nll", nll.sum())
         self._add(stage, "chars", chars)
-        self._add(stage, "unk", (batch.y == UNKNOWN_ID).sum())
+        self._add(stage, "unk", (y == UNKNOWN_ID).sum())
         for name, values in batch.baselines.items():
             self._add(stage, f"nll_{name}", values[valid].sum())
         if stage == "train":

@@ -33,8 +33,8 @@ def _suggest(name: str, known: tuple[str, ...] | list[str]) -> str:
 class SequenceRegressor(SequenceModule):
     """Encoder -> dropout -> linear head giving ``horizon x num_targets`` values.
 
-    Batches hold targets ``y`` in original units and their normalisation (``target_shift``,
-    ``target_scale``); the loss is taken on the normalised scale, metrics on the original one.
+    Batches hold targets ``y`` in original units and their normalisation (``Batch.scaling``);
+    the loss is taken on the normalised scale, metrics on the original one.
     ``baselines`` name other forecasts of the same targets that the data puts in
     ``Batch.baselines`` (training mean; naive, seasonal naive); each gets the same metrics,
     suffixed with its name. ``test_step`` returns the forecasts in original units (figures
@@ -120,15 +120,9 @@ class SequenceRegressor(SequenceModule):
         change = self.head(self.encoder(shifted, lengths)).view(-1, self.horizon, targets)
         return change + last[:, None]
 
-    def _denormalise(self, value: torch.Tensor, batch: Batch) -> torch.Tensor:
-        assert batch.target_shift is not None and batch.target_scale is not None
-        return value * batch.target_scale[:, None] + batch.target_shift[:, None]
-
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        assert batch.y is not None and batch.target_shift is not None
-        assert batch.target_scale is not None
         normalised = self(batch.x, batch.lengths)
-        target = (batch.y - batch.target_shift[:, None]) / batch.target_scale[:, None]
+        target = batch.target_scaling().normalise(batch.targets())
         return self.loss_fn(normalised, target), normalised
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
@@ -137,16 +131,15 @@ class SequenceRegressor(SequenceModule):
     def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         loss, normalised = self._loss(batch)
         self.log_loss(stage, loss, len(batch))
-        return loss, self._denormalise(normalised.detach(), batch)
+        return loss, batch.target_scaling().denormalise(normalised.detach())
 
     def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
         _, prediction = self._step(batch, stage)
-        assert batch.y is not None
-        wide = self._metric_dtype()
+        y, wide = batch.targets(), self._metric_dtype()
         extra = {}
-        if batch.mase_scale is not None:
-            extra["scale"] = batch.mase_scale[:, None].expand_as(batch.y).to(wide)
-        target = batch.y.to(wide)
+        if batch.forecast is not None:
+            extra["scale"] = batch.forecast.mase_scale[:, None].expand_as(y).to(wide)
+        target = y.to(wide)
         collections = cast("Mapping[str, MetricCollection]", self.stage_metrics[stage])
         for name, metrics in collections.items():
             forecast = prediction if name == "model" else batch.baselines[name]
@@ -194,10 +187,9 @@ class SequenceRegressor(SequenceModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         normalised = self(batch.x, batch.lengths)
-        return {"prediction": self._denormalise(normalised, batch).cpu()}
+        return {"prediction": batch.target_scaling().denormalise(normalised).cpu()}
 
     def forward_output(self, average: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Averaged predictions (original units) on the normalised scale ``forward`` gives, by
         the batch's own statistics; the test step maps them back."""
-        assert batch.target_shift is not None and batch.target_scale is not None
-        return (average - batch.target_shift[:, None]) / batch.target_scale[:, None]
+        return batch.target_scaling().normalise(average)

@@ -77,10 +77,9 @@ class SequenceTagger(SequenceModule):
         return steps[None, :] < batch.lengths.to(device)[:, None]
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        assert batch.y is not None
         logits = self(batch.x, batch.lengths)
         valid = self._valid(batch, logits.device)
-        loss = F.cross_entropy(logits[valid], batch.y[valid])
+        loss = F.cross_entropy(logits[valid], batch.targets()[valid])
         return loss, logits, valid
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
@@ -88,10 +87,9 @@ class SequenceTagger(SequenceModule):
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         loss, logits, valid = self._loss(batch)
-        assert batch.y is not None
         self.log_loss(stage, loss, len(batch))
         if stage != "train":
-            target = batch.y[valid]
+            target = batch.targets()[valid]
             cast(MulticlassAccuracy, self.stage_acc[f"{stage}_acc"]).update(
                 logits.detach()[valid], target
             )
