@@ -216,3 +216,34 @@ def test_own_ts_files_train_and_evaluate_from_another_directory(tmp_path, monkey
         compose_config("eval", [f"ckpt_path={out / 'checkpoints' / 'best.ckpt'}"], tmp_path / "e")
     )
     assert again["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+
+
+def test_stage_metrics_keep_one_object_per_stage_and_name_what_they_log():
+    """Every model's per-stage metrics: '<stage>/<name>' for a metric, '<stage>/<key>' for a
+    collection's members; one object per stage; reset once computed."""
+    import pickle
+
+    from torchmetrics import MeanMetric, MetricCollection, SumMetric
+
+    from rnnlab.models.base import StageMetrics
+
+    metrics = StageMetrics(
+        lambda stage: {
+            "mean": MeanMetric(),
+            "group": MetricCollection({"total": SumMetric()}, postfix="_all"),
+        },
+        shown=lambda stage, name: stage != "train" and name == "mean",
+    )
+    assert metrics.metric("train", "mean") is not metrics.metric("val", "mean")
+    for stage, value in (("train", 1.0), ("val", 3.0)):
+        metrics.update(stage, "mean", torch.tensor([value, value + 2]))
+        metrics.update(stage, "group", torch.tensor([value]))
+    assert metrics.compute("val") == {"mean": {"val/mean": 4.0}, "group": {"val/total_all": 3.0}}
+    assert metrics.compute("train") == {
+        "mean": {"train/mean": 2.0},
+        "group": {"train/total_all": 1.0},
+    }
+    assert not metrics.metric("val", "mean").update_called  # reset
+    assert metrics.shown == {("val", "mean"), ("test", "mean")}
+    assert metrics.compute("predict") == {}  # a stage it does not score
+    pickle.dumps(metrics)  # DDP spawn pickles the model: nothing of make or shown is kept

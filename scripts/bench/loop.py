@@ -209,14 +209,13 @@ def run_raw(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
                 state.global_step += 1
-                model.train_metrics.update(logits.detach(), y)
+                model.stage_metrics.update("train", "classes", logits.detach(), y)
                 total += loss.detach() * len(y)
                 count += len(y)
                 if writer is not None and state.global_step % log_every == 0:
                     writer.add_scalar("train/loss_step", loss.item(), state.global_step)
             train_loss = total / count
-            scores = {k: v for k, v in model.train_metrics.compute().items()}
-            model.train_metrics.reset()
+            scores = dict(model.stage_metrics.compute("train")["classes"])  # and resets
             model.eval()
             total, count = torch.zeros(()), 0
             with torch.inference_mode():  # as Lightning validates
@@ -225,10 +224,9 @@ def run_raw(
                     logits = model(x, lengths)
                     total += F.cross_entropy(logits, y) * len(y)
                     count += len(y)
-                    model.val_metrics.update(logits, y)
+                    model.stage_metrics.update("val", "classes", logits, y)
             val_loss = total / count
-            scores.update(model.val_metrics.compute())
-            model.val_metrics.reset()
+            scores.update(model.stage_metrics.compute("val")["classes"])
             scheduler.step(val_loss.item())
             if writer is None:
                 continue
@@ -272,13 +270,10 @@ class BareLightning(L.LightningModule):
         self.model = model
         self.sums = {"train": [torch.zeros(()), 0], "val": [torch.zeros(()), 0]}
 
-    def metrics(self, stage: str) -> Any:
-        return self.model.train_metrics if stage == "train" else self.model.val_metrics
-
     def step(self, batch: Any, stage: str) -> torch.Tensor:
         logits = self.model(batch.x, batch.lengths)
         loss = F.cross_entropy(logits, batch.y)
-        self.metrics(stage).update(logits.detach(), batch.y)
+        self.model.stage_metrics.update(stage, "classes", logits.detach(), batch.y)
         self.sums[stage][0] += loss.detach() * len(batch.y)
         self.sums[stage][1] += len(batch.y)
         return loss
@@ -293,8 +288,7 @@ class BareLightning(L.LightningModule):
         total, count = self.sums[stage]
         self.log(name, total / count)
         self.sums[stage] = [torch.zeros(()), 0]
-        self.log_dict(self.metrics(stage).compute())
-        self.metrics(stage).reset()
+        self.log_dict(self.model.stage_metrics.compute(stage)["classes"])
 
     def on_train_epoch_end(self) -> None:
         self.end_epoch("train", "train/loss_epoch")

@@ -1,19 +1,83 @@
 """What every task's LightningModule shares: the optimisers and how losses and metrics are
-logged."""
+logged (``log_loss`` for the loss, ``StageMetrics`` for everything else)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 import lightning as L
 import torch
-from torchmetrics import MetricCollection
+from torch import nn
+from torchmetrics import Metric, MetricCollection
 
 from rnnlab.capabilities import name_of
 from rnnlab.models.optim import build_optimizers
 
 STAGES = ("train", "val", "test")
+
+
+class StageMetrics(nn.Module):
+    """A model's metrics, one set of metric objects per stage (one object shared by two stages
+    would mix their states), logged once per epoch by ``SequenceModule``.
+
+    ``make(stage)`` gives a stage's metrics by name. A ``Metric`` whose ``compute`` returns a
+    tensor is logged as ``<stage>/<name>``; a ``MetricCollection``, or a ``Metric`` whose
+    ``compute`` returns a dict, as ``<stage>/<key>`` for each of its keys (the name is then only
+    its handle). ``shown(stage, name)`` puts a metric on the progress bar (and the epoch line);
+    it and ``make`` are called here only, so the module pickles.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[str], Mapping[str, Metric | MetricCollection]],
+        stages: Iterable[str] = STAGES,
+        shown: Callable[[str, str], bool] = lambda stage, name: False,
+    ) -> None:
+        super().__init__()
+        # keyed '<stage>/<name>': a key without '/' could clash with a Module attribute ('train')
+        self.by_key = nn.ModuleDict()
+        self.names: dict[str, list[str]] = {}
+        for stage in stages:
+            made = dict(make(stage))
+            self.names[stage] = list(made)
+            self.by_key.update({f"{stage}/{name}": metric for name, metric in made.items()})
+        self.shown = {
+            (stage, name)
+            for stage, names in self.names.items()
+            for name in names
+            if shown(stage, name)
+        }
+
+    def metric(self, stage: str, name: str) -> Metric | MetricCollection:
+        return cast("Metric | MetricCollection", self.by_key[f"{stage}/{name}"])
+
+    def metrics(self, stage: str) -> dict[str, Metric | MetricCollection]:
+        """A stage's metrics by name (none for a stage this model does not score)."""
+        return {name: self.metric(stage, name) for name in self.names.get(stage, [])}
+
+    def update(self, stage: str, name: str, *args: Any, **kwargs: Any) -> None:
+        """Add a batch to metric ``name`` of ``stage``."""
+        self.metric(stage, name).update(*args, **kwargs)
+
+    def set_dtype(self, dtype: torch.dtype) -> None:
+        """Keep every stage's metric states in ``dtype`` (e.g. float64 sums)."""
+        for metric in self.by_key.values():
+            cast("Metric | MetricCollection", metric).set_dtype(dtype)
+
+    def compute(self, stage: str) -> dict[str, dict[str, torch.Tensor]]:
+        """A stage's epoch values by metric name, each as ``{'<stage>/<key>': value}``, and
+        every metric of the stage reset. ``compute`` syncs DDP ranks: call it on every one,
+        whether or not its batches updated the metric (a model with nothing to score in a stage
+        leaves that stage out of ``stages``)."""
+        values = {}
+        for name, metric in self.metrics(stage).items():
+            result = metric.compute()
+            if isinstance(result, torch.Tensor):
+                result = {name: result}
+            values[name] = {f"{stage}/{key}": value for key, value in result.items()}
+            metric.reset()
+        return values
 
 
 class SequenceModule(L.LightningModule):
@@ -25,8 +89,9 @@ class SequenceModule(L.LightningModule):
     own loss is logged as ``train/loss_step`` only on the steps the logger writes
     (``trainer.log_every_n_steps``). Every ``self.log`` call moves its stored value to the
     device again (Lightning #20388); calling it only when its value is written gives the same
-    curves and the same numbers for less (scripts/bench/loop.py). Metric collections are
-    logged the same way, once per epoch (``log_epoch_metrics``).
+    curves and the same numbers for less (scripts/bench/loop.py). Every other metric is the
+    model's ``stage_metrics`` (``StageMetrics``), updated by its steps and logged after the
+    loss at the end of each stage's epoch.
     """
 
     def __init__(
@@ -42,6 +107,8 @@ class SequenceModule(L.LightningModule):
         # per stage: (sum of per-sample losses, sample count) of the epoch so far; plain tensors,
         # not a torchmetrics MeanMetric, whose update costs ~45 us a step (scripts/bench/loop.py)
         self.loss_sums: dict[str, tuple[torch.Tensor, int]] = {}
+        # a model's metrics per stage: none until the model sets its own
+        self.stage_metrics = StageMetrics(lambda stage: {}, stages=())
 
     def check_data(self, datamodule: Any) -> None:
         """Refuse, when the run is built, settings this data cannot serve (one line)."""
@@ -82,13 +149,16 @@ class SequenceModule(L.LightningModule):
         self.log(name, both[0] / both[1], prog_bar=True)
 
     def log_epoch_metrics(self, metrics: MetricCollection, prog_bar: bool) -> None:
-        """Log and reset a collection updated every step (``compute`` syncs DDP ranks)."""
+        """Log and reset a collection updated every step (``compute`` syncs DDP ranks); for a
+        model that keeps its own collections instead of ``stage_metrics``."""
         self.log_dict(metrics.compute(), prog_bar=prog_bar)
         metrics.reset()
 
     def log_stage_metrics(self, stage: str) -> None:
-        """Log and reset a stage's own epoch metrics, after its loss (a model's hook; called at
-        the end of every train, val and test epoch)."""
+        """Log and reset a stage's ``stage_metrics``, after its loss (called at the end of every
+        train, val and test epoch)."""
+        for name, values in self.stage_metrics.compute(stage).items():
+            self.log_dict(values, prog_bar=(stage, name) in self.stage_metrics.shown)
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_loss("train")

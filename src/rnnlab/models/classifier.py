@@ -18,19 +18,18 @@ from torchmetrics.classification import (
 )
 
 from rnnlab.batch import Batch
-from rnnlab.models.base import SequenceModule
+from rnnlab.models.base import SequenceModule, StageMetrics
 from rnnlab.models.encoder import SequenceEncoder
 
 
-def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+def _metrics(num_classes: int) -> MetricCollection:
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
             "precision": MulticlassPrecision(num_classes, average="macro"),
             "recall": MulticlassRecall(num_classes, average="macro"),
             "f1": MulticlassF1Score(num_classes, average="macro"),
-        },
-        prefix=prefix,
+        }
     )
 
 
@@ -65,10 +64,11 @@ class SequenceClassifier(SequenceModule):
         )
         self.input_noise = input_noise
         self.class_names = class_names or [str(i) for i in range(num_classes)]
-        # One metric object per stage: sharing one across stages mixes their states.
-        self.train_metrics = _metrics(num_classes, "train/")
-        self.val_metrics = _metrics(num_classes, "val/")
-        self.test_metrics = _metrics(num_classes, "test/")
+        # <stage>/acc, precision, recall, f1; on the progress bar for val and test
+        self.stage_metrics = StageMetrics(
+            lambda stage: {"classes": _metrics(num_classes)},
+            shown=lambda stage, name: stage != "train",
+        )
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -85,23 +85,23 @@ class SequenceClassifier(SequenceModule):
     def training_loss(self, batch: Batch) -> torch.Tensor:
         return self._loss(batch, "train")[0]
 
-    def _step(self, batch: Batch, stage: str, metrics: MetricCollection) -> torch.Tensor:
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         y = batch.targets()
         loss, logits = self._loss(batch, stage)
-        metrics.update(logits, y)
+        self.stage_metrics.update(stage, "classes", logits, y)
         self.log_loss(stage, loss, len(y))
         if stage == "test":
             self.test_confusion.update(logits, y)  # test_confusion_matrix(), for the figure
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_metrics)
+        return self._step(batch, "train")
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_metrics)
+        self._step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_metrics)
+        self._step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"probabilities": self(batch.x, batch.lengths).softmax(dim=-1).cpu()}
@@ -118,17 +118,5 @@ class SequenceClassifier(SequenceModule):
         None before any test batch."""
         return self.test_confusion.compute() if self.test_confusion.update_called else None
 
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
-        self.log_epoch_metrics(self.train_metrics, prog_bar=False)
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self.log_epoch_metrics(self.val_metrics, prog_bar=True)
-
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self.log_epoch_metrics(self.test_metrics, prog_bar=True)

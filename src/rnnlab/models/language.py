@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import SumMetric
+from torchmetrics import Metric
 
 from rnnlab.batch import IGNORE_TARGET, UNKNOWN_ID, Batch
-from rnnlab.models.base import STAGES, SequenceModule
+from rnnlab.models.base import STAGES, SequenceModule, StageMetrics
 from rnnlab.models.encoder import RNNEncoder, State
 from rnnlab.utils.errors import ConfigError
 
@@ -31,6 +31,51 @@ def detached(state: State) -> State:
     if isinstance(state, tuple):
         return (state[0].detach(), state[1].detach())
     return state.detach()
+
+
+class CharacterScores(Metric):
+    """A stage's scores per character: ``bpc`` (bits), ``ppl`` (perplexity) and ``unk_chars``
+    and, ``with_baselines``, ``loss`` (nats) and ``bpc_<baseline>`` of each n-gram baseline on
+    the same characters. Kept as float64 sums over every scored character (~1e5 terms), summed
+    across DDP ranks."""
+
+    full_state_update = False
+
+    def __init__(self, with_baselines: bool) -> None:
+        super().__init__()
+        self.with_baselines = with_baselines
+        self.sums = ("nll", "chars", "unk", *(f"nll_{b}" for b in BASELINES))
+        for name in self.sums:
+            zero = torch.zeros((), dtype=torch.float64)
+            self.add_state(name, default=zero, dist_reduce_fx="sum")
+
+    def update(
+        self,
+        nll: torch.Tensor,
+        chars: torch.Tensor,
+        unk: torch.Tensor,
+        baselines: dict[str, torch.Tensor],
+    ) -> None:
+        """Add a batch's sums: the model's negative log-likelihood, scored and unknown
+        characters, and the baselines' negative log-likelihoods of the same characters."""
+        added = {"nll": nll, "chars": chars, "unk": unk}
+        added.update({f"nll_{name}": value for name, value in baselines.items()})
+        for name, value in added.items():
+            setattr(self, name, self._sum(name) + value.detach().double())
+
+    def _sum(self, name: str) -> torch.Tensor:
+        value: torch.Tensor = getattr(self, name)
+        return value
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        chars = self._sum("chars").clamp(min=1)
+        nll = self._sum("nll") / chars
+        scores = {"bpc": nll / math.log(2), "ppl": nll.exp(), "unk_chars": self._sum("unk")}
+        if self.with_baselines:
+            scores["loss"] = nll
+            for name in BASELINES:
+                scores[f"bpc_{name}"] = self._sum(f"nll_{name}") / chars / math.log(2)
+        return {k: v.float() for k, v in scores.items()}
 
 
 class LanguageModel(SequenceModule):
@@ -89,12 +134,9 @@ class LanguageModel(SequenceModule):
             self.decoder.weight = self.embedding.weight
         # the state carried between consecutive windows, per stage; reset at each epoch start
         self.carried: dict[str, State | None] = dict.fromkeys(STAGES)
-        quantities = ("nll", "chars", "unk", *(f"nll_{b}" for b in BASELINES))
-        self.sums = nn.ModuleDict(
-            {f"{s}_{q}": SumMetric(nan_strategy="disable") for s in STAGES for q in quantities}
+        self.stage_metrics = StageMetrics(
+            lambda stage: {"chars": CharacterScores(with_baselines=stage != "train")}
         )
-        for metric in self.sums.values():
-            cast(SumMetric, metric).set_dtype(torch.float64)  # sums of ~1e5 terms
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits (batch, time, vocab) of the next character after each of ``ids`` (batch,
@@ -118,39 +160,13 @@ class LanguageModel(SequenceModule):
         valid = y != IGNORE_TARGET
         chars = valid.sum()
         loss = nll.sum() / chars.clamp(min=1)
-        self._add(stage, "nll", nll.sum())
-        self._add(stage, "chars", chars)
-        self._add(stage, "unk", (y == UNKNOWN_ID).sum())
-        for name, values in batch.baselines.items():
-            self._add(stage, f"nll_{name}", values[valid].sum())
+        baselines = {name: values[valid].sum() for name, values in batch.baselines.items()}
+        self.stage_metrics.update(
+            stage, "chars", nll.sum(), chars, (y == UNKNOWN_ID).sum(), baselines
+        )
         if stage == "train":
             self.log_loss(stage, loss, len(batch))
         return loss
-
-    def _add(self, stage: str, quantity: str, value: torch.Tensor) -> None:
-        cast(SumMetric, self.sums[f"{stage}_{quantity}"]).update(value.detach().double())
-
-    def _take(self, stage: str, quantity: str) -> torch.Tensor:
-        metric = cast(SumMetric, self.sums[f"{stage}_{quantity}"])
-        value = metric.compute()  # summed over DDP ranks
-        metric.reset()
-        return value
-
-    def log_stage_metrics(self, stage: str) -> None:
-        chars = self._take(stage, "chars").clamp(min=1)
-        nll = self._take(stage, "nll") / chars
-        logged = {
-            f"{stage}/bpc": nll / math.log(2),
-            f"{stage}/ppl": nll.exp(),
-            f"{stage}/unk_chars": self._take(stage, "unk"),
-        }
-        if stage != "train":
-            logged[f"{stage}/loss"] = nll
-            for name in BASELINES:
-                logged[f"{stage}/bpc_{name}"] = (
-                    self._take(stage, f"nll_{name}") / chars / math.log(2)
-                )
-        self.log_dict({k: v.float() for k, v in logged.items()}, prog_bar=False)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

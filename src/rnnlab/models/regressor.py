@@ -4,16 +4,15 @@ base of the forecaster (every horizon step at once from one encoding)."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
 
 from rnnlab.batch import Batch
-from rnnlab.models.base import SequenceModule
+from rnnlab.models.base import SequenceModule, StageMetrics
 from rnnlab.models.encoder import SequenceEncoder
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
 from rnnlab.utils.errors import ConfigError, choice
@@ -78,19 +77,17 @@ class SequenceRegressor(SequenceModule):
         self.relative = relative
         self.metric_names = list(metrics)
         self.baselines = list(baselines)
-        # One collection per stage and forecaster: sharing one mixes their states.
-        self.stage_metrics = nn.ModuleDict(
-            {
-                stage: nn.ModuleDict(
-                    {
-                        name: regression_metrics(
-                            self.metric_names, f"{stage}/", "" if name == "model" else f"_{name}"
-                        )
-                        for name in ["model", *self.baselines]
-                    }
+        # <stage>/<metric> of the model's forecasts and <stage>/<metric>_<baseline> of each
+        # baseline's, one collection per stage and forecaster (a shared one mixes their states)
+        self.stage_metrics = StageMetrics(
+            lambda stage: {
+                name: regression_metrics(
+                    self.metric_names, "", "" if name == "model" else f"_{name}"
                 )
-                for stage in ("val", "test")
-            }
+                for name in ["model", *self.baselines]
+            },
+            stages=("val", "test"),
+            shown=lambda stage, name: name == "model",
         )
 
     def check_data(self, datamodule: Any) -> None:
@@ -140,10 +137,9 @@ class SequenceRegressor(SequenceModule):
         if batch.forecast is not None:
             extra["scale"] = batch.forecast.mase_scale[:, None].expand_as(y).to(wide)
         target = y.to(wide)
-        collections = cast("Mapping[str, MetricCollection]", self.stage_metrics[stage])
-        for name, metrics in collections.items():
+        for name in ["model", *self.baselines]:
             forecast = prediction if name == "model" else batch.baselines[name]
-            metrics.update(forecast.to(wide), target, **extra)
+            self.stage_metrics.update(stage, name, forecast.to(wide), target, **extra)
         return prediction
 
     def _metric_dtype(self) -> torch.dtype:
@@ -151,30 +147,11 @@ class SequenceRegressor(SequenceModule):
         overflow to inf (and MASE to 0) in float32. MPS has no float64."""
         return torch.float32 if self.device.type == "mps" else torch.float64
 
-    def _widen_metric_states(self) -> None:
-        stages = cast("Mapping[str, Mapping[str, MetricCollection]]", self.stage_metrics)
-        for metrics in stages.values():
-            for collection in metrics.values():
-                collection.set_dtype(self._metric_dtype())
-
-    def _log_metrics(self, stage: str) -> None:
-        collections = cast("Mapping[str, MetricCollection]", self.stage_metrics[stage])
-        for name, metrics in collections.items():
-            self.log_epoch_metrics(metrics, prog_bar=name == "model")
-
     def on_validation_epoch_start(self) -> None:
-        self._widen_metric_states()
+        self.stage_metrics.set_dtype(self._metric_dtype())
 
     def on_test_epoch_start(self) -> None:
-        self._widen_metric_states()
-
-    def on_validation_epoch_end(self) -> None:
-        super().on_validation_epoch_end()
-        self._log_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        super().on_test_epoch_end()
-        self._log_metrics("test")
+        self.stage_metrics.set_dtype(self._metric_dtype())
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]

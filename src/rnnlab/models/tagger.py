@@ -4,7 +4,7 @@ sequence labelling)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.batch import Batch
-from rnnlab.models.base import STAGES, SequenceModule
+from rnnlab.models.base import SequenceModule, StageMetrics
 from rnnlab.models.encoder import RNNEncoder
 from rnnlab.utils.errors import ConfigError
 
@@ -51,11 +51,14 @@ class SequenceTagger(SequenceModule):
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_size, num_classes)
         self.baselines = list(baselines)
-        self.stage_acc = nn.ModuleDict(
-            {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
-        )
-        self.baseline_loss = nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric() for stage in STAGES for name in self.baselines}
+        # <stage>/acc (on the progress bar) and <stage>/loss_<baseline>, for val and test
+        self.stage_metrics = StageMetrics(
+            lambda stage: {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                **{f"loss_{name}": MeanMetric() for name in self.baselines},
+            },
+            stages=("val", "test"),
+            shown=lambda stage, name: name == "acc",
         )
 
     def check_data(self, datamodule: Any) -> None:
@@ -90,26 +93,11 @@ class SequenceTagger(SequenceModule):
         self.log_loss(stage, loss, len(batch))
         if stage != "train":
             target = batch.targets()[valid]
-            cast(MulticlassAccuracy, self.stage_acc[f"{stage}_acc"]).update(
-                logits.detach()[valid], target
-            )
+            self.stage_metrics.update(stage, "acc", logits.detach()[valid], target)
             for name in self.baselines:
                 scored = F.cross_entropy(batch.baselines[name][valid], target)
-                cast(MeanMetric, self.baseline_loss[f"{stage}_{name}"]).update(
-                    scored.expand(len(batch))
-                )
+                self.stage_metrics.update(stage, f"loss_{name}", scored.expand(len(batch)))
         return loss
-
-    def log_stage_metrics(self, stage: str) -> None:
-        accuracy = cast(MulticlassAccuracy, self.stage_acc[f"{stage}_acc"])
-        if accuracy.update_called:
-            self.log(f"{stage}/acc", accuracy.compute(), prog_bar=True)
-        accuracy.reset()
-        for name in self.baselines:
-            mean = cast(MeanMetric, self.baseline_loss[f"{stage}_{name}"])
-            if mean.update_called:
-                self.log(f"{stage}/loss_{name}", mean.compute())
-            mean.reset()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
