@@ -17,154 +17,24 @@ n-gram baselines score the same characters.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import sys
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from rnnlab.batch import IGNORE_TARGET as IGNORE
 from rnnlab.batch import UNKNOWN_ID as UNK
-from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
+from rnnlab.data.corpus import UNK_CHAR, Vocabulary, default_corpus, fingerprint, read_text
 from rnnlab.data.ngram import best_order, unigram_nll
+from rnnlab.data.streams import Chunks, fixed_windows, one_batch, rank_rows, to_rows
 from rnnlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-# Chunks has a length (the progress bar and schedulers read it) and is only ever read in the
-# main process, so Lightning's caution about lengths of iterable datasets in workers is moot.
-warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-
-# stands for <unk> inside n-gram contexts: NUL never passes read_text, so never collides
-UNK_CHAR = "\x00"
-
-
-def default_corpus() -> tuple[str, str]:
-    """The reference documentation every CPython ships (``pydoc_data.topics``: ~465k characters
-    of English prose and code in 3.11), topics in sorted order; and its description."""
-    from pydoc_data.topics import topics
-
-    version = ".".join(map(str, sys.version_info[:3]))
-    return "\n\n".join(
-        topics[key] for key in sorted(topics)
-    ), f"pydoc_data.topics (Python {version})"
-
-
-def read_text(path: str | Path, encoding: str) -> str:
-    """The text of ``path``, refusing what is not text in ``encoding`` (one line each)."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read data.file={path}: {exc.strerror}; check the path") from exc
-    if b"\x00" in raw[: 1 << 20]:
-        offset = raw.index(b"\x00")
-        raise DataError(
-            f"data.file={path} looks binary (a NUL byte at offset {offset}); give a text file"
-        )
-    try:
-        return raw.decode(encoding)
-    except LookupError as exc:
-        raise ConfigError(f"data.encoding={encoding!r} is not an encoding Python knows") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"data.file={path}: the byte at offset {exc.start} is not valid {encoding}; "
-            "set data.encoding to the file's encoding (e.g. latin-1)"
-        ) from exc
-
-
-def fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-class Vocabulary:
-    """Characters to ids and back; id 0 is ``<unk>``."""
-
-    def __init__(self, chars: list[str]) -> None:
-        self.chars = chars
-        self.ids = {c: i + 1 for i, c in enumerate(chars)}
-
-    @classmethod
-    def of(cls, text: str) -> Vocabulary:
-        return cls(sorted(set(text)))
-
-    def __len__(self) -> int:
-        return len(self.chars) + 1
-
-    def encode(self, text: str) -> np.ndarray:
-        return np.fromiter((self.ids.get(c, UNK) for c in text), dtype=np.int64, count=len(text))
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.chars[i - 1] if i > 0 else "\ufffd" for i in ids)
-
-    def known(self, text: str) -> str:
-        """``text`` with unseen characters replaced by one stand-in, as the model sees it."""
-        return "".join(c if c in self.ids else UNK_CHAR for c in text)
-
-
-def _to_rows(values: np.ndarray, rows: int, fill: float) -> torch.Tensor:
-    """``values`` cut into ``rows`` contiguous rows of equal length, the last padded."""
-    width = max(1, math.ceil(len(values) / rows))
-    padded = np.full(rows * width, fill, dtype=values.dtype)
-    padded[: len(values)] = values
-    return torch.from_numpy(padded.reshape(rows, width))
-
-
-class Chunks(IterableDataset):
-    """Consecutive windows of parallel streams, in order: batch ``i`` is window ``i``.
-
-    ``plan()`` gives the window lengths of the coming pass (fixed or random truncation
-    lengths), read at each pass, so they can follow the epoch.
-    """
-
-    def __init__(
-        self,
-        inputs: torch.Tensor,
-        targets: torch.Tensor,
-        baselines: dict[str, torch.Tensor],
-        plan: Callable[[], list[int]],
-    ) -> None:
-        self.inputs, self.targets, self.baselines, self.plan = inputs, targets, baselines, plan
-
-    def __len__(self) -> int:
-        return len(self.plan())
-
-    def __iter__(self) -> Iterator[Batch]:
-        start = 0
-        for size in self.plan():
-            window = slice(start, start + size)
-            targets = self.targets[:, window]
-            yield Batch(
-                x=self.inputs[:, window],
-                lengths=(targets != IGNORE).sum(dim=1),
-                y=targets,
-                baselines={k: v[:, window] for k, v in self.baselines.items()},
-            )
-            start += size
-
-
-def fixed_windows(total: int, size: int) -> list[int]:
-    """Windows of ``size`` steps covering ``total``, the last one shorter if need be."""
-    return [min(size, total - start) for start in range(0, total, size)]
-
-
-def _one_batch(batch: Any) -> Batch:
-    return batch  # Chunks yields whole batches (batch_size=None hands them over one by one)
-
-
-def _rank_rows(rows: torch.Tensor, world: int, rank: int, fill: float) -> torch.Tensor:
-    """This rank's contiguous block of ``rows``; all-padding rows make the count divisible."""
-    per_rank = math.ceil(len(rows) / world)
-    extra = per_rank * world - len(rows)
-    if extra:
-        rows = torch.cat([rows, rows.new_full((extra, rows.shape[1]), fill)])
-    return rows[rank * per_rank : (rank + 1) * per_rank]
 
 
 class TextDataModule(TaskDataModule):
@@ -381,21 +251,21 @@ class TextDataModule(TaskDataModule):
         chunks = Chunks(
             inputs[block], targets[block], {}, lambda: self.window_plan(width, self._epoch())
         )
-        return DataLoader(chunks, batch_size=None, collate_fn=_one_batch)
+        return DataLoader(chunks, batch_size=None, collate_fn=one_batch)
 
     def _eval_loader(self, name: str) -> DataLoader:
         self.setup()
         world, rank = self._world()
         ids = self.parts[name]
-        inputs = _rank_rows(_to_rows(ids[:-1], self.eval_streams, UNK), world, rank, UNK)
-        targets = _rank_rows(_to_rows(ids[1:], self.eval_streams, IGNORE), world, rank, IGNORE)
+        inputs = rank_rows(to_rows(ids[:-1], self.eval_streams, UNK), world, rank, UNK)
+        targets = rank_rows(to_rows(ids[1:], self.eval_streams, IGNORE), world, rank, IGNORE)
         baselines = {
-            k: _rank_rows(_to_rows(v, self.eval_streams, 0.0), world, rank, 0.0)
+            k: rank_rows(to_rows(v, self.eval_streams, 0.0), world, rank, 0.0)
             for k, v in self.baselines[name].items()
         }
         width = inputs.shape[1]
         chunks = Chunks(inputs, targets, baselines, lambda: fixed_windows(width, self.bptt))
-        return DataLoader(chunks, batch_size=None, collate_fn=_one_batch)
+        return DataLoader(chunks, batch_size=None, collate_fn=one_batch)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

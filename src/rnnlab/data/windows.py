@@ -1,0 +1,181 @@
+"""Forecasting windows: ``lookback`` input steps, then the next ``horizon`` targets, cut from a
+series at a forecast origin; their dataset, the naive and seasonal-naive forecasts of the same
+windows, causal gap filling, MASE's scale, the collation into ``Batch`` and the time stamps of
+a forecast.
+
+No input of a window reads a value at or after its origin: inputs with gaps are filled from
+values before the origin only (``causal_fill``), and the baselines repeat observed inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from rnnlab.batch import Batch, ForecastExtras, TargetScaling
+from rnnlab.data.normalize import Normalizer
+
+# the forecasts every window with targets carries beside its own (Batch.baselines)
+BASELINES = ("naive", "seasonal_naive")
+
+
+def window_origins(start: int, end: int, lookback: int, horizon: int, stride: int) -> list[int]:
+    """Forecast origins ``t`` (first target step) of the windows whose targets ``[t, t+horizon)``
+    lie in ``[start, end)`` and whose inputs ``[t-lookback, t)`` start at or after step 0.
+    Anchored at the end, so the part's last step is always a target; ascending."""
+    last = end - horizon
+    first = max(start, lookback)
+    return list(range(last, first - 1, -stride))[::-1]
+
+
+def seasonal_naive(history: torch.Tensor, horizon: int, season: int) -> torch.Tensor:
+    """Repeat the last ``season`` observed steps: step h (from 0) copies ``t + h - season *
+    (h // season + 1)``. ``season`` 1 is the naive (last value) forecast."""
+    steps = torch.arange(horizon)
+    return history[len(history) + steps - season * (steps // season + 1)]
+
+
+def causal_fill(observed: np.ndarray, origin: int, fallback: np.ndarray) -> np.ndarray:
+    """``observed[:origin]`` (time, columns; NaN where missing) with each gap filled linearly
+    from the observed values before ``origin`` only: a gap after a column's last observation
+    before the origin holds that observation, one before its first holds the first; a column
+    with no observation before the origin takes ``fallback`` (the training mean)."""
+    past = observed[:origin].copy()
+    steps = np.arange(origin)
+    for column in range(past.shape[1]):
+        values = past[:, column]
+        known = ~np.isnan(values)
+        if known.all():
+            continue
+        if known.any():
+            values[~known] = np.interp(steps[~known], steps[known], values[known])
+        else:
+            values[:] = fallback[column]
+    return past
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The shape of every window: ``lookback`` input steps, then ``horizon`` target steps of the
+    first ``num_targets`` columns; the seasonal-naive baseline repeats ``season_length`` steps."""
+
+    lookback: int
+    horizon: int
+    num_targets: int
+    season_length: int
+
+
+@dataclass
+class SeriesData:
+    """One series as the windows read it: ``raw`` values (time, columns; gaps filled), the
+    ``normalizer`` its inputs use, MASE's ``mase_scale`` and, for ``missing=interpolate``,
+    the ``observed`` values with their gaps (NaN)."""
+
+    raw: torch.Tensor
+    normalizer: Normalizer
+    mase_scale: torch.Tensor | None = None
+    observed: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.inputs = self.normalizer.transform(self.raw)
+
+
+class WindowDataset(Dataset):
+    """Windows ``(series, origin)``: normalised inputs and, ``with_targets``, raw targets and the
+    naive and seasonal-naive forecasts of the same window.
+
+    A window whose inputs have gaps in ``observed`` fills them from values before its own origin
+    only (``causal_fill``), so no input reads a value at or after the forecast origin, its
+    targets included."""
+
+    def __init__(
+        self,
+        spec: WindowSpec,
+        series: list[SeriesData],
+        windows: list[tuple[int, int]],
+        with_targets: bool = True,
+    ) -> None:
+        self.spec, self.series = spec, series
+        self.windows, self.with_targets = windows, with_targets
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def _window_inputs(self, s: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised and raw inputs of the window of series ``s`` with origin ``t``."""
+        data, start = self.series[s], t - self.spec.lookback
+        if data.observed is None or not np.isnan(data.observed[start:t]).any():
+            return data.inputs[start:t], data.raw[start:t]
+        shift = data.normalizer.shift
+        assert shift is not None
+        filled = causal_fill(data.observed, t, shift.double().numpy())
+        raw = torch.tensor(filled[start:], dtype=torch.float32)
+        return data.normalizer.transform(raw), raw
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        spec = self.spec
+        s, t = self.windows[index]
+        data, targets = self.series[s], spec.num_targets
+        shift, scale = data.normalizer.shift, data.normalizer.scale
+        assert shift is not None and scale is not None
+        x, raw_inputs = self._window_inputs(s, t)
+        item: dict[str, Any] = {
+            "x": x,
+            "lengths": spec.lookback,
+            "shift": shift[:targets],
+            "scale": scale[:targets],
+            "series": s,
+            "origin": t,
+            "index": index,
+        }
+        if self.with_targets:
+            history = raw_inputs[:, :targets]
+            item["y"] = data.raw[t : t + spec.horizon, :targets]
+            item["history"] = history
+            item["naive"] = seasonal_naive(history, spec.horizon, 1)
+            item["seasonal_naive"] = seasonal_naive(history, spec.horizon, spec.season_length)
+            item["mase_scale"] = data.mase_scale
+        return item
+
+
+def collate_windows(items: list[dict[str, Any]]) -> Batch:
+    """Window items -> ``Batch`` (targets, baselines and history only when the items have them)."""
+    stacked = default_collate(items)
+    batch = Batch(
+        x=stacked["x"],
+        lengths=stacked["lengths"].to(torch.int64),
+        y=stacked.get("y"),
+        index=stacked["index"],
+        scaling=TargetScaling(stacked["shift"], stacked["scale"]),
+    )
+    if batch.y is not None:
+        batch.baselines = {k: stacked[k] for k in BASELINES}
+        batch.forecast = ForecastExtras(stacked["mase_scale"], stacked["history"])
+    return batch
+
+
+def mase_scale(train_targets: torch.Tensor, season: int) -> torch.Tensor:
+    """Mean absolute seasonal difference (``season`` steps) of a series' training targets (time,
+    targets): MASE's denominator (1 where the training part is too short or constant)."""
+    if len(train_targets) <= season:
+        return torch.ones(train_targets.shape[1])
+    train_targets = train_targets.double()  # a float32 sum of large differences overflows
+    scale = (train_targets[season:] - train_targets[:-season]).abs().mean(dim=0)
+    return torch.where(scale > 0, scale, torch.ones_like(scale)).float()
+
+
+def future_times(times: np.ndarray, horizon: int) -> list[Any]:
+    """The next ``horizon`` time stamps after a series, at its usual step (its last interval for
+    numbers; the inferred calendar frequency for dates, else the last interval)."""
+    if np.issubdtype(times.dtype, np.datetime64):
+        index = pd.DatetimeIndex(times)
+        freq = pd.infer_freq(index[-min(len(index), 20) :]) if len(index) >= 3 else None
+        if freq is not None:
+            return list(pd.date_range(index[-1], periods=horizon + 1, freq=freq)[1:])
+    step = times[-1] - times[-2] if len(times) > 1 else 1
+    return [times[-1] + step * (k + 1) for k in range(horizon)]
