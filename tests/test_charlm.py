@@ -537,6 +537,22 @@ def test_generate_refuses_a_classifier_checkpoint(tmp_path):
         generate(compose_config("generate", [f"ckpt_path={best}"], tmp_path))
 
 
+def test_predict_refuses_a_language_model_checkpoint_in_one_line(lm_run, tmp_path):
+    from rnnlab.predict import predict
+
+    run_dir, _, corpus = lm_run
+    output = tmp_path / "predictions.csv"
+    overrides = [f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"input={corpus}"]
+    cfg = compose_config("predict", [*overrides, f"output={output}"], tmp_path)
+    with pytest.raises(ConfigError) as info:
+        predict(cfg)
+    assert str(info.value) == (
+        "this task has no prediction file format; a language model samples text with "
+        "rnnlab.generate ckpt_path=... and scores one with rnnlab.eval ckpt_path=... data.file=..."
+    )
+    assert not output.exists()
+
+
 def test_bf16_mixed_precision_with_clipping_and_scheduler_trains(tmp_path):
     corpus = _text_file(tmp_path, PROSE * 30)
     overrides = [*LM_FAST, f"data.file={corpus}", "trainer.precision=bf16-mixed"]

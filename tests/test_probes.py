@@ -100,6 +100,17 @@ def test_splits_are_disjoint_and_follow_the_seed(module: type):
 
 
 @pytest.mark.parametrize("module", [AddingDataModule, CopyDataModule])
+def test_a_probe_has_no_prediction_file_format_and_says_so_in_one_line(module: type):
+    data = module(length=4, train_size=2, val_size=2, test_size=2)
+    for refused in (lambda: data.setup_predict("input.csv"), lambda: data.setup("predict")):
+        with pytest.raises(ConfigError) as info:
+            refused()
+        message = str(info.value)
+        assert message.startswith("this task has no prediction file format; a probe's data")
+        assert "rnnlab.eval" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("module", [AddingDataModule, CopyDataModule])
 @pytest.mark.parametrize("length", [1, 0, -5])
 def test_length_below_two_is_refused(module: type, length: int):
     with pytest.raises(ConfigError, match=f"data.length must be >= 2 .*got {length}"):

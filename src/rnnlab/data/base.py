@@ -5,7 +5,9 @@ A task is a DataModule (a subclass of ``TaskDataModule``) and a LightningModule 
 ``Batch``. The entry points never look inside either: they call ``setup``, read
 ``model_settings()`` into the model config, check the model's configured baselines against
 ``baseline_names()``, save ``state_dict()`` in checkpoints, and for predictions call
-``setup_predict(path)`` and ``prediction_frame(outputs)``.
+``setup_predict(path)`` and ``prediction_frame(outputs)``. Predicting from a file is optional:
+a task without a prediction file format leaves both out, and ``setup_predict`` refuses in one
+line (``instead_of_predict`` says what to run instead).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class TaskDataModule(L.LightningDataModule):
     # Parts of ``state_dict()`` fitted on the samples that trained, so different per seed or
     # fold: each member applies its own. Every other part must be equal between members.
     split_state: ClassVar[frozenset[str]] = frozenset()
+    # What a task without a prediction file format offers instead, in rnnlab.predict's refusal.
+    instead_of_predict: ClassVar[str] = "evaluate its checkpoint with rnnlab.eval instead"
 
     # --- what each task provides -------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:
@@ -81,8 +85,10 @@ class TaskDataModule(L.LightningDataModule):
         return ()
 
     def setup_predict(self, path: str) -> None:
-        """Read ``path``, raw data in the training format, for ``predict_dataloader``."""
-        raise NotImplementedError
+        """Read ``path``, raw data in the training format, for ``predict_dataloader``. A task
+        that predicts implements it with ``predict_dataloader`` and ``prediction_frame``; here,
+        a task without a prediction file format refuses in one line."""
+        raise ConfigError(f"this task has no prediction file format; {self.instead_of_predict}")
 
     def use_test_file(self, path: str) -> None:
         """Test on ``path`` instead of the test split (``rnnlab.eval ... data.file=``)."""
@@ -92,7 +98,8 @@ class TaskDataModule(L.LightningDataModule):
         )
 
     def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
-        """The predictions of ``trainer.predict`` as a table in original units."""
+        """The predictions of ``trainer.predict`` as a table in original units (after a task's
+        own ``setup_predict``: the base's never lets a run get here)."""
         raise NotImplementedError
 
     def dataset(self, split: str) -> Dataset:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pandas as pd
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from rnnlab.batch import Batch, TargetScaling
 from rnnlab.data.base import TaskDataModule
-from rnnlab.utils.errors import ConfigError, DataError
+from rnnlab.utils.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 COPY_SYMBOLS = 8  # data symbols 1..8; 0 is the blank, 9 the delimiter
@@ -36,7 +35,12 @@ COPY_MEMORY = 10  # symbols to remember
 
 class ProbeDataModule(TaskDataModule):
     """A synthetic probe of ``length`` time steps (the memory span asked for) with
-    ``train_size``/``val_size``/``test_size`` sequences; subclasses say how to draw them."""
+    ``train_size``/``val_size``/``test_size`` sequences; subclasses say how to draw them.
+    It has no prediction file format (``TaskDataModule.setup_predict`` refuses)."""
+
+    instead_of_predict = (
+        "a probe's data is generated from its seed: evaluate its checkpoint with rnnlab.eval"
+    )
 
     def __init__(
         self,
@@ -65,21 +69,12 @@ class ProbeDataModule(TaskDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
-            raise ConfigError(
-                "a probe's data is generated from its seed; it has no prediction input "
-                "(evaluate its checkpoint with rnnlab.eval instead)"
-            )
+            self.setup_predict("")  # refuses: there is no prediction input
         if self.splits:
             return
         generator = torch.Generator().manual_seed(self.seed)
         for split in SPLITS:
             self.splits[split] = TensorDataset(*self.draw(self.sizes[split], generator))
-
-    def setup_predict(self, path: str) -> None:
-        self.setup("predict")
-
-    def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
-        raise DataError("a probe has no prediction input")
 
     def collate(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
         x = torch.stack([item[0] for item in items])

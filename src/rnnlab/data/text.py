@@ -43,7 +43,23 @@ class TextDataModule(TaskDataModule):
 
     The vocabulary, the corpus's SHA-256 and the n-gram order chosen on val are this module's
     ``state_dict``: a restored module uses that vocabulary and refuses a corpus that changed.
+
+    Loaders: this module builds its own ``train/val/test_dataloader`` instead of giving the
+    base's ``loader`` a ``dataset`` of examples and a ``collate``. With the state carried from
+    batch ``i`` to batch ``i + 1`` (truncated BPTT), a batch is not a draw of independent
+    examples but window ``i`` of every stream, so the loader must hand over whole batches
+    already built (``batch_size=None``; ``data.batch_size`` is the number of streams), in
+    order (no sampler, shuffling or length buckets), from the main process (workers would
+    each replay the streams), from this rank's contiguous block of streams under DDP, with
+    window lengths that follow the epoch (``random_bptt``). None of the base's sampler, batch
+    size or collate applies. There is no prediction file format either: ``setup_predict``
+    refuses and names ``instead_of_predict``.
     """
+
+    instead_of_predict = (
+        "a language model samples text with rnnlab.generate ckpt_path=... and scores one with "
+        "rnnlab.eval ckpt_path=... data.file=..."
+    )
 
     def __init__(
         self,
@@ -180,12 +196,6 @@ class TextDataModule(TaskDataModule):
         """Score ``path`` as the test text (``rnnlab.eval ... data.file=``)."""
         self.test_file = str(Path(path).resolve())
         self.parts = {}
-
-    def setup_predict(self, path: str) -> None:
-        raise ConfigError(
-            "a language model does not predict from a file: use rnnlab.generate ckpt_path=... "
-            "to sample text, or rnnlab.eval ckpt_path=... data.file=... to score one"
-        )
 
     def state_dict(self) -> dict[str, Any]:
         if self.vocab is None:
