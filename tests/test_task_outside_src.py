@@ -31,8 +31,8 @@ from tests.first_bit_task import CONF, DATA, MODEL
 REPO = Path(__file__).resolve().parents[1]
 SEARCH_PATH = f"hydra.searchpath=[file://{CONF}]"
 LISTED = f"user_classes=[{DATA},{MODEL}]"
-# TASK with BY_ACCURACY is what experiment=first_bit selects, spelled out: pre-flight refuses an
-# experiment found only on an extra search path (test_an_experiment_..._passes_preflight)
+# TASK with BY_ACCURACY is what experiment=first_bit selects, spelled out: the groups each file
+# of the task adds are used on their own (test_an_experiment_..._passes_preflight checks both)
 TASK = [SEARCH_PATH, "data=first_bit", "model=first_bit", LISTED]
 BY_ACCURACY = ["monitor=val/acc", "monitor_mode=max"]
 QUIET = ["trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "logger=none"]
@@ -191,12 +191,6 @@ def test_the_experiment_composes_from_the_extra_search_path():
     assert chosen["data"] == spelled["data"] and chosen["model"] == spelled["model"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rnnlab.utils.preflight._check_optional_groups lists the options of experiment (and "
-    "hparams_search, debug) from rnnlab's own conf/ only, so experiment=first_bit, found on "
-    "hydra.searchpath, is refused as unknown although Hydra composes it",
-)
 def test_an_experiment_on_the_extra_search_path_passes_preflight(tmp_path):
     try:
         check("train", [SEARCH_PATH, "experiment=first_bit", f"hydra.run.dir={tmp_path / 'r'}"])
@@ -204,13 +198,6 @@ def test_an_experiment_on_the_extra_search_path_passes_preflight(tmp_path):
         pytest.fail(str(exc))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conf/callbacks/default.yaml's model_checkpoint (save_last: true) promises a last.ckpt "
-    "rewritten every epoch, which resume=auto and the SIGTERM line call the last finished epoch; "
-    "Lightning 2.6's ModelCheckpoint writes last.ckpt only in an epoch that also writes best.ckpt "
-    "(on_train_epoch_end), so once the monitored metric stops improving last.ckpt stays behind",
-)
 def test_last_ckpt_holds_the_last_finished_epoch(trained):
     run_dir, _ = trained
     best = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")

@@ -56,10 +56,15 @@ def first_values(args: list[str]) -> list[str]:
     return single
 
 
-def _options(group: str) -> list[str]:
-    from rnnlab.utils.config import config_dir
+def _options(group: str, config_name: str, overrides: list[str]) -> list[str]:
+    """The options of ``group`` on Hydra's whole search path: rnnlab's conf/ and whatever the
+    command adds with ``hydra.searchpath`` (a user's own experiments). Only those overrides are
+    passed on, so a mistake elsewhere on the command line cannot hide the options."""
+    from hydra.core.global_hydra import GlobalHydra
 
-    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+    search = [o for o in overrides if o.lstrip("+").startswith("hydra.searchpath=")]
+    loader = GlobalHydra.instance().config_loader()
+    return sorted(loader.get_group_options(group, config_name=config_name, overrides=search))
 
 
 def _close(word: str, candidates: list[str]) -> str:
@@ -68,11 +73,11 @@ def _close(word: str, candidates: list[str]) -> str:
     return f" (did you mean {found[0]}?)" if found else ""
 
 
-def _check_optional_groups(overrides: list[str], conf: str) -> None:
+def _check_optional_groups(config_name: str, overrides: list[str]) -> None:
     for override in overrides:
         group, _, option = override.lstrip("+").partition("=")
         if group in _OPTIONAL_GROUPS and option not in ("", "null"):
-            available = _options(group)
+            available = _options(group, config_name, overrides)
             if option not in available:
                 raise ConfigError(
                     f"unknown {group} {option!r}{_close(option, available)}; "
@@ -101,7 +106,7 @@ def _did_you_mean(message: str, config_name: str, overrides: list[str]) -> str:
     missing_option = re.search(r"Could not find '([^']+)/([^'/]+)'", message)
     if missing_option:
         group, option = missing_option.groups()
-        return _close(option, _options(group))
+        return _close(option, _options(group, config_name, overrides))
     bad_key = re.search(r"Could not override '([^']+)'", message)
     if not bad_key:
         return ""
@@ -143,10 +148,10 @@ def check(config_name: str, argv: list[str]) -> None:
     from rnnlab.utils.config import config_dir
 
     overrides = first_values([a for a in argv if a not in _SWEEP_FLAGS])
-    _check_optional_groups(overrides, config_dir())
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            _check_optional_groups(config_name, overrides)
             try:
                 cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
             except Exception as exc:  # Hydra raises several types; all mean a bad command line
