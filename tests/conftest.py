@@ -6,9 +6,15 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hypothesis import settings
 from omegaconf import DictConfig, open_dict
 
 from rnnlab.utils.config import config_dir
+
+# Property tests draw the same examples on every run and machine, so a pass or a failure
+# repeats (a test's own @settings, such as max_examples, still applies).
+settings.register_profile("rnnlab", derandomize=True)
+settings.load_profile("rnnlab")
 
 # Small and quick, yet a full run: fit, checkpoints, test with the best checkpoint.
 FAST = [
