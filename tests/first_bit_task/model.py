@@ -50,7 +50,7 @@ class FirstBitClassifier(SequenceModule):
         """Logits (batch, 2) of padded ``x`` (batch, time, 1) with valid ``lengths``."""
         return self.head(self.encoder(x, lengths))
 
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def stage_step(self, batch: Batch, stage: str) -> torch.Tensor:
         assert batch.y is not None
         logits = self(batch.x, batch.lengths)  # once per batch: an ensemble replays it
         loss = F.cross_entropy(logits, batch.y)
@@ -61,15 +61,6 @@ class FirstBitClassifier(SequenceModule):
     def training_loss(self, batch: Batch) -> torch.Tensor:
         assert batch.y is not None
         return F.cross_entropy(self(batch.x, batch.lengths), batch.y)
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"probabilities": self(batch.x, batch.lengths).softmax(dim=-1).cpu()}

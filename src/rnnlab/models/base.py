@@ -123,6 +123,24 @@ class SequenceModule(L.LightningModule):
         gradient-flow diagnostics differentiate it on the side)."""
         raise NotImplementedError
 
+    def stage_step(self, batch: Any, stage: str) -> torch.Tensor:
+        """One batch of ``stage`` ('train', 'val' or 'test'): its loss, with the stage's loss and
+        metrics updated. The training, validation and test steps below all call it; a model
+        whose stages differ by more than their name overrides those steps instead."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.stage_step(batch, "train")
+
+    # None here; a model that overrides them may return what its callbacks read (a forecast)
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        self.stage_step(batch, "val")
+        return None
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+        self.stage_step(batch, "test")
+        return None
+
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         """Add a batch's mean loss to its stage's epoch mean; log a training step's loss when
         the logger will write it (Lightning's own rule: every ``log_every_n_steps`` batches)."""

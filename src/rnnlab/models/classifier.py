@@ -85,7 +85,7 @@ class SequenceClassifier(SequenceModule):
     def training_loss(self, batch: Batch) -> torch.Tensor:
         return self._loss(batch, "train")[0]
 
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def stage_step(self, batch: Batch, stage: str) -> torch.Tensor:
         y = batch.targets()
         loss, logits = self._loss(batch, stage)
         self.stage_metrics.update(stage, "classes", logits, y)
@@ -93,15 +93,6 @@ class SequenceClassifier(SequenceModule):
         if stage == "test":
             self.test_confusion.update(logits, y)  # test_confusion_matrix(), for the figure
         return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"probabilities": self(batch.x, batch.lengths).softmax(dim=-1).cpu()}

@@ -150,7 +150,7 @@ class LanguageModel(SequenceModule):
         return logits[:, 0], state
 
     # --- training and evaluation -------------------------------------------------------------
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def stage_step(self, batch: Batch, stage: str) -> torch.Tensor:
         y = batch.targets()
         logits, state = self(batch.x, self.carried[stage])
         self.carried[stage] = detached(state)
@@ -167,15 +167,6 @@ class LanguageModel(SequenceModule):
         if stage == "train":
             self.log_loss(stage, loss, len(batch))
         return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def on_train_epoch_start(self) -> None:
         self.carried["train"] = None

@@ -88,7 +88,7 @@ class SequenceTagger(SequenceModule):
     def training_loss(self, batch: Batch) -> torch.Tensor:
         return self._loss(batch)[0]
 
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def stage_step(self, batch: Batch, stage: str) -> torch.Tensor:
         loss, logits, valid = self._loss(batch)
         self.log_loss(stage, loss, len(batch))
         if stage != "train":
@@ -98,15 +98,6 @@ class SequenceTagger(SequenceModule):
                 scored = F.cross_entropy(batch.baselines[name][valid], target)
                 self.stage_metrics.update(stage, f"loss_{name}", scored.expand(len(batch)))
         return loss
-
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"classes": self(batch.x, batch.lengths).argmax(dim=-1).cpu()}
