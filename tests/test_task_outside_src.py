@@ -128,23 +128,26 @@ def test_without_the_listing_the_checkpoint_is_refused(trained):
     assert type(model).__name__ == "FirstBitClassifier" and isinstance(model, Averageable)
 
 
+def predict_bits(run_dir: Path, where: Path) -> subprocess.CompletedProcess[str]:
+    """``rnnlab.predict`` of ``where/bits.txt`` into ``where/predicted.csv`` with the run's best
+    checkpoint and the task's classes listed."""
+    arguments = [
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        LISTED,
+        "input=bits.txt",
+        "output=predicted.csv",
+        "trainer.accelerator=cpu",
+        "hydra.run.dir=predict",
+    ]
+    return command("rnnlab.predict", arguments, where)
+
+
 def test_predict_writes_the_tasks_own_table(trained, tmp_path):
     run_dir, metrics = trained
     lines = ["1000", "0111", "# a comment line", "", "10110011100011110000", "0100101"]
     lines += [f"{first}{'01' * n}" for first in "01" for n in range(2, 9)]
     (tmp_path / "bits.txt").write_text("\n".join(lines) + "\n")
-    done = command(
-        "rnnlab.predict",
-        [
-            f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-            LISTED,
-            "input=bits.txt",
-            "output=predicted.csv",
-            "trainer.accelerator=cpu",
-            "hydra.run.dir=predict",
-        ],
-        tmp_path,
-    )
+    done = predict_bits(run_dir, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(tmp_path / "predicted.csv", dtype={"bits": str})
     sequences = [line for line in lines if line and not line.startswith("#")]
@@ -223,18 +226,7 @@ def test_eval_without_the_listing_is_refused_in_one_line(trained, tmp_path):
 def test_predict_refuses_a_bad_line_in_one_line(trained, tmp_path):
     run_dir, _ = trained
     (tmp_path / "bits.txt").write_text("0101\n\n01x1\n")
-    done = command(
-        "rnnlab.predict",
-        [
-            f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
-            LISTED,
-            "input=bits.txt",
-            "output=predicted.csv",
-            "trainer.accelerator=cpu",
-            "hydra.run.dir=predict",
-        ],
-        tmp_path,
-    )
+    done = predict_bits(run_dir, tmp_path)
     assert done.returncode == 2
     assert done.stderr == "error: bits.txt line 3: '01x1' is not a sequence of 0s and 1s\n"
     assert not (tmp_path / "predicted.csv").exists()
