@@ -56,6 +56,7 @@ def test_piped_run_prints_a_line_per_epoch_where_it_wrote_and_logs_them_to_train
     assert log.rstrip().endswith("run directory: run (checkpoints/, metrics.json, train.log)")
 
 
+@pytest.mark.slow
 def test_optuna_search_ends_with_its_directory_and_the_summary_command(tmp_path):
     result = _run(
         ["-m", "rnnlab.train", "hparams_search=optuna", "hydra.sweeper.n_trials=1", *SHORT],

@@ -89,6 +89,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     return run_dir, train_run(run_dir, "seed=1", *BY_ACCURACY)
 
 
+@pytest.mark.slow
 def test_the_task_trains_and_learns(trained):
     run_dir, metrics = trained
     assert metrics["test/acc"] >= 0.9  # chance is 0.5: the encoder carried the first bit
@@ -99,6 +100,7 @@ def test_the_task_trains_and_learns(trained):
     assert stored["model"]["encoder"]["input_size"] == 1  # from the data's model_settings()
 
 
+@pytest.mark.slow
 def test_eval_from_the_checkpoint_alone_repeats_the_runs_test_metrics(trained, tmp_path):
     """No search path, no data or model overrides: the checkpoint and the allow-list of this
     command are all eval has."""
@@ -113,6 +115,7 @@ def test_eval_from_the_checkpoint_alone_repeats_the_runs_test_metrics(trained, t
     assert evaluated == scored(metrics)  # the same weights on the same test split
 
 
+@pytest.mark.slow
 def test_without_the_listing_the_checkpoint_is_refused(trained):
     """The allow-list is the loading command's: the checkpoint's own ``user_classes`` (stored
     with its config) are never read."""
@@ -142,6 +145,7 @@ def predict_bits(run_dir: Path, where: Path) -> subprocess.CompletedProcess[str]
     return command("rnnlab.predict", arguments, where)
 
 
+@pytest.mark.slow
 def test_predict_writes_the_tasks_own_table(trained, tmp_path):
     run_dir, metrics = trained
     lines = ["1000", "0111", "# a comment line", "", "10110011100011110000", "0100101"]
@@ -201,6 +205,7 @@ def test_an_experiment_on_the_extra_search_path_passes_preflight(tmp_path):
         pytest.fail(str(exc))
 
 
+@pytest.mark.slow
 def test_last_ckpt_holds_the_last_finished_epoch(trained):
     run_dir, _ = trained
     best = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")

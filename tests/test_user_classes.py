@@ -60,6 +60,7 @@ def test_listed_classes_train_and_their_checkpoint_loads_when_listed_again(own_r
     assert metrics["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_without_the_listing_the_checkpoint_is_refused_naming_the_key(own_run, tmp_path):
     ckpt, _ = own_run
     checkpoint = load_checkpoint(ckpt)
