@@ -15,7 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from rnnlab import plotting
-from rnnlab.callbacks.figures import confusion_figure, describe_encoder, forecast_figure
+from rnnlab.callbacks.figures import confusion_figure, forecast_figure
+from rnnlab.capabilities import name_of
 from rnnlab.models.encoder import RNNEncoder
 from rnnlab.summary import sweep_figure
 from rnnlab.utils.hparams import log_hparams
@@ -71,10 +72,10 @@ def test_forecast_figure_gives_each_role_its_colour_and_units():
 
 
 def test_encoder_descriptions():
-    assert describe_encoder(RNNEncoder(3, hidden_size=8)) == "BiLSTM, 8 units"
+    assert name_of(RNNEncoder(3, hidden_size=8)) == "BiLSTM, 8 units"
     gru = RNNEncoder(3, hidden_size=4, cell="gru", num_layers=2, bidirectional=False)
-    assert describe_encoder(gru) == "2-layer GRU, 4 units"
-    assert describe_encoder(torch.nn.Linear(2, 2)) == "Linear"
+    assert name_of(gru) == "2-layer GRU, 4 units"
+    assert name_of(torch.nn.Linear(2, 2)) == "Linear"
 
 
 def test_sweep_figure_marks_the_best_job_and_names_failures():

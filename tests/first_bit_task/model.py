@@ -17,14 +17,13 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from rnnlab.batch import Batch
-from rnnlab.models.base import SequenceModule
+from rnnlab.models.base import SequenceModule, StageMetrics
 
 CLASSES = 2  # first bit 0, first bit 1
 
 
-def _metrics(stage: str) -> MetricCollection:
-    accuracy = MulticlassAccuracy(CLASSES, average="micro")
-    return MetricCollection({"acc": accuracy}, prefix=f"{stage}/")
+def _metrics(stage: str) -> dict[str, MetricCollection]:
+    return {"classes": MetricCollection({"acc": MulticlassAccuracy(CLASSES, average="micro")})}
 
 
 class FirstBitClassifier(SequenceModule):
@@ -42,31 +41,26 @@ class FirstBitClassifier(SequenceModule):
         super().__init__(optimizer, scheduler, monitor)
         self.encoder = encoder
         self.head = nn.Linear(int(encoder.output_size), CLASSES)
-        # one metric object per stage (a shared one would mix their states)
-        self.train_metrics, self.val_metrics = _metrics("train"), _metrics("val")
-        self.test_metrics = _metrics("test")
+        # <stage>/acc, logged by the base at each epoch end; on the bar for val and test
+        self.stage_metrics = StageMetrics(_metrics, shown=lambda stage, name: stage != "train")
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits (batch, 2) of padded ``x`` (batch, time, 1) with valid ``lengths``."""
         return self.head(self.encoder(x, lengths))
 
     def stage_step(self, batch: Batch, stage: str) -> torch.Tensor:
-        assert batch.y is not None
+        y = batch.targets()
         logits = self(batch.x, batch.lengths)  # once per batch: an ensemble replays it
-        loss = F.cross_entropy(logits, batch.y)
-        getattr(self, f"{stage}_metrics").update(logits, batch.y)
-        self.log_loss(stage, loss, len(batch.y))
+        loss = F.cross_entropy(logits, y)
+        self.stage_metrics.update(stage, "classes", logits, y)
+        self.log_loss(stage, loss, len(y))
         return loss
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
-        assert batch.y is not None
-        return F.cross_entropy(self(batch.x, batch.lengths), batch.y)
+        return F.cross_entropy(self(batch.x, batch.lengths), batch.targets())
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         return {"probabilities": self(batch.x, batch.lengths).softmax(dim=-1).cpu()}
-
-    def log_stage_metrics(self, stage: str) -> None:
-        self.log_epoch_metrics(getattr(self, f"{stage}_metrics"), prog_bar=stage != "train")
 
     def forward_output(self, average: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Averaged probabilities as logits (their log: its softmax is the average again), so

@@ -13,16 +13,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from rnnlab import plotting
 from rnnlab.batch import Batch
-from rnnlab.capabilities import ClassLabels, ConfusionCounts, Described, ForecastLabels, name_of
+from rnnlab.capabilities import ClassLabels, ConfusionCounts, Described, ForecastLabels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-
-def describe_encoder(encoder: Any) -> str:
-    """An encoder in a few words, by its ``display_name()`` ('BiLSTM, 64 units'; '2-layer GRU,
-    32 units'); any other module by its class name."""
-    return name_of(encoder)
 
 
 def run_label(datamodule: Any, pl_module: L.LightningModule) -> str:

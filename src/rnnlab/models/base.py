@@ -166,12 +166,6 @@ class SequenceModule(L.LightningModule):
         name = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
         self.log(name, both[0] / both[1], prog_bar=True)
 
-    def log_epoch_metrics(self, metrics: MetricCollection, prog_bar: bool) -> None:
-        """Log and reset a collection updated every step (``compute`` syncs DDP ranks); for a
-        model that keeps its own collections instead of ``stage_metrics``."""
-        self.log_dict(metrics.compute(), prog_bar=prog_bar)
-        metrics.reset()
-
     def log_stage_metrics(self, stage: str) -> None:
         """Log and reset a stage's ``stage_metrics``, after its loss (called at the end of every
         train, val and test epoch)."""
