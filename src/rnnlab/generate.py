@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from rnnlab.capabilities import TextData, TextGenerator
 from rnnlab.checkpoint import load_checkpoint, restore
+from rnnlab.run.command import command
+from rnnlab.run.job import run_task
 from rnnlab.sampling import check_sampling, sample_text
-from rnnlab.utils.cli import run_task
-from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError, first_line
 from rnnlab.utils.files import atomic_path, blocking_file
-from rnnlab.utils.preflight import preflight
 from rnnlab.utils.report import run_directory_line, shown
 
 log = logging.getLogger(__name__)
@@ -82,15 +80,14 @@ def generate(cfg: DictConfig) -> str:
     return text
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="generate")
-def hydra_main(cfg: DictConfig) -> None:
+def job(cfg: DictConfig) -> None:
+    """What Hydra runs: ``generate``, its mistakes in one line."""
     run_task(generate, cfg)
 
 
 def main() -> None:
-    """The command: check the command line, then let Hydra run it."""
-    preflight("generate")
-    hydra_main()
+    """The command ``rnnlab-generate``: compose, check, run (``rnnlab.run``)."""
+    command("generate", job)
 
 
 if __name__ == "__main__":

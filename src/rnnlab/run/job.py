@@ -1,0 +1,126 @@
+"""How one job ends: a user's mistake in one line with exit status 2 (and the run directory left
+as it was), a sweep's failed job recorded in its ``status.json`` while the sweep goes on, a run
+stopped by a signal saying how to resume it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TypeVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from rnnlab.run.directory import remove_fresh_run_dir, write_status
+from rnnlab.utils.errors import RunInterrupted, find_user_error, first_line, root_cause
+from rnnlab.utils.noise import quiet_known_noise
+from rnnlab.utils.report import sweep_directory_line
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
+    """Call ``task(cfg)``; a UserError anywhere in the cause chain exits with status 2 and its
+    message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead. A run stopped by a signal
+    records ``status.json`` as interrupted and exits with 128 + the signal's number."""
+    quiet_known_noise()
+    try:
+        return task(cfg)
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        stopped = as_interrupted(exc)
+        write_status(cfg.paths.output_dir, "interrupted", str(stopped))
+        report_interrupted(stopped)
+    except Exception as exc:
+        error = find_user_error(exc)
+        if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        remove_fresh_run_dir()
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_sweep_job(
+    task: Callable[[DictConfig], dict[str, float]],
+    cfg: DictConfig,
+    objective: Callable[[DictConfig, dict[str, float]], float | None],
+) -> float | None:
+    """Run one job of a sweep; return its objective, or None when it failed (a bad combination,
+    an error, running out of memory, a NaN objective). Every sweeper moves on; the Optuna
+    sweeper records a None as a failed trial (a NaN would crash it: it passes NaN on to
+    ``study.tell``)."""
+    quiet_known_noise()
+    try:
+        metrics = task(cfg)
+    except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
+        write_status(cfg.paths.output_dir, "interrupted", str(as_interrupted(exc)))
+        raise
+    except Exception as exc:  # one failed job must not end the sweep
+        user_error = find_user_error(exc)
+        root = root_cause(exc)
+        # the whole message on one line: wrappers put the real error on their second line
+        detail = " ".join(str(root).split())[:300]
+        reason = first_line(user_error) if user_error else f"{type(root).__name__}: {detail}"
+        log.error("job failed: %s", reason)
+        write_status(cfg.paths.output_dir, "failed", reason)
+        _release_accelerator_memory()
+        return None
+    value = objective(cfg, metrics)
+    if value is None:
+        reason = f"{cfg.monitor}_best is missing or NaN (the loss may have diverged)"
+        log.error("job failed: %s", reason)
+        write_status(cfg.paths.output_dir, "failed", reason)
+        return None
+    write_status(cfg.paths.output_dir, "completed")
+    return value
+
+
+def _release_accelerator_memory() -> None:
+    """After an out-of-memory job, give cached GPU memory back before the next job."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def as_interrupted(exc: BaseException) -> RunInterrupted:
+    if isinstance(exc, RunInterrupted):
+        return exc
+    return RunInterrupted("interrupted (SIGINT) before training started", signal.SIGINT)
+
+
+def report_interrupted(exc: RunInterrupted) -> NoReturn:
+    print(f"interrupted: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
+
+
+@contextlib.contextmanager
+def exit_on_interrupt() -> Iterator[None]:
+    """Around a command: a sweep stopped by a signal (already recorded in its job's
+    status.json) ends in one line and the signal's exit status."""
+    try:
+        yield
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        report_interrupted(as_interrupted(exc))
+
+
+class SweepDirectoryLine(Callback):
+    """A Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml): when a multirun ends,
+    print where its jobs went and how to tabulate them. Each job logs its own run directory;
+    the sweep's (``logs/optuna/...`` for an Optuna search, whose ``task_name`` is ``optuna``)
+    is known for certain only here, after the last job."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # printed, not logged: logging still writes to the last job's log file
+        print(sweep_directory_line(str(config.hydra.sweep.dir)), flush=True)
