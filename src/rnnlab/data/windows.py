@@ -161,12 +161,14 @@ def collate_windows(items: list[dict[str, Any]]) -> Batch:
 
 def mase_scale(train_targets: torch.Tensor, season: int) -> torch.Tensor:
     """Mean absolute seasonal difference (``season`` steps) of a series' training targets (time,
-    targets): MASE's denominator (1 where the training part is too short or constant)."""
+    targets): MASE's denominator. NaN where it is undefined, a training part no longer than a
+    season or whose seasonal differences are all 0 (a constant target): MASE leaves those
+    series out rather than divide by 0 or by a stand-in."""
     if len(train_targets) <= season:
-        return torch.ones(train_targets.shape[1])
+        return torch.full((train_targets.shape[1],), float("nan"))
     train_targets = train_targets.double()  # a float32 sum of large differences overflows
     scale = (train_targets[season:] - train_targets[:-season]).abs().mean(dim=0)
-    return torch.where(scale > 0, scale, torch.ones_like(scale)).float()
+    return torch.where(scale > 0, scale, torch.full_like(scale, float("nan"))).float()
 
 
 def future_times(times: np.ndarray, horizon: int) -> list[Any]:

@@ -16,7 +16,8 @@ from rnnlab.utils.errors import ConfigError
 
 class MeanAbsoluteScaledError(Metric):
     """MASE: absolute errors divided by each series' in-sample seasonal-naive MAE (``scale``, from
-    the training part), averaged over every forecast step of every window."""
+    the training part), averaged over every forecast step of every window. A series whose scale
+    is undefined (NaN: a constant training target) is left out; none left gives NaN."""
 
     is_differentiable = True
     higher_is_better = False
@@ -32,8 +33,9 @@ class MeanAbsoluteScaledError(Metric):
         self.add_state("count", default=torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> None:
-        self.total += ((preds - target).abs() / scale).sum().double()
-        self.count += target.numel()
+        defined = ~torch.isnan(scale)
+        self.total += ((preds - target).abs() / scale)[defined].sum().double()
+        self.count += defined.sum()
 
     def compute(self) -> torch.Tensor:
         return (self.total / self.count).float()
