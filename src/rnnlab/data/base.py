@@ -54,8 +54,11 @@ class TaskDataModule(L.LightningDataModule):
 
     # An ensemble (rnnlab.ensemble) averages members that saw the same test split. Members may
     # differ in the data settings that only choose which training samples validate or how
-    # batches are drawn; every other data setting must match.
-    split_settings: ClassVar[frozenset[str]] = frozenset({"seed", "batch_size", "num_workers"})
+    # batches are drawn, and in the limit on input files (data.max_file_mb), which changes
+    # what may be read, not what was; every other data setting must match.
+    split_settings: ClassVar[frozenset[str]] = frozenset(
+        {"seed", "batch_size", "num_workers", "max_file_mb"}
+    )
     # Parts of ``state_dict()`` fitted on the samples that trained, so different per seed or
     # fold: each member applies its own. Every other part must be equal between members.
     split_state: ClassVar[frozenset[str]] = frozenset()

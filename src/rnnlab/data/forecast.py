@@ -11,6 +11,7 @@ every metric, its own and the baselines', in original units.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ from torch.utils.data import DataLoader
 
 from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
 from rnnlab.data.normalize import Normalizer
-from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
+from rnnlab.data.series import Series, Table, file_name, fill_missing, read_csv, split_series
 from rnnlab.data.sources import STEPS, UNITS, load_source
 from rnnlab.data.windows import (
     BASELINES,
@@ -41,13 +43,15 @@ from rnnlab.data.windows import seasonal_naive as seasonal_naive
 from rnnlab.utils.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 class ForecastDataModule(TaskDataModule):
     """Series from ``file`` (CSV), ``source`` (a shipped series) or ``frame`` (a DataFrame, from
     Python) with a time column, target column(s), optional covariates (inputs only) and an
     optional series-id column. Splits by ``val_fraction``/``test_fraction`` of each series, or by
-    ``val_start``/``test_start`` dates (or numbers, matching the time column).
+    ``val_start``/``test_start`` dates (or numbers, matching the time column). Settings name a
+    column holding ``${`` with ``$\\{`` (``series.setting_name``).
     """
 
     def __init__(
@@ -72,9 +76,11 @@ class ForecastDataModule(TaskDataModule):
         season_length: int = 1,
         batch_size: int = 64,
         num_workers: int = 0,
+        max_file_mb: float = DEFAULT_MAX_FILE_MB,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
+        self.max_file_mb = check_max_file_mb(max_file_mb)
         if file is not None and source is not None:
             raise ConfigError(
                 f"data.file and data.source={source} are both set; to forecast your own CSV use "
@@ -152,7 +158,7 @@ class ForecastDataModule(TaskDataModule):
 
     def _table(self) -> Table:
         if self.file is not None:
-            return read_csv(self.file)
+            return read_csv(self.file, "data.file", self.max_file_mb)
         if self.source is not None:
             return Table(load_source(self.source), f"source {self.source!r}", from_file=False)
         return Table(self.frame, "data frame", from_file=False)
@@ -226,15 +232,28 @@ class ForecastDataModule(TaskDataModule):
                 )
         if not restored:
             self._fit_normalizers(train_parts)
+        scales = [mase_scale(p[:, : self.num_targets], self.season_length) for p in train_parts]
+        self._warn_undefined_mase(all_series, scales, table)
         self.series = [
-            SeriesData(
-                raw,
-                self.normalizer(i),
-                mase_scale(part[:, : self.num_targets], self.season_length),
-                observed[i],
-            )
-            for i, (raw, part) in enumerate(zip(raws, train_parts, strict=True))
+            SeriesData(raw, self.normalizer(i), scales[i], observed[i])
+            for i, raw in enumerate(raws)
         ]
+
+    def _warn_undefined_mase(
+        self, series: list[Series], scales: list[torch.Tensor], table: Table
+    ) -> None:
+        """Say which series' MASE is undefined (``windows.mase_scale``), and so left out of it."""
+        for s, scale in zip(series, scales, strict=True):
+            for column, value in zip(self.target_columns, scale.tolist(), strict=True):
+                if value != value:  # NaN
+                    log.warning(
+                        "%s column %r: the train part's seasonal differences (season_length=%d) "
+                        "are all 0 or absent, so MASE, their mean as denominator, is undefined "
+                        "for it: MASE leaves it out (NaN when no series is left)",
+                        self._where(s, table),
+                        column,
+                        self.season_length,
+                    )
 
     def _fit_normalizers(self, train_parts: list[torch.Tensor]) -> None:
         if self.per_series:
@@ -253,7 +272,7 @@ class ForecastDataModule(TaskDataModule):
                 f"{path} is a .ts file, but this checkpoint is a forecasting model: "
                 f"input must be a CSV with columns {[self.time_column, *self.columns]}"
             )
-        table = read_csv(path)
+        table = read_csv(path, "input", self.max_file_mb, STORED_LIMIT)
         series = self._series(table, training=False)
         if self.per_series:
             unknown = [s.name for s in series if s.name not in self.series_names]
@@ -314,10 +333,12 @@ class ForecastDataModule(TaskDataModule):
         for s, forecast in zip(self.predict_series, forecasts, strict=True):
             future = future_times(s.times, self.horizon)
             for step in range(self.horizon):
-                row: dict[str, Any] = {"step": step + 1, self.time_column: future[step]}
+                # columns named as in the file (a setting spells '${' as '$\\{')
+                row: dict[str, Any] = {"step": step + 1, file_name(self.time_column): future[step]}
                 if self.series_column:
-                    row = {self.series_column: s.name, **row}
-                row.update(zip(self.target_columns, forecast[step].tolist(), strict=True))
+                    row = {file_name(self.series_column): s.name, **row}
+                targets = [file_name(c) for c in self.target_columns]
+                row.update(zip(targets, forecast[step].tolist(), strict=True))
                 rows.append(row)
         return pd.DataFrame(rows)
 

@@ -13,6 +13,26 @@ SEQUENCE_SCALES = ("none", "maxabs")
 # Inputs are float32 tensors. A value this large keeps ``x - shift`` and ``max - min`` (at most
 # twice the largest magnitude) finite in float32; anything larger would reach the model as inf.
 MAX_ABS_VALUE = float(np.finfo(np.float32).max) / 4
+# The smallest float32 magnitude with full precision: below it a value loses its digits, and
+# below ~1.4e-45 becomes 0, so 1e-300 would train, and be scored, as an exact 0.
+MIN_ABS_VALUE = float(np.finfo(np.float32).tiny)
+
+
+def outside_float32(values: np.ndarray) -> np.ndarray:
+    """Where finite ``values`` (float64) are too large or too small (non-zero) for float32
+    training (NaN is never flagged: missing values are checked apart)."""
+    magnitude = np.abs(values)
+    return (magnitude > MAX_ABS_VALUE) | ((magnitude > 0) & (magnitude < MIN_ABS_VALUE))
+
+
+def float32_issue(value: float, symbol: str = "x") -> str:
+    """Why ``value``, flagged by ``outside_float32``, cannot be trained on."""
+    if abs(value) > MAX_ABS_VALUE:
+        return f"beyond what float32 training can represent (|{symbol}| <= {MAX_ABS_VALUE:.2g})"
+    return (
+        f"too small for float32 training, which would round it to 0 or lose its digits "
+        f"(non-zero |{symbol}| >= {MIN_ABS_VALUE:.2g})"
+    )
 
 
 def scale_sequence(sequence: torch.Tensor, how: str) -> torch.Tensor:

@@ -16,7 +16,14 @@ from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.folds import check_fold_settings, fold_split
-from rnnlab.data.normalize import MAX_ABS_VALUE, SEQUENCE_SCALES, Normalizer, scale_sequence
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
+from rnnlab.data.normalize import (
+    SEQUENCE_SCALES,
+    Normalizer,
+    float32_issue,
+    outside_float32,
+    scale_sequence,
+)
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError, choice
 
@@ -47,13 +54,13 @@ def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Ten
                 f"{where} sample {i} has NaN/inf at time step {step}, channel {channel}; "
                 "impute or drop such values before training"
             )
-        huge = seq.abs() > MAX_ABS_VALUE
-        if huge.any():
-            step, channel = (int(v) for v in huge.nonzero()[0])
+        unfit = outside_float32(seq.double().numpy())
+        if unfit.any():
+            step, channel = (int(v) for v in np.argwhere(unfit)[0])
+            value = float(seq[step, channel])
             raise DataError(
-                f"{where} sample {i} has value {float(seq[step, channel]):g} at time step {step}, "
-                f"channel {channel}, beyond what float32 training can represent "
-                f"(|x| <= {MAX_ABS_VALUE:.2g}); rescale that channel"
+                f"{where} sample {i} has value {value:g} at time step {step}, channel "
+                f"{channel}, {float32_issue(value)}; rescale that channel"
             )
     return [seq.float() for seq in sequences]
 
@@ -94,9 +101,11 @@ class SequenceDataModule(TaskDataModule):
         batch_size: int = 32,
         bucket: bool = False,
         num_workers: int = 0,
+        max_file_mb: float = DEFAULT_MAX_FILE_MB,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
+        self.max_file_mb = check_max_file_mb(max_file_mb)
         if (train_file is None) != (test_file is None):
             raise ConfigError("set both data.train_file and data.test_file, or neither")
         if train_file is None and not name:
@@ -154,7 +163,10 @@ class SequenceDataModule(TaskDataModule):
         """Raw (un-normalised) sequences and labels of the official 'train' or 'test' split."""
         if self.train_file is not None:
             path = self.train_file if split == "train" else self.test_file
-            return load_ts_file(str(path), labels=self.label_kind)
+            setting = "data.train_file" if split == "train" else "data.test_file"
+            return load_ts_file(
+                str(path), labels=self.label_kind, setting=setting, max_file_mb=self.max_file_mb
+            )
         return load_archive(str(self.name), split, labels=self.label_kind)
 
     def where(self, split: str) -> str:
@@ -197,7 +209,13 @@ class SequenceDataModule(TaskDataModule):
                 f"{path} is a CSV file, but this checkpoint is a whole-sequence "
                 "model: input must be a .ts file like the one it was trained on"
             )
-        sequences, labels = load_ts_file(path, labels=None)
+        sequences, labels = load_ts_file(
+            path,
+            labels=None,
+            setting="input",
+            max_file_mb=self.max_file_mb,
+            limit_advice=STORED_LIMIT,
+        )
         sequences = check_sequences(sequences, path)
         channels = {int(s.shape[1]) for s in sequences}
         expected = int(self.normalizer.shift.numel())  # type: ignore[union-attr]

@@ -7,17 +7,32 @@ lines as an editor does, header = line 1) or the row (DataFrames count rows from
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rnnlab.data.normalize import MAX_ABS_VALUE
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input
+from rnnlab.data.normalize import float32_issue, outside_float32
 from rnnlab.utils.errors import ConfigError, DataError, first_line
 from rnnlab.utils.overrides import as_override
 
 MISSING = ("error", "ffill", "interpolate")
+# A column name holding "${" cannot be written in a config, whose resolver would read it as an
+# interpolation (and a checkpoint holding one is refused): settings name it with "$\{" instead.
+_INTERPOLATION, _SPELLED = "${", "$\\{"
+
+
+def setting_name(column: object) -> str:
+    """How settings (data.target_columns, ...) name a column of the file."""
+    return str(column).replace(_INTERPOLATION, _SPELLED)
+
+
+def file_name(setting: str) -> str:
+    """The column of the file that a setting names (the inverse of ``setting_name``)."""
+    return setting.replace(_SPELLED, _INTERPOLATION)
 
 
 @dataclass
@@ -43,15 +58,21 @@ class Table:
         return f"line {position + 2}" if self.from_file else f"row {position}"
 
 
-def read_csv(path: str | Path) -> Table:
+def read_csv(
+    path: str | Path,
+    setting: str = "data.file",
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    limit_advice: str = RAISE_LIMIT,
+) -> Table:
+    """The table in the CSV file at ``path`` (named by ``setting``), read once and within
+    ``max_file_mb`` MiB (``inputs.read_input``)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist; check data.file / input")
+    raw = read_input(path, setting, max_file_mb, limit_advice)
     try:
-        frame = pd.read_csv(path)
-        with path.open(newline="", encoding="utf-8") as lines:
-            header = next(csv.reader(lines), [])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        frame = pd.read_csv(io.BytesIO(raw))
+        header = next(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")), [])
+    # ParserError, EmptyDataError and UnicodeDecodeError are ValueErrors
+    except (ValueError, csv.Error) as exc:
         raise DataError(f"cannot read {path} as CSV: {first_line(exc)}") from exc
     # pandas renames a repeated column ('co2' -> 'co2.1') and the first one would win silently
     twice = sorted({name for name in header if header.count(name) > 1})
@@ -60,20 +81,63 @@ def read_csv(path: str | Path) -> Table:
     return Table(frame, str(path), from_file=True)
 
 
+def _offset(text: object) -> str | None:
+    """The UTC offset a time stamp is written with ('+01:00'; 'none' for a time without one),
+    or None when it is not a time stamp."""
+    try:
+        offset = pd.Timestamp(str(text)).utcoffset()
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if offset is None:
+        return "none"
+    minutes = int(offset.total_seconds() // 60)
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _mixed_offsets(table: Table, column: str, raw: pd.Series) -> str | None:
+    """The refusal of a time column whose stamps carry different UTC offsets (or some none),
+    naming the first row that differs from the first; None when that is not the problem."""
+    first: str | None = None
+    for position, text in enumerate(raw):
+        offset = _offset(text)
+        if offset is None:
+            continue
+        if first is None:
+            first, first_position = offset, position
+        elif offset != first:
+            return (
+                f"{table.where} {table.row(position)}: time {str(text)!r} has UTC offset "
+                f"{offset}, {table.row(first_position)} has {first}; a time column must use one "
+                f"offset throughout: write every time in one (e.g. UTC) in column {column!r}"
+            )
+    return None
+
+
 def _times(table: Table, column: str) -> np.ndarray:
+    """The time column as numbers or datetimes. Dates with one UTC offset are read as written
+    (the offset dropped: the order and spacing of the times are the same)."""
     raw = table.frame[column]
     missing = np.flatnonzero(raw.isna().to_numpy())
     if len(missing):
         raise DataError(f"{table.where} {table.row(missing[0])}: time column {column!r} is empty")
     if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
         return raw.to_numpy()
-    parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+    try:
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+    except (ValueError, TypeError, OverflowError) as exc:  # mixed offsets, among others
+        problem = _mixed_offsets(table, column, raw)
+        raise DataError(
+            problem or f"{table.where}: time column {column!r} cannot be read: {first_line(exc)}"
+        ) from exc
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         raise DataError(
             f"{table.where} {table.row(bad[0])}: time column {column!r} holds "
             f"{raw.iloc[bad[0]]!r}, neither a number nor a date"
         )
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_localize(None)
     return parsed.to_numpy()
 
 
@@ -91,12 +155,12 @@ def _numbers(table: Table, column: str) -> np.ndarray:
             f"{table.where} {table.row(bad[0])}: column {column!r} holds "
             f"{_show_value(raw.iloc[bad[0]])}, not a finite number"
         )
-    huge = np.flatnonzero(np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE)
-    if len(huge):
+    unfit = np.flatnonzero(outside_float32(values))
+    if len(unfit):
+        value = values[unfit[0]]
         raise DataError(
-            f"{table.where} {table.row(huge[0])}: column {column!r} holds {values[huge[0]]:g}, "
-            f"beyond what float32 training can represent (|x| <= {MAX_ABS_VALUE:.2g}); "
-            "rescale the column"
+            f"{table.where} {table.row(unfit[0])}: column {column!r} holds {value:g}, "
+            f"{float32_issue(value)}; rescale the column"
         )
     return values
 
@@ -147,7 +211,9 @@ def split_series(
 ) -> list[Series]:
     """Check columns, types and time order; return the series in order of first appearance.
     ``suggest_series_column``: when the times repeat and no series column is set, the error
-    names the columns that could be one (not for data whose series column is already fixed)."""
+    names the columns that could be one (not for data whose series column is already fixed).
+    Columns are named as settings name them (``setting_name``)."""
+    table.frame = table.frame.rename(columns=setting_name)
     twice = table.frame.columns[table.frame.columns.duplicated()]
     if len(twice):
         raise DataError(

@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 from rnnlab.batch import IGNORE_TARGET as IGNORE
 from rnnlab.batch import UNKNOWN_ID as UNK
 from rnnlab.data.base import TaskDataModule
-from rnnlab.data.corpus import UNK_CHAR, Vocabulary, default_corpus, fingerprint, read_text
+from rnnlab.data.corpus import Vocabulary, default_corpus, fingerprint, read_text
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
 from rnnlab.data.ngram import best_order, unigram_nll
 from rnnlab.data.streams import Chunks, fixed_windows, one_batch, rank_rows, to_rows
 from rnnlab.utils.errors import ConfigError, DataError
@@ -72,6 +73,7 @@ class TextDataModule(TaskDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         ngram_max_order: int = 7,
+        max_file_mb: float = DEFAULT_MAX_FILE_MB,
         seed: int = 0,
     ) -> None:
         # the text is in memory; a worker process would only add latency
@@ -90,6 +92,7 @@ class TextDataModule(TaskDataModule):
                 "data.val_fraction and data.test_fraction must be in (0, 1) with a sum below 1"
             )
         self.file, self.encoding = file, encoding
+        self.max_file_mb = check_max_file_mb(max_file_mb)
         self.bptt, self.random_bptt = bptt, random_bptt
         self.eval_streams = eval_streams
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -98,6 +101,7 @@ class TextDataModule(TaskDataModule):
         self.sha256: str | None = None
         self.ngram_order: int | None = None
         self.test_file: str | None = None
+        self.test_encoding: str | None = None
         self.parts: dict[str, np.ndarray] = {}
         self.baselines: dict[str, dict[str, np.ndarray]] = {}
 
@@ -106,7 +110,7 @@ class TextDataModule(TaskDataModule):
         """The corpus text and a description of where it came from."""
         if self.file is None:
             return default_corpus()
-        return read_text(self.file, self.encoding), f"data.file={self.file}"
+        return read_text(self.file, self.encoding, self.max_file_mb), f"data.file={self.file}"
 
     def setup(self, stage: str | None = None) -> None:
         if self.parts:
@@ -122,7 +126,7 @@ class TextDataModule(TaskDataModule):
         test_at = len(text) - round(len(text) * self.test_fraction)
         train, val, test = text[:val_at], text[val_at:test_at], text[test_at:]
         if self.test_file is not None:
-            test, where = read_text(self.test_file, self.encoding), f"data.file={self.test_file}"
+            test, where = self._read_test_file(self.test_file), f"data.file={self.test_file}"
         need = self.batch_size * (self.bptt + 1)
         if len(train) < need:
             raise DataError(
@@ -192,10 +196,29 @@ class TextDataModule(TaskDataModule):
         assert self.vocab is not None, "setup() first"
         return self.vocab.decode(self.parts[part][:characters].tolist())
 
-    def use_test_file(self, path: str) -> None:
-        """Score ``path`` as the test text (``rnnlab.eval ... data.file=``)."""
+    def use_test_file(self, path: str, encoding: str | None = None) -> None:
+        """Score ``path`` as the test text (``rnnlab.eval ... data.file=``), read in
+        ``encoding`` (None: the encoding the training text was read in)."""
         self.test_file = str(Path(path).resolve())
+        self.test_encoding = encoding
         self.parts = {}
+
+    def _read_test_file(self, path: str) -> str:
+        """The text to score, within the limit stored with the model; the advice for a file it
+        cannot read is what the scoring command can do (its data settings came with the
+        model, apart from those it names)."""
+        if self.test_encoding is not None:
+            return read_text(path, self.test_encoding, self.max_file_mb)
+        return read_text(
+            path,
+            self.encoding,
+            self.max_file_mb,
+            encoding_advice=(
+                f"this model reads texts as {self.encoding}, as its training text was: convert "
+                f"the file to {self.encoding} (e.g. iconv -f latin-1 -t {self.encoding})"
+            ),
+            limit_advice=STORED_LIMIT,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         if self.vocab is None:
@@ -213,7 +236,8 @@ class TextDataModule(TaskDataModule):
         ):
             raise TypeError("vocab must be a list of code points")
         chars = [chr(c) for c in codes]
-        if len(set(chars)) != len(chars) or UNK_CHAR in chars:
+        # read_text refuses a NUL anywhere in a text, so no vocabulary rnnlab wrote holds one
+        if len(set(chars)) != len(chars) or "\x00" in chars:
             raise ValueError("vocab holds a character twice, or NUL")
         if not isinstance(sha, str) or not isinstance(order, int):
             raise TypeError("sha256 must be a string and ngram_order an integer")

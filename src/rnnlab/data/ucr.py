@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnlab.data.normalize import MAX_ABS_VALUE
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input
+from rnnlab.data.normalize import float32_issue, outside_float32
 from rnnlab.utils.errors import DataError, first_line
 
 Split = tuple[list[torch.Tensor], np.ndarray | None]
@@ -54,17 +56,17 @@ def _to_tensors(frame: object, where: str) -> list[torch.Tensor]:
 LABEL_KINDS = {"class": "@classLabel true <labels>", "target": "@targetLabel true"}
 
 
-def label_kind(path: Path) -> str | None:
-    """What a .ts header declares per sample: 'class' labels, a regression 'target', or None."""
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            words = line.strip().lower().split()
-            if words[:1] == ["@data"]:
-                return None
-            if words[:2] == ["@classlabel", "true"]:
-                return "class"
-            if words[:2] == ["@targetlabel", "true"]:
-                return "target"
+def label_kind(raw: bytes) -> str | None:
+    """What a .ts file's header declares per sample: 'class' labels, a regression 'target', or
+    None."""
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        words = line.strip().lower().split()
+        if words[:1] == ["@data"]:
+            return None
+        if words[:2] == ["@classlabel", "true"]:
+            return "class"
+        if words[:2] == ["@targetlabel", "true"]:
+            return "target"
     return None
 
 
@@ -78,39 +80,53 @@ def _labels(values: np.ndarray, kind: str, where: str) -> np.ndarray:
             f"{where} sample {bad[0]} has target {values[bad[0]]!r}, not a finite number; "
             "regression targets must be real numbers"
         )
-    huge = np.flatnonzero(np.abs(numbers) > MAX_ABS_VALUE)
-    if len(huge):
+    bad = np.flatnonzero(outside_float32(numbers))
+    if len(bad):
         raise DataError(
-            f"{where} sample {huge[0]} has target {numbers[huge[0]]:g}, beyond what float32 "
-            f"training can represent (|y| <= {MAX_ABS_VALUE:.2g}); rescale the targets"
+            f"{where} sample {bad[0]} has target {numbers[bad[0]]:g}, "
+            f"{float32_issue(numbers[bad[0]], 'y')}; rescale the targets"
         )
     return numbers
 
 
-def load_ts_file(path: str | Path, where: str | None = None, labels: str | None = "class") -> Split:
+def load_ts_file(
+    path: str | Path,
+    where: str | None = None,
+    labels: str | None = "class",
+    setting: str = "data.train_file",
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    limit_advice: str = RAISE_LIMIT,
+) -> Split:
     """Read a .ts file (the archive's format) into (time, channels) float64 sequences and their
     labels.
 
     ``labels`` is what the file must declare: 'class' (string labels), 'target' (one real value
     per sample) or None (either or neither: unlabelled files give ``None`` labels, as for
-    prediction). ``where`` names the data in error messages (default: the path).
+    prediction). ``where`` names the data in error messages (default: the path); ``setting``
+    the setting that named the file, and ``max_file_mb`` its size limit
+    (``inputs.read_input``).
     """
     from sktime.datasets import load_from_tsfile_to_dataframe
 
     path = Path(path)
     where = where or str(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist; check the data file setting")
-    kind = label_kind(path)
+    raw = read_input(path, setting, max_file_mb, limit_advice)
+    kind = label_kind(raw)
     if labels is not None and kind != labels:
         raise DataError(
             f"{path} declares {kind or 'no'} labels; "
             f"this task needs '{LABEL_KINDS[labels]}' in the header before @data"
         )
-    try:
-        frame = load_from_tsfile_to_dataframe(str(path), return_separate_X_and_y=False)
-    except Exception as exc:  # sktime raises several types for malformed files
-        raise DataError(f"cannot read {path} as a .ts file: {first_line(exc)}") from exc
+    # sktime reads a path: it gets a private copy of the bytes already read (and bounded), so a
+    # file that changes or grows meanwhile is never read again
+    with tempfile.TemporaryDirectory(prefix="rnnlab-ts-") as folder:
+        copy = Path(folder) / "data.ts"
+        copy.write_bytes(raw)
+        del raw
+        try:
+            frame = load_from_tsfile_to_dataframe(str(copy), return_separate_X_and_y=False)
+        except Exception as exc:  # sktime raises several types for malformed files
+            raise DataError(f"cannot read {path} as a .ts file: {first_line(exc)}") from exc
     values = None
     if "class_vals" in frame.columns:
         values = _labels(frame.pop("class_vals").to_numpy(), kind or "class", where)
@@ -122,7 +138,7 @@ def load_archive(name: str, split: str, labels: str = "class") -> Split:
     ship inside sktime when present, else (classification only) through sktime's download."""
     shipped_file = _data_root() / name / f"{name}_{split.upper()}.ts"
     if shipped_file.is_file():  # skips sktime's name lists, which cost a second to import
-        return load_ts_file(shipped_file, where=f"{name} {split}", labels=labels)
+        return load_ts_file(shipped_file, f"{name} {split}", labels, setting="data.name")
     if labels == "target":
         raise DataError(
             f"regression data set {name!r} does not ship with sktime (shipped: Covid3Month, "
