@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from rnnlab.run.command import check
 from rnnlab.train import train
 from rnnlab.utils.errors import ConfigError, find_user_error
-from rnnlab.utils.preflight import check
 from tests.conftest import compose_config, write_ts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Every rnnlab command in README.md and docs/ composes, checked as the command itself checks its
 command line before it starts: Hydra's own flag parser, then rnnlab's pre-flight check
-(``rnnlab.utils.preflight.check``: unknown keys and options with "did you mean", missing required
+(``rnnlab.run.command.check``: unknown keys and options with "did you mean", missing required
 values, GPUs, run directories), sweeps at their first value. ``rnnlab.summary`` and
 ``rnnlab.data.export`` are checked against their own argparse parsers. The placeholder rules are
 in tests/markdown_docs.py. The error lines the manual quotes are compared with what the commands
@@ -23,9 +23,10 @@ import torch
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from rnnlab.run import command as run_command
+from rnnlab.run.command import check
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
-from rnnlab.utils.preflight import check, preflight
 from tests.markdown_docs import (
     ROOT,
     Command,
@@ -340,8 +341,11 @@ def test_every_checked_first_line_has_its_command():
 def test_checked_first_line_is_what_the_command_prints(machine, capsys, word):
     documented = _pick(documented_errors("docs/sweeps.md", "**Checked first.**"), word)
     config_name, argv = CHECKED_FIRST[word]
-    with pytest.raises(SystemExit) as stopped:
-        preflight(config_name, argv)
+    def must_not_run(cfg):
+        raise AssertionError("the check let the command run")
+
+    with mock.patch("sys.argv", [config_name, *argv]), pytest.raises(SystemExit) as stopped:
+        run_command.command(config_name, must_not_run)
     assert stopped.value.code == 2
     printed = capsys.readouterr().err.strip()
     assert _machine_free(printed) == _machine_free(documented), f"docs/sweeps.md: {documented}"
@@ -375,8 +379,8 @@ def test_elided_list_matches_only_its_own_start():
 
 @pytest.mark.parametrize("word", BAD_INPUT)
 def test_bad_input_line_is_what_the_command_prints(machine, capsys, word):
+    from rnnlab.run.job import run_task
     from rnnlab.train import train
-    from rnnlab.utils.cli import run_task
     from tests.conftest import compose_config
 
     documented = _pick(documented_errors("docs/security.md", "## Bad input"), word)

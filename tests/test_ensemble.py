@@ -16,9 +16,9 @@ from rnnlab.checkpoint import CONFIG_KEY, DATA_KEY, load_checkpoint
 from rnnlab.data.export import export
 from rnnlab.ensemble import ensemble, member_checkpoints
 from rnnlab.predict import predict
+from rnnlab.run.command import check
 from rnnlab.train import train
 from rnnlab.utils.errors import ConfigError, DataError
-from rnnlab.utils.preflight import check
 from tests.conftest import FAST, compose_config
 from tests.test_cli import _run
 

@@ -10,8 +10,8 @@ import shlex
 import pytest
 from omegaconf import OmegaConf
 
+from rnnlab.run.command import check
 from rnnlab.utils.errors import ConfigError
-from rnnlab.utils.preflight import check
 from tests.conftest import compose_config
 from tests.test_cli import _run
 

@@ -26,10 +26,9 @@ from omegaconf import OmegaConf
 from rnnlab.callbacks.faults import SignalAtStep
 from rnnlab.callbacks.run_state import StepSeed
 from rnnlab.checkpoint import ResumePoint, adopt, load_checkpoint
+from rnnlab.run.job import run_sweep_job, run_task
 from rnnlab.train import train
-from rnnlab.utils.cli import run_task
 from rnnlab.utils.errors import ConfigError, DataError, RunInterrupted
-from rnnlab.utils.sweep import run_sweep_job
 from tests.conftest import FAST, compose_config
 
 RUN = [

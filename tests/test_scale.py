@@ -15,11 +15,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from rnnlab.run.command import check
 from rnnlab.summary import main as summary_main
 from rnnlab.summary import summarise
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
-from rnnlab.utils.preflight import check
 from tests.test_cli import _run
 
 QUICK = ["debug=limit", "trainer.enable_progress_bar=false", "model.encoder.hidden_size=16"]

@@ -23,9 +23,9 @@ from omegaconf import OmegaConf
 import rnnlab
 from rnnlab.capabilities import Averageable
 from rnnlab.checkpoint import CONFIG_KEY, load_checkpoint, restore
+from rnnlab.run.command import check
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, DataError
-from rnnlab.utils.preflight import check
 from tests.first_bit_task import CONF, DATA, MODEL
 
 REPO = Path(__file__).resolve().parents[1]

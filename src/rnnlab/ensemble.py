@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import pandas as pd
 import torch
@@ -30,11 +29,10 @@ from omegaconf import DictConfig, ListConfig
 from rnnlab.capabilities import Averageable
 from rnnlab.checkpoint import CONFIG_KEY, load_checkpoint, restore
 from rnnlab.checkpoint.diff import first_difference
-from rnnlab.utils.cli import run_task
-from rnnlab.utils.config import config_dir
+from rnnlab.run.command import command
+from rnnlab.run.job import run_task
 from rnnlab.utils.errors import ConfigError, DataError
 from rnnlab.utils.files import as_floats, blocking_file, write_json, write_metrics, write_table
-from rnnlab.utils.preflight import preflight
 from rnnlab.utils.report import run_directory_line, shown
 
 log = logging.getLogger(__name__)
@@ -285,15 +283,14 @@ def ensemble(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="ensemble")
-def hydra_main(cfg: DictConfig) -> None:
+def job(cfg: DictConfig) -> None:
+    """What Hydra runs: ``ensemble``, its mistakes in one line."""
     run_task(ensemble, cfg)
 
 
 def main() -> None:
-    """The command: check the command line, then let Hydra run the job."""
-    preflight("ensemble")
-    hydra_main()
+    """The command ``rnnlab-ensemble``: compose, check, run (``rnnlab.run``)."""
+    command("ensemble", job)
 
 
 if __name__ == "__main__":

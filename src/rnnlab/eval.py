@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.callbacks.progress import shows_live_bar
 from rnnlab.checkpoint import load_checkpoint, restore
-from rnnlab.utils.cli import run_task
-from rnnlab.utils.config import config_dir, instantiate_group
+from rnnlab.run.command import command
+from rnnlab.run.job import run_task
+from rnnlab.utils.config import instantiate_group
 from rnnlab.utils.files import as_floats, write_metrics
 from rnnlab.utils.logs import FILE_ONLY
-from rnnlab.utils.preflight import preflight
 from rnnlab.utils.report import metrics_table, run_directory_line, shown
 
 log = logging.getLogger(__name__)
@@ -48,15 +47,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def hydra_main(cfg: DictConfig) -> None:
+def job(cfg: DictConfig) -> None:
+    """What Hydra runs: ``evaluate``, its mistakes in one line."""
     run_task(evaluate, cfg)
 
 
 def main() -> None:
-    """The command: check the command line, then let Hydra run the job(s)."""
-    preflight("eval")
-    hydra_main()
+    """The command ``rnnlab-eval``: compose, check, run (``rnnlab.run``)."""
+    command("eval", job)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,16 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import hydra
 import lightning as L
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from rnnlab.checkpoint import load_checkpoint, restore
-from rnnlab.utils.cli import run_task
-from rnnlab.utils.config import config_dir
+from rnnlab.run.command import command
+from rnnlab.run.job import run_task
 from rnnlab.utils.errors import ConfigError, DataError
 from rnnlab.utils.files import blocking_file, write_table
-from rnnlab.utils.preflight import preflight
 from rnnlab.utils.report import shown
 
 log = logging.getLogger(__name__)
@@ -54,15 +52,14 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     return frame
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
-def hydra_main(cfg: DictConfig) -> None:
+def job(cfg: DictConfig) -> None:
+    """What Hydra runs: ``predict``, its mistakes in one line."""
     run_task(predict, cfg)
 
 
 def main() -> None:
-    """The command: check the command line, then let Hydra run the job(s)."""
-    preflight("predict")
-    hydra_main()
+    """The command ``rnnlab-predict``: compose, check, run (``rnnlab.run``)."""
+    command("predict", job)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlab import plotting
-from rnnlab.utils.files import STATUS_FILE
+from rnnlab.run.directory import STATUS_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

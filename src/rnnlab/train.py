@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
@@ -31,17 +30,16 @@ from rnnlab.checkpoint import (
     epoch_metrics,
     plan_resume,
 )
-from rnnlab.utils.cli import exit_on_interrupt, run_task
-from rnnlab.utils.config import config_dir, instantiate_group
+from rnnlab.run.command import command
+from rnnlab.run.job import in_multirun, run_sweep_job, run_task
+from rnnlab.utils.config import instantiate_group
 from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import RunInterrupted
 from rnnlab.utils.files import as_floats, write_metrics
 from rnnlab.utils.hparams import command_line_keys, log_hparams
 from rnnlab.utils.logs import FILE_ONLY
-from rnnlab.utils.preflight import preflight
 from rnnlab.utils.report import command_line_overrides, metrics_table, run_directory_line, shown
 from rnnlab.utils.run_config import settle
-from rnnlab.utils.sweep import in_multirun, run_sweep_job
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +224,9 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
+def job(cfg: DictConfig) -> float | None:
+    """What Hydra runs for each job: ``train``, its mistakes in one line (a sweep's recorded
+    and passed over), and the objective for a sweeper."""
     if in_multirun():
         return run_sweep_job(train, cfg, objective)
     metrics = run_task(train, cfg)
@@ -235,10 +234,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """The command: check the command line, then let Hydra run the job(s)."""
-    preflight("train")
-    with exit_on_interrupt():
-        hydra_main()
+    """The command ``rnnlab-train``: compose, check, run (``rnnlab.run``)."""
+    command("train", job)
 
 
 if __name__ == "__main__":

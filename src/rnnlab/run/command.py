@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from hydra.errors import ConfigCompositionException, OverrideParseException
 from hydra.types import RunMode, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,10 +27,11 @@ from rnnlab.run.checks import (
     composition_error,
     first_values,
 )
-from rnnlab.run.directory import check_run_dir
+from rnnlab.run.directory import check_run_dir, remove_fresh_sweep_dir
 from rnnlab.run.job import exit_on_interrupt
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.overrides import parse_overrides
 
 SWEEP_FLAGS = ("-m", "--multirun")
 # Set in the processes a launcher starts for a run already checked (DDP workers, srun tasks):
@@ -59,10 +61,9 @@ def hydra_session(config_name: str) -> Iterator[Any]:
 def compose(hydra_app: Any, config_name: str, argv: list[str], checked: bool = True) -> DictConfig:
     """The command's config, composed once; ``checked`` runs the pre-flight checks on it. A
     sweep (``-m``, or ``hydra.mode: MULTIRUN`` in the config) is checked at its first point."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     overrides = [a for a in argv if a not in SWEEP_FLAGS]
     loader = hydra_app.config_loader
+    parsed = parse_overrides(overrides)  # a value Hydra would misread or change, in one line
     if checked:
         check_optional_groups(config_name, overrides)
     try:
@@ -71,7 +72,6 @@ def compose(hydra_app: Any, config_name: str, argv: list[str], checked: bool = T
         )
         multirun = len(overrides) < len(argv) or cfg.hydra.mode == RunMode.MULTIRUN
         mode = RunMode.MULTIRUN if multirun else RunMode.RUN
-        parsed = OverridesParser.create().parse_overrides(overrides)
         loader.validate_sweep_overrides_legal(parsed, run_mode=mode, from_shell=True)
         _refuse_unchosen_groups(cfg, mode)
         if cfg.hydra.mode is None:  # as @hydra.main records it, for each job to read
@@ -96,9 +96,8 @@ def compose(hydra_app: Any, config_name: str, argv: list[str], checked: bool = T
 def _refuse_unchosen_groups(cfg: DictConfig, mode: RunMode) -> None:
     """A group whose default is ``???`` must be chosen on a run's command line; composing in
     sweep mode skips it, as a sweeper may choose it, so a run checks it here."""
-    unchosen = sorted(
-        group for group, option in cfg.hydra.runtime.choices.items() if option == "???"
-    )
+    choices = cfg.hydra.runtime.choices
+    unchosen = sorted(group for group in choices if OmegaConf.is_missing(choices, group))
     if unchosen and mode == RunMode.RUN:
         raise ConfigError(
             "missing required option"
@@ -124,7 +123,9 @@ def run(hydra_app: Any, config_name: str, cfg: DictConfig, job: TaskFunction) ->
         sweeper = Plugins.instance().instantiate_sweeper(
             config=cfg, hydra_context=context, task_function=job
         )
-        sweeper.sweep(arguments=OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False))
+        arguments = OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False)
+        assert isinstance(arguments, list)  # the command line's overrides, as typed
+        sweeper.sweep(arguments=arguments)
         callbacks.on_multirun_end(config=cfg, config_name=config_name)
         return
     callbacks.on_run_start(config=cfg, config_name=config_name)
@@ -161,7 +162,15 @@ def command(config_name: str, job: TaskFunction) -> None:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        run(hydra_app, config_name, cfg, job)
+        try:
+            run(hydra_app, config_name, cfg, job)
+        except (ConfigCompositionException, OverrideParseException) as exc:
+            # a later point of a sweep that its sweeper could not compose
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            remove_fresh_sweep_dir(cfg)
+            print(f"error: {composition_error(exc, config_name, [])}", file=sys.stderr)
+            sys.exit(2)
 
 
 def check(config_name: str, argv: list[str]) -> DictConfig:

@@ -89,3 +89,16 @@ def remove_fresh_run_dir() -> None:
             entry.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # only when empty
         run_dir.rmdir()
+
+
+def remove_fresh_sweep_dir(cfg: DictConfig) -> None:
+    """After a sweep that stopped before its first job (a point that does not compose), delete
+    the ``multirun.yaml`` Hydra wrote first, and the sweep directory if that leaves it empty."""
+    try:
+        sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir")))
+    except Exception:  # an interpolation only a running job resolves: nothing was written
+        return
+    if sweep_dir.is_dir() and [p.name for p in sweep_dir.iterdir()] == ["multirun.yaml"]:
+        (sweep_dir / "multirun.yaml").unlink()
+        with contextlib.suppress(OSError):
+            sweep_dir.rmdir()

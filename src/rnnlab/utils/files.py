@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +14,6 @@ from rnnlab.utils.errors import DataError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# What a run writes into its directory (Hydra's config copy first, then checkpoints, loggers,
-# results), besides its log; overwrite=true removes these and nothing else.
-RUN_OUTPUTS = (".hydra", "checkpoints", "tensorboard", "csv", "metrics.json", "status.json")
-STATUS_FILE = "status.json"
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -65,23 +58,6 @@ def blocking_file(path: str | Path) -> Path | None:
         if ancestor.exists():
             return None if ancestor.is_dir() else ancestor
     return None
-
-
-def remove_run_outputs(run_dir: Path, job_name: str) -> None:
-    """Delete an earlier run's outputs from ``run_dir``: the entries a run writes and the job's
-    log (``<job_name>.log``), never anything else a user keeps there."""
-    for entry in run_dir.iterdir():
-        if entry.name in (*RUN_OUTPUTS, f"{job_name}.log"):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
-
-def write_status(output_dir: str | Path, status: str, error: str | None = None) -> None:
-    """``status.json`` beside a run's metrics: ``completed``, ``failed`` or ``interrupted``,
-    with the reason."""
-    write_json(Path(output_dir) / STATUS_FILE, {"status": status, "error": error})
 
 
 def write_table(frame: pd.DataFrame, path: Path, key: str = "output") -> None:

@@ -13,7 +13,7 @@ FILE_ONLY = {"console": False}
 
 class ConsoleFormatter(logging.Formatter):
     """A line as the user reads it: the message alone, ``warning:``/``error:`` before worse
-    news (the same form as the one-line errors of ``rnnlab.utils.cli``)."""
+    news (the same form as the one-line errors of ``rnnlab.run.job``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = super().format(record)
