@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -130,14 +131,30 @@ def test_sigterm_mid_training_stops_promptly_with_a_resumable_checkpoint(tmp_pat
     assert time.monotonic() - sent < 10
     assert proc.returncode == 128 + signal.SIGTERM, rest[-2000:]
     last_line = rest.strip().splitlines()[-1]
-    assert last_line.startswith("interrupted: SIGTERM at epoch 2, step 34; resume with the same")
+    hint = (
+        "interrupted: SIGTERM at epoch 2, step 34; "
+        "continue it from the last finished epoch with: "
+    )
+    assert last_line.startswith(hint)
     assert "Traceback" not in rest
     status = json.loads((stopped / "status.json").read_text())
     assert status["status"] == "interrupted" and status["error"] == last_line[13:]
     assert not (stopped / "metrics.json").exists()
     assert load_checkpoint(stopped / "checkpoints" / "last.ckpt")["epoch"] == 1
 
-    resumed = _run(logs, "resumed", ["resume=auto"])
+    # the printed command works as printed (the stopped run's directory holds files, so it
+    # writes to another): it ends exactly where the uninterrupted run ended
+    command = shlex.split(last_line.removeprefix(hint))
+    assert command[:3] == ["python", "-m", "rnnlab.train"]
+    assert command[-2:] == [
+        f"ckpt_path={stopped / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={stopped}-resumed",
+    ]
+    again = subprocess.run(
+        [sys.executable, *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads(Path(f"{stopped}-resumed", "metrics.json").read_text())
     assert _timeless(resumed) == _timeless(straight)
 
 

@@ -31,7 +31,7 @@ from rnnlab.checkpoint import (
     plan_resume,
 )
 from rnnlab.run.command import command
-from rnnlab.run.job import in_multirun, run_sweep_job, run_task
+from rnnlab.run.job import in_multirun, resume_command, run_sweep_job, run_task
 from rnnlab.utils.config import instantiate_group
 from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import RunInterrupted
@@ -132,10 +132,7 @@ def stopped_by_signal(trainer: L.Trainer, last: Path) -> Iterator[None]:
         name = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
         where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
         if last.is_file():
-            how = (
-                f"resume with the same command plus resume=auto (it continues from {last}, "
-                "the last finished epoch)"
-            )
+            how = f"continue it from the last finished epoch with: {resume_command(last)}"
         else:
             how = "no epoch had finished, so there is nothing to resume: run it again"
         raise RunInterrupted(f"{name.name} {where}; {how}", name) from exc

@@ -160,3 +160,21 @@ def check_required(cfg: DictConfig) -> None:
             f"missing required value{'s' * (len(missing) > 1)}: "
             + ", ".join(f"{k}=..." for k in missing)
         )
+
+
+# What ``lightning.seed_everything`` accepts (numpy's seed range).
+MAX_SEED = 2**32 - 1
+
+
+def check_training(cfg: DictConfig) -> None:
+    """A training run's seed and length: a seed the seeding functions accept, and at least one
+    epoch (``trainer.max_epochs=0`` would test an untrained model and report it as a result)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+    epochs = OmegaConf.select(cfg, "trainer.max_epochs", default=None)
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and (epochs == 0 or epochs < -1):
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} trains nothing; set it to 1 or more "
+            "(or -1 to train until early stopping or max_steps ends the run)"
+        )

@@ -24,10 +24,16 @@ from rnnlab.run.checks import (
     check_devices,
     check_optional_groups,
     check_required,
+    check_training,
     composition_error,
     first_values,
 )
-from rnnlab.run.directory import check_run_dir, remove_fresh_sweep_dir
+from rnnlab.run.directory import (
+    check_outputs_are_not_inputs,
+    check_run_dir,
+    claim_run_dir,
+    remove_fresh_sweep_dir,
+)
 from rnnlab.run.job import exit_on_interrupt
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
@@ -89,7 +95,10 @@ def compose(hydra_app: Any, config_name: str, argv: list[str], checked: bool = T
     if checked:
         check_required(point)
         check_devices(point)
+        if config_name == "train":
+            check_training(point)
         check_run_dir(cfg, multirun)
+        check_outputs_are_not_inputs(point)
     return cfg
 
 
@@ -157,6 +166,8 @@ def command(config_name: str, job: TaskFunction) -> None:
     with exit_on_interrupt(), hydra_session(config_name) as hydra_app:
         try:
             cfg = compose(hydra_app, config_name, argv, checked)
+            if checked:  # held until this process ends: no second command writes there
+                claim_run_dir(cfg, cfg.hydra.mode == RunMode.MULTIRUN)
         except ConfigError as exc:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

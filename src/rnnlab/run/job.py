@@ -5,20 +5,23 @@ stopped by a signal saying how to resume it."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rnnlab.run.directory import remove_fresh_run_dir, write_status
+from rnnlab.run.directory import mark_run_dir, remove_fresh_run_dir, write_status
 from rnnlab.utils.errors import RunInterrupted, find_user_error, first_line, root_cause
 from rnnlab.utils.noise import quiet_known_noise
-from rnnlab.utils.report import sweep_directory_line
+from rnnlab.utils.report import command_line_overrides, shown, sweep_directory_line
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -36,12 +39,77 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         write_status(cfg.paths.output_dir, "interrupted", str(stopped))
         report_interrupted(stopped)
     except Exception as exc:
-        error = find_user_error(exc)
+        error: BaseException | str | None = find_user_error(exc)
+        failed_io = find_io_error(exc)
+        if error is None and failed_io is not None:
+            error = io_error_line(failed_io)
+            write_status(cfg.paths.output_dir, "failed", error)
         if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         remove_fresh_run_dir()
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+# Failures of the disk or the file system, not of rnnlab: a full disk, a read-only or
+# forbidden folder, a name longer than the file system allows, a failing device.
+IO_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EFBIG,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENAMETOOLONG,
+        errno.EIO,
+    }
+)
+
+
+def find_io_error(exc: BaseException) -> OSError | None:
+    """The file-system failure behind ``exc`` (through wrappers), if that is what it is."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in IO_ERRNOS:
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def io_error_line(exc: OSError) -> str:
+    """'cannot write checkpoints/last.ckpt: No space left on device; free space or ...'."""
+    where = f" {shown(exc.filename)}" if exc.filename else ""
+    if len(where) > 160:
+        where = f"{where[:80]}...{where[-60:]}"
+    return (
+        f"cannot write{where}: {exc.strerror or exc}; free space, or set hydra.run.dir to a "
+        "writable folder with a shorter path"
+    )
+
+
+def resume_command(last: Path) -> str:
+    """The command that continues a run from its ``last`` checkpoint: the interrupted job's own
+    overrides (in a sweep, with this job's values) plus ``ckpt_path``, into a new directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = [o for o in command_line_overrides() if _key(o) not in _RESUME_KEYS]
+    overrides.append(f"ckpt_path={last}")
+    if HydraConfig.initialized():
+        typed = [o for o in HydraConfig.get().overrides.hydra if _key(o) == "hydra.run.dir"]
+        if typed:  # the interrupted run's directory holds files: the resumed run needs another
+            overrides.append(f"hydra.run.dir={Path(str(typed[-1]).split('=', 1)[1])}-resumed")
+    return shlex.join(["python", "-m", "rnnlab.train", *overrides])
+
+
+# Settings of the interrupted command that the resuming command replaces.
+_RESUME_KEYS = ("ckpt_path", "resume", "overwrite", "hparams_search")
+
+
+def _key(override: str) -> str:
+    return str(override).split("=", 1)[0].lstrip("+~")
 
 
 def in_multirun() -> bool:
@@ -61,6 +129,7 @@ def run_sweep_job(
     sweeper records a None as a failed trial (a NaN would crash it: it passes NaN on to
     ``study.tell``)."""
     quiet_known_noise()
+    mark_run_dir(cfg.paths.output_dir)
     try:
         metrics = task(cfg)
     except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
@@ -72,6 +141,8 @@ def run_sweep_job(
         # the whole message on one line: wrappers put the real error on their second line
         detail = " ".join(str(root).split())[:300]
         reason = first_line(user_error) if user_error else f"{type(root).__name__}: {detail}"
+        failed_io = None if user_error else find_io_error(exc)
+        reason = io_error_line(failed_io) if failed_io else reason
         log.error("job failed: %s", reason)
         write_status(cfg.paths.output_dir, "failed", reason)
         _release_accelerator_memory()
