@@ -79,8 +79,9 @@ class TextSink:
         self.pieces.append(piece)
         try:
             self.stream.write(piece)
-            if self.output is None:
-                self.stream.flush()  # the terminal shows each character as it is sampled
+            # the terminal shows each character as it is sampled, a file each finished line
+            if self.output is None or "\n" in piece:
+                self.stream.flush()
         except OSError as exc:
             raise self._failed(exc) from exc
 
