@@ -179,7 +179,7 @@ def test_slurm_launcher_takes_nodes_and_gpus_from_the_trainer(tmp_path):
 )
 def test_bad_sweep_is_refused_in_one_line(args, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        check("train", args)
+        check("train", ["-m", *args])
 
 
 def test_bad_sweep_command_starts_no_job(tmp_path):
