@@ -25,6 +25,7 @@ the scores table of docs/testing.md (between its ``mutation-scores`` markers).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -323,8 +324,6 @@ def run_mutmut(workdir: Path, budget_s: float, jobs: int, log: Path) -> bool:
 def read_mutants(workdir: Path, module: str) -> list[Mutant]:
     """Every mutant of ``module`` with its verdict, from mutmut's record (``<file>.meta``); the
     live ones with their diffs."""
-    import json
-
     from mutmut.stats import status_by_exit_code
 
     meta = workdir / "mutants" / f"{module}.meta"
@@ -362,6 +361,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="where the copy goes (logs/mutation/<m>)")
     parser.add_argument("--report", type=Path, help="the Markdown report (<workdir>/report.md)")
     parser.add_argument("--write-docs", action="store_true", help="score row into testing.md")
+    parser.add_argument(
+        "--no-run", action="store_true", help="report the workdir's last run again (after triage)"
+    )
     parser.add_argument("--list", action="store_true", help="the preset modules and tests")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.list:
@@ -377,20 +379,28 @@ def main(argv: Iterable[str] | None = None) -> int:
     if not tests:
         raise SystemExit(f"error: {module} has no preset tests; pass --tests tests/test_x.py")
     workdir = args.workdir or ROOT / "logs" / "mutation" / Path(module).stem
-    if workdir.exists():
-        shutil.rmtree(workdir)  # a fresh copy: verdicts of older tests would mislead
-    copy_checkout(workdir, args.revision)
-    write_config(workdir, module, tests)
-    started = time.monotonic()
-    finished = run_mutmut(workdir, args.budget_min * 60, args.jobs, workdir / "mutmut.log")
-    minutes = (time.monotonic() - started) / 60
+    record = workdir / "run.json"  # how the last run went, for --no-run
+    if args.no_run:
+        if not record.is_file():
+            raise SystemExit(f"error: {workdir} holds no finished run of this script")
+        run = json.loads(record.read_text(encoding="utf-8"))
+    else:
+        if workdir.exists():
+            shutil.rmtree(workdir)  # a fresh copy: verdicts of older tests would mislead
+        copy_checkout(workdir, args.revision)
+        write_config(workdir, module, tests)
+        started = time.monotonic()
+        finished = run_mutmut(workdir, args.budget_min * 60, args.jobs, workdir / "mutmut.log")
+        minutes = (time.monotonic() - started) / 60
+        run = {"tests": tests, "minutes": minutes, "budget": args.budget_min, "done": finished}
+        record.write_text(json.dumps(run), encoding="utf-8")
     outcome = Outcome(
         module,
-        tests,
+        tuple(run["tests"]),
         read_mutants(workdir, module),
-        minutes,
-        args.budget_min,
-        finished,
+        run["minutes"],
+        run["budget"],
+        run["done"],
         load_equivalents(EQUIVALENTS),
     )
     report = args.report or workdir / "report.md"
