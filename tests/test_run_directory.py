@@ -7,8 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,8 +18,7 @@ from rnnlab.run.job import run_task
 from rnnlab.train import train
 from rnnlab.utils.errors import ConfigError
 from tests.conftest import FAST, compose_config
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import python_process
 
 
 @pytest.fixture(autouse=True)
@@ -99,17 +96,7 @@ def test_a_directory_held_by_one_command_is_refused_to_another(tmp_path):
 def test_a_second_command_into_a_directory_in_use_ends_in_one_line(tmp_path):
     folder = tmp_path / "run"
     claim_run_dir(check("train", [f"hydra.run.dir={folder}"]), multirun=False)
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "SLURM_PROCID")}
-    env.pop("HYDRA_FULL_ERROR", None)
-    second = subprocess.run(
-        [sys.executable, "-m", "rnnlab.train", f"hydra.run.dir={folder}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    second = python_process(["-m", "rnnlab.train", f"hydra.run.dir={folder}"], tmp_path)
     assert second.returncode == 2
     assert second.stderr.strip().splitlines() == [
         f"error: the run directory {folder} is in use by another rnnlab process; choose another "

@@ -4,17 +4,14 @@ runs its job(s) on it; what a check refuses never reaches a job."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rnnlab.run.command import check
 from rnnlab.utils.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.processes import python_process
 
 # Counts Hydra's compositions in a real command process; the job records the config it was
 # given instead of training, so the run takes seconds.
@@ -44,17 +41,7 @@ finally:
 
 
 def run_counted(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "SLURM_PROCID")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, "-c", COUNTING_COMMAND, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = python_process(["-c", COUNTING_COMMAND, *args], cwd)
     return result, json.loads(result.stdout.strip().splitlines()[-1])
 
 
