@@ -58,16 +58,21 @@ def _one_line(exc: BaseException) -> str:
     ("path", "message"),
     [
         ("/dev/zero", "is not a regular file (a device, pipe or socket)"),
-        ("/nonexistent/file.txt", "does not exist"),
-        ("/", "is a directory"),
+        ("/", "is a directory; give a file"),
     ],
 )
-def test_devices_directories_and_missing_files_are_refused_before_reading(path, message):
-    if not Path(path).exists() and path != "/nonexistent/file.txt":
+def test_devices_and_directories_are_refused_before_reading(path, message):
+    if not Path(path).exists():
         pytest.skip(f"{path} is not on this system")
     with pytest.raises(DataError, match=re.escape(message)) as caught:
         read_input(path, "data.file", 1024)
     assert _one_line(caught.value).startswith(f"data.file={path} ")
+
+
+def test_a_missing_file_names_the_setting_to_check():
+    with pytest.raises(DataError) as caught:
+        read_input("/nonexistent/file.txt", "input", 1024)
+    assert _one_line(caught.value) == "data file /nonexistent/file.txt does not exist; check input"
 
 
 def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):

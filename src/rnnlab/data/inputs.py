@@ -28,10 +28,8 @@ _CHUNK = 8 * _MIB
 
 def check_max_file_mb(value: object) -> float:
     """``data.max_file_mb`` as a number of MiB, refusing what is not a positive number."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        number = math.nan
-    else:
-        number = float(value)
+    plain = isinstance(value, Real) and not isinstance(value, bool)
+    number = float(value) if plain else math.nan  # type: ignore[arg-type]
     if not (number > 0 and math.isfinite(number)):
         raise ConfigError(
             f"data.max_file_mb={value!r}: give the largest input file to read, in MiB (> 0)"
@@ -72,7 +70,7 @@ def read_input(
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.ENOENT:
-            raise DataError(f"{setting}={path} does not exist; check the path") from exc
+            raise DataError(f"data file {path} does not exist; check {setting}") from exc
         raise DataError(f"cannot read {setting}={path}: {exc.strerror}; check the path") from exc
     try:
         info = os.fstat(fd)
