@@ -301,7 +301,7 @@ def test_mase_of_a_constant_target_is_undefined_not_divided_by_zero(tmp_path, ca
     # a series with a scale counts; the constant one is left out, not given a stand-in scale
     metric.update(torch.ones(1, 3), torch.zeros(1, 3), torch.full((1, 3), 2.0))
     assert metric.compute().item() == pytest.approx(0.5)
-    caplog.set_level(logging.WARNING, logger="rnnlab.data.forecast")
+    caplog.set_level(logging.WARNING, logger="rnnlab.data.windows")
     data = _forecast(_forecast_csv(tmp_path, np.full(60, 5.0)))
     data.setup()
     assert any("MASE" in m and "undefined" in m for m in caplog.messages)

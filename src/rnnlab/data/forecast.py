@@ -11,7 +11,6 @@ every metric, its own and the baselines', in original units.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from rnnlab.data.windows import (
     collate_windows,
     future_times,
     mase_scale,
+    warn_undefined_mase,
     window_origins,
 )
 
@@ -43,7 +43,6 @@ from rnnlab.data.windows import seasonal_naive as seasonal_naive
 from rnnlab.utils.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
-log = logging.getLogger(__name__)
 
 
 class ForecastDataModule(TaskDataModule):
@@ -233,27 +232,12 @@ class ForecastDataModule(TaskDataModule):
         if not restored:
             self._fit_normalizers(train_parts)
         scales = [mase_scale(p[:, : self.num_targets], self.season_length) for p in train_parts]
-        self._warn_undefined_mase(all_series, scales, table)
+        places = [self._where(series, table) for series in all_series]
+        warn_undefined_mase(scales, places, self.target_columns, self.season_length)
         self.series = [
             SeriesData(raw, self.normalizer(i), scales[i], observed[i])
             for i, raw in enumerate(raws)
         ]
-
-    def _warn_undefined_mase(
-        self, series: list[Series], scales: list[torch.Tensor], table: Table
-    ) -> None:
-        """Say which series' MASE is undefined (``windows.mase_scale``), and so left out of it."""
-        for s, scale in zip(series, scales, strict=True):
-            for column, value in zip(self.target_columns, scale.tolist(), strict=True):
-                if value != value:  # NaN
-                    log.warning(
-                        "%s column %r: the train part's seasonal differences (season_length=%d) "
-                        "are all 0 or absent, so MASE, their mean as denominator, is undefined "
-                        "for it: MASE leaves it out (NaN when no series is left)",
-                        self._where(s, table),
-                        column,
-                        self.season_length,
-                    )
 
     def _fit_normalizers(self, train_parts: list[torch.Tensor]) -> None:
         if self.per_series:

@@ -9,6 +9,8 @@ values before the origin only (``causal_fill``), and the baselines repeat observ
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,8 @@ from torch.utils.data import Dataset, default_collate
 
 from rnnlab.batch import Batch, ForecastExtras, TargetScaling
 from rnnlab.data.normalize import Normalizer
+
+log = logging.getLogger(__name__)
 
 # the forecasts every window with targets carries beside its own (Batch.baselines)
 BASELINES = ("naive", "seasonal_naive")
@@ -169,6 +173,24 @@ def mase_scale(train_targets: torch.Tensor, season: int) -> torch.Tensor:
     train_targets = train_targets.double()  # a float32 sum of large differences overflows
     scale = (train_targets[season:] - train_targets[:-season]).abs().mean(dim=0)
     return torch.where(scale > 0, scale, torch.full_like(scale, float("nan"))).float()
+
+
+def warn_undefined_mase(
+    scales: list[torch.Tensor], places: list[str], columns: list[str], season: int
+) -> None:
+    """Name each series and target column whose MASE is undefined (a NaN ``mase_scale``), and
+    so left out of MASE; ``places`` names the series in messages."""
+    for place, scale in zip(places, scales, strict=True):
+        for column, value in zip(columns, scale.tolist(), strict=True):
+            if math.isnan(value):
+                log.warning(
+                    "%s column %r: the train part's seasonal differences (season_length=%d) are "
+                    "all 0 or absent, so MASE, their mean as denominator, is undefined for it: "
+                    "MASE leaves it out (NaN when no series is left)",
+                    place,
+                    column,
+                    season,
+                )
 
 
 def future_times(times: np.ndarray, horizon: int) -> list[Any]:
