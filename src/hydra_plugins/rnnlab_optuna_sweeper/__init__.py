@@ -1,0 +1,1 @@
+"""rnnlab's Optuna sweeper, where Hydra looks for plugins (``rnnlab.search`` holds the code)."""
