@@ -29,7 +29,14 @@ SHORT = [
     "model.encoder.hidden_size=8",
     "logger=none",
 ]
-NOISE = ("GPU available: False", "TPU available: False", "HPU available", "LeafSpec", "💡 Tip")
+NOISE = (
+    "GPU available: False",
+    "TPU available: False",
+    "HPU available",
+    "LeafSpec",
+    "💡 Tip",
+    "srun",
+)
 
 
 def test_piped_run_prints_a_line_per_epoch_where_it_wrote_and_logs_them_to_train_log(tmp_path):

@@ -18,8 +18,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rnnlab import slurm
 from rnnlab.callbacks.progress import EpochLines, shows_live_bar
 from rnnlab.callbacks.run_state import StartupTimer, StepSeed
+from rnnlab.callbacks.step_limit import ValidateAtMaxSteps
 from rnnlab.capabilities import Described, name_of
 from rnnlab.checkpoint import (
     ResumePoint,
@@ -32,6 +34,7 @@ from rnnlab.checkpoint import (
 )
 from rnnlab.run.command import command
 from rnnlab.run.job import in_multirun, resume_command, run_sweep_job, run_task
+from rnnlab.search.trial import trial_callbacks
 from rnnlab.utils.config import instantiate_group
 from rnnlab.utils.ddp import finish_job
 from rnnlab.utils.errors import RunInterrupted
@@ -129,12 +132,17 @@ def stopped_by_signal(trainer: L.Trainer, last: Path) -> Iterator[None]:
     except SystemExit as exc:
         if not trainer.interrupted:
             raise
-        name = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
+        # SIGTERM: Lightning's own stop; otherwise Ctrl-C, or submitit's exit after requeueing a
+        # SLURM job at its time-limit signal
+        name = signal.SIGTERM if isinstance(exc, SIGTERMException) else None
+        name = name or slurm.stop_signal() or signal.SIGINT
         where = f"at epoch {trainer.current_epoch}, step {trainer.global_step}"
         if last.is_file():
             how = f"continue it from the last finished epoch with: {resume_command(last)}"
         else:
             how = "no epoch had finished, so there is nothing to resume: run it again"
+        # a SLURM job may be requeued, and then resumes by itself
+        how = slurm.interruption_advice(last, resume_command(last)) or how
         raise RunInterrupted(f"{name.name} {where}; {how}", name) from exc
 
 
@@ -158,7 +166,7 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: L.Callback) -> L.Trainer:
     every run gets: the config stored in checkpoints, the per-step seeds and a line per epoch.
     The progress bar is drawn only on a terminal (``shows_live_bar``)."""
     callbacks = [*instantiate_group(cfg.get("callbacks")), StoreRunState(cfg), StepSeed(cfg.seed)]
-    callbacks += [EpochLines(cfg.monitor), *extra_callbacks]
+    callbacks += [EpochLines(cfg.monitor), ValidateAtMaxSteps(), *extra_callbacks]
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -198,7 +206,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, model = build_data_and_model(cfg)
     point = plan_resume(cfg)  # a bad checkpoint is refused before the trainer starts
     timer = StartupTimer()
-    trainer = build_trainer(cfg, timer)
+    # a trial of an Optuna search reports each validation epoch to its study (and is pruned)
+    trainer = build_trainer(cfg, timer, *trial_callbacks(cfg))
     if trainer.is_global_zero:
         log.info(describe_run(cfg, trainer, model, datamodule))
     try:

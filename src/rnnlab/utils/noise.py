@@ -38,6 +38,12 @@ def quiet_known_noise() -> None:
         category=FutureWarning,
         module=r"lightning\.pytorch\.utilities\._pytree",
     )
+    # On any machine with SLURM's client installed (a cluster's login node, this project's CI),
+    # Lightning tells every run outside a job to prepend `srun`; rnnlab submits cluster jobs
+    # through hydra/launcher=slurm instead, so the hint points the wrong way.
+    warnings.filterwarnings(
+        "ignore", message=r"The `srun` command is available on your system but is not used"
+    )
     for name in _LIGHTNING_INFO:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
