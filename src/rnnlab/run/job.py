@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rnnlab.run.directory import mark_run_dir, remove_fresh_run_dir, write_status
+from rnnlab.search import TrialPruned
 from rnnlab.utils.errors import RunInterrupted, find_user_error, first_line, root_cause
 from rnnlab.utils.noise import quiet_known_noise
 from rnnlab.utils.report import command_line_overrides, shown, sweep_directory_line
@@ -135,6 +136,9 @@ def run_sweep_job(
     except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
         write_status(cfg.paths.output_dir, "interrupted", str(as_interrupted(exc)))
         raise
+    except TrialPruned as exc:  # the search's pruner stopped it: not a failure
+        write_status(cfg.paths.output_dir, "pruned", str(exc))
+        return None
     except Exception as exc:  # one failed job must not end the sweep
         user_error = find_user_error(exc)
         root = root_cause(exc)
