@@ -144,3 +144,21 @@ def test_a_full_disk_while_checkpointing_ends_in_one_line_and_a_status(
                          "writable folder with a shorter path")  # fmt: skip
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status == {"status": "failed", "error": line.removeprefix("error: ")}
+
+
+def test_running_out_of_memory_ends_in_one_line_and_leaves_no_run_directory(
+    tmp_path, monkeypatch, capsys
+):
+    def too_big(cfg):
+        raise MemoryError()
+
+    monkeypatch.setattr("rnnlab.train.build_data_and_model", too_big)
+    cfg = compose_config("train", FAST, tmp_path / "run")
+    with pytest.raises(SystemExit) as stopped:
+        run_task(train, cfg)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: out of memory: the data or the model does not fit; lower data.batch_size or "
+        "model.encoder.hidden_size, or use a smaller data set"
+    ]
+    assert not (tmp_path / "run").exists()

@@ -40,16 +40,35 @@ def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         write_status(cfg.paths.output_dir, "interrupted", str(stopped))
         report_interrupted(stopped)
     except Exception as exc:
-        error: BaseException | str | None = find_user_error(exc)
-        failed_io = find_io_error(exc)
-        if error is None and failed_io is not None:
-            error = io_error_line(failed_io)
-            write_status(cfg.paths.output_dir, "failed", error)
-        if error is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        user_error = find_user_error(exc)
+        line = str(user_error) if user_error else resource_failure(exc)
+        if line is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         remove_fresh_run_dir()
-        print(f"error: {error}", file=sys.stderr)
+        if user_error is None and Path(cfg.paths.output_dir).is_dir():  # it had written outputs
+            write_status(cfg.paths.output_dir, "failed", line)
+        print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
+
+
+def resource_failure(exc: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of rnnlab: the disk or file system
+    (``find_io_error``) or memory (host or GPU); None for anything else."""
+    failed_io = find_io_error(exc)
+    if failed_io is not None:
+        return io_error_line(failed_io)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MemoryError) or type(current).__name__ == "OutOfMemoryError":
+            where = "GPU memory" if type(current).__name__ == "OutOfMemoryError" else "memory"
+            return (
+                f"out of {where}: the data or the model does not fit; lower data.batch_size or "
+                "model.encoder.hidden_size, or use a smaller data set"
+            )
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 # Failures of the disk or the file system, not of rnnlab: a full disk, a read-only or
@@ -145,8 +164,7 @@ def run_sweep_job(
         # the whole message on one line: wrappers put the real error on their second line
         detail = " ".join(str(root).split())[:300]
         reason = first_line(user_error) if user_error else f"{type(root).__name__}: {detail}"
-        failed_io = None if user_error else find_io_error(exc)
-        reason = io_error_line(failed_io) if failed_io else reason
+        reason = (None if user_error else resource_failure(exc)) or reason
         log.error("job failed: %s", reason)
         write_status(cfg.paths.output_dir, "failed", reason)
         _release_accelerator_memory()
