@@ -13,6 +13,10 @@ mean objective marked; printed after the first and written as ``summary_configs.
 ``summary_configs.md``. Beside them, the objective's difference to the sweep's first
 configuration, paired by fold and seed: folds differ far more from each other than good settings
 do, so comparing each fold with itself is what separates a real change from a lucky split.
+
+An Optuna search's sweep also gets its study's lines (the best trial of every worker on it, how
+much each setting mattered); ``python -m rnnlab.summary STORAGE`` (a journal file or a database
+URL, ``--study NAME``) tabulates a study itself, one row per trial (``rnnlab.search``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlab import plotting
 from rnnlab.run.directory import STATUS_FILE
+from rnnlab.search import study_report
+from rnnlab.utils.errors import ConfigError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -186,11 +192,25 @@ def sweep_figure(table: pd.DataFrame, unit: str | None = None) -> Figure:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("multirun_dir", type=Path, help="e.g. logs/train/multiruns/<date_time>")
     parser.add_argument(
-        "--plot", action="store_true", help="also draw the objective per job as summary.png"
+        "multirun_dir",
+        help="a sweep (logs/train/multiruns/<date_time>), or an Optuna study's storage: a "
+        "journal file or a database URL (sqlite:///optuna.db, postgresql://...)",
+    )
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="also draw the objective per job as summary.png (a study: its history)",
+    )
+    parser.add_argument("--study", help="the study's name in the storage (default: its only one)")
+    parser.add_argument(
+        "--output", type=Path, default=Path("."), help="where a study's tables go (default: .)"
     )
     args = parser.parse_args(argv)
+    if study_report.is_storage(args.multirun_dir) and not Path(args.multirun_dir).is_dir():
+        _summarise_study(args.multirun_dir, args.study, args.output, args.plot)
+        return
+    args.multirun_dir = Path(args.multirun_dir)
     if not args.multirun_dir.is_dir():
         raise SystemExit(f"error: {args.multirun_dir} is not a directory")
     table = summarise(args.multirun_dir)
@@ -208,6 +228,42 @@ def main(argv: list[str] | None = None) -> None:
         over = " and ".join(configs.attrs["repeats"])
         print(f"\nPer configuration, mean and sd over {over}:\n", file=sys.stdout)
         print(markdown, file=sys.stdout)
+    searched = study_report.sweep_study(args.multirun_dir)
+    if searched is not None:  # an Optuna search: its study, with other workers' trials too
+        _study_lines(
+            *searched, args.multirun_dir / "optimization_history.png" if args.plot else None
+        )
+
+
+def _study_lines(storage: str, name: str, figure: Path | None) -> None:
+    try:
+        study = study_report.load_study(storage, name)
+    except ConfigError as exc:  # moved or unreachable since: the sweep's table still stands
+        print(f"\n(the search's study is not readable: {exc})", file=sys.stdout)
+        return
+    print("\n" + "\n".join(study_report.study_lines(study)), file=sys.stdout)
+    if figure is not None:
+        study_report.history_figure(study).savefig(figure)
+
+
+def _summarise_study(storage: str, name: str | None, output: Path, plot: bool) -> None:
+    """``rnnlab.summary STORAGE``: the study's trials as a table (also ``study_<name>.md`` and
+    ``.csv`` in ``output``), its best trial and importances; its history with ``--plot``."""
+    try:
+        study = study_report.load_study(storage, name)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    table = study_report.trials_table(study)
+    markdown = table.to_markdown(index=False, floatfmt=".4f")
+    stem = "study_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in study.study_name)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{stem}.md").write_text(markdown + "\n")
+    table.to_csv(output / f"{stem}.csv", index=False)
+    print(markdown, file=sys.stdout)
+    print("\n" + "\n".join(study_report.study_lines(study)), file=sys.stdout)
+    if plot:
+        study_report.history_figure(study).savefig(output / f"{stem}.png")
 
 
 if __name__ == "__main__":

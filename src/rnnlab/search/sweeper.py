@@ -151,6 +151,9 @@ class StudySweeper(Sweeper):
                 f"{study.direction.name.lower()} and this search would {self.direction} "
                 "(monitor_mode); choose another hydra.sweeper.study_name"
             )
+        monitor = self.config.get("monitor")
+        if monitor and "objective" not in study.user_attrs:  # named for rnnlab.summary
+            study.set_user_attr("objective", f"{monitor}_best")
         with warnings.catch_warnings():  # "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             # trials of a worker that was killed (silent past the grace period): failed, so

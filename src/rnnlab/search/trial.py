@@ -105,6 +105,6 @@ class ReportToTrial(L.Callback):
             return None
         self.study.tell(self.trial.number, state=TrialState.PRUNED)
         shown = "NaN" if math.isnan(value) else f"{value:.4g}"
-        reason = f"pruned after epoch {epoch}: {self.monitor} {shown}"
-        log.info("trial %d %s", self.trial.number, reason)
+        reason = f"after epoch {epoch}: {self.monitor} {shown}"
+        log.info("trial %d pruned %s", self.trial.number, reason)
         return reason
