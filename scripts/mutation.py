@@ -54,7 +54,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "tests/test_data.py",
         "tests/test_integrity.py",
     ),
-    "src/rnnlab/data/windows.py": ("tests/test_forecast.py", "tests/test_integrity.py"),
+    "src/rnnlab/data/windows.py": (
+        "tests/test_windows.py",
+        "tests/test_forecast.py",
+        "tests/test_integrity.py",
+    ),
     "src/rnnlab/models/encoder.py": ("tests/test_encoder.py", "tests/test_diagnostics.py"),
     "src/rnnlab/data/streams.py": ("tests/test_charlm.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/data/ngram.py": ("tests/test_charlm.py",),
@@ -333,7 +337,7 @@ def read_mutants(workdir: Path, module: str) -> list[Mutant]:
     mutants = []
     for name, code in sorted(codes.items(), key=lambda item: _natural(item[0])):
         status = status_by_exit_code[code]
-        diff = _show(workdir, name) if status in LIVE else ""
+        diff = _show(workdir, name, module) if status in LIVE else ""
         mutants.append(Mutant(name, status, diff))
     return mutants
 
@@ -343,12 +347,17 @@ def _natural(name: str) -> tuple[str, int]:
     return function, int(number) if number.isdigit() else 0
 
 
-def _show(workdir: Path, name: str) -> str:
-    mutmut = Path(sys.executable).parent / "mutmut"
-    shown = subprocess.run(
-        [str(mutmut), "show", name], cwd=workdir, capture_output=True, text=True, check=False
-    )
-    return "\n".join(ln for ln in shown.stdout.splitlines() if not ln.startswith("# "))
+def _show(workdir: Path, name: str, module: str) -> str:
+    """``mutmut show``'s diff, computed here (a ``mutmut show`` process per mutant takes
+    seconds); mutmut reads its files relative to the working directory."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    here = Path.cwd()
+    os.chdir(workdir)
+    try:
+        return get_diff_for_mutant(name, path=module)
+    finally:
+        os.chdir(here)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
