@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,7 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> BaseStorage:
     cannot be opened (no such folder, a missing database driver, a server that refuses).
     ``heartbeat_s``: a database keeps each running trial's last sign of life, and a trial silent
     for three such intervals counts as stale (its worker was killed; ``fail_stale_trials``)."""
+    from optuna.exceptions import ExperimentalWarning
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -79,12 +81,14 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> BaseStorage:
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=heartbeat_s,
-                grace_period=3 * heartbeat_s if heartbeat_s else None,
-            )
+            with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine,
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=3 * heartbeat_s if heartbeat_s else None,
+                )
         except ModuleNotFoundError as exc:
             raise ConfigError(
                 f"the storage {shown_url(url)} needs the database driver {exc.name}; install it "

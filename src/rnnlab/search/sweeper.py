@@ -130,6 +130,7 @@ class StudySweeper(Sweeper):
         if self.storage is None and Path(url).name == SWEEP_JOURNAL:
             # this search's own journal: a file left there is an earlier search's (overwrite)
             Path(url).unlink(missing_ok=True)
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
         storage = open_storage(url, self.heartbeat_s)
         try:
             study = optuna.create_study(
