@@ -44,6 +44,6 @@ def test_a_handful_of_mutants_end_in_a_result_or_one_line():
 
 @pytest.mark.slow
 def test_hundreds_of_mutants_and_some_training_runs_end_in_a_result_or_one_line():
-    results = fuzz_inputs.fuzz(count=300, seed=1, train_every=50)
+    results = fuzz_inputs.fuzz(count=300, seed=1, train_every=100)
     assert len(results) == 300
     _assert_no_failures(results)
