@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.checkpoint.allowlist import USER_CLASSES, Place
-from rnnlab.utils.errors import ConfigError, first_line
+from rnnlab.utils.errors import ConfigError, UserError, first_line
 
 PARTS = ("data", "model")  # what a run config builds; everything else is run settings
 
@@ -96,7 +96,11 @@ def _construct(node: Any, place: str, places: Mapping[str, Place]) -> Any:
         return functools.partial(cls, **kwargs)
     try:
         return cls(**kwargs)
-    except TypeError as exc:  # e.g. a required argument missing, a value of the wrong type
+    except UserError:  # the class's own one-line refusal, such as an unknown cell
+        raise
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        # e.g. a required argument missing, a value of the wrong type or out of range (a
+        # dropout of 5.0), refused by the class or the torch module it builds
         raise NotBuildable(place, f"cannot be built ({first_line(exc)})") from exc
 
 

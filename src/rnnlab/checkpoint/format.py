@@ -15,8 +15,6 @@ only, a key that does not change when a class is renamed or moved; both formats 
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.utils.errors import DataError, first_line
+from rnnlab.utils.errors import DataError, UserError, first_line
 from rnnlab.utils.files import as_floats, atomic_path
 
 log = logging.getLogger(__name__)
@@ -46,9 +44,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
-        # torch's own text for this case advises weights_only=False, which we must not echo
-        reason = "" if "weights_only" in str(exc) else f" ({first_line(exc)})"
+    except Exception as exc:
+        # Whatever the bytes make the unpickler or torch's rebuilding of tensors raise (an
+        # UnpicklingError, a UnicodeDecodeError from changed bytes, a TypeError from a tensor
+        # rebuilt with other arguments, ...) the file is not a checkpoint this can read.
+        # torch's own text for a refused object advises weights_only=False: never echoed.
+        reason = "" if "weights_only" in str(exc) else f" ({type(exc).__name__}: {first_line(exc)})"
         raise DataError(
             f"cannot load checkpoint {path} safely{reason}; it is truncated, "
             "corrupted, or holds objects other than tensors and plain types"
@@ -118,7 +119,15 @@ class StoreRunState(L.Callback):
         if datamodule is not None and type(datamodule).__qualname__ not in checkpoint:
             state = checkpoint.get(DATA_KEY)
             if state is not None:
-                datamodule.load_state_dict(state)
+                try:
+                    datamodule.load_state_dict(state)
+                except UserError:
+                    raise
+                except Exception as exc:  # checked before the resume (plan_resume): a net
+                    raise DataError(
+                        f"the resumed checkpoint's data state is not what rnnlab wrote "
+                        f"({type(exc).__name__}: {first_line(exc)})"
+                    ) from exc
 
 
 def epoch_metrics(checkpoint: dict[str, Any]) -> dict[str, float]:

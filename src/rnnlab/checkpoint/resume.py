@@ -15,17 +15,23 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.checkpoint.allowlist import allowed_places
 from rnnlab.checkpoint.diff import first_difference
-from rnnlab.checkpoint.format import CONFIG_KEY, load_checkpoint, save_atomically
+from rnnlab.checkpoint.format import CONFIG_KEY, DATA_KEY, load_checkpoint, save_atomically
+from rnnlab.checkpoint.rebuild import check_stored
+from rnnlab.checkpoint.stored import check_data_state
+from rnnlab.checkpoint.training_state import check_training_state
 from rnnlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 # Settings that may differ between an interrupted run and its resumption: file locations move
-# between machines; worker processes and the encoder's path (same outputs and gradients) do not
-# change what is computed.
+# between machines; worker processes, the encoder's path (same outputs and gradients) and the
+# bound on input file sizes (a checkpoint of an earlier release has none) do not change what is
+# computed.
 _MAY_DIFFER = {
     "data.num_workers",
+    "data.max_file_mb",
     "data.file",
     "data.train_file",
     "data.test_file",
@@ -123,7 +129,16 @@ def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     if source is None:
         return None
     checkpoint = load_checkpoint(source)
+    # all of it checked now, before the trainer or the run's checkpoints folder exist:
+    # Lightning restores its part without looking at it
+    places = allowed_places(cfg.get("user_classes"))
+    model = check_stored(checkpoint, source, places)
     stored = checkpoint[CONFIG_KEY]
+    # its data state against the config's sizes (its keys are the DataModule's to check, when
+    # Lightning gives it back: StoreRunState.on_load_checkpoint)
+    check_data_state(_data_state(checkpoint, stored), stored, source)
+    check_training_state(checkpoint, source, stored["model"], model, places)
+    _best_files(source, checkpoint)
     current = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(current, dict)
     # the weight averaging too: its checkpoints hold the average where the weights belong, so
@@ -152,36 +167,57 @@ def _relocated(
     key, state = _checkpoint_callback_state(checkpoint)
     if key is None:
         return checkpoint
+    by_name = {Path(old).name: new for old, new in moved.items()}
     state = {
         **state,
         "dirpath": str(checkpoint_dir),
-        "best_model_path": moved.get(state.get("best_model_path") or "", ""),
-        "kth_best_model_path": moved.get(state.get("kth_best_model_path") or "", ""),
-        "best_k_models": {moved[p]: v for p, v in state.get("best_k_models", {}).items()},
+        "best_model_path": by_name.get(Path(state.get("best_model_path") or "").name, ""),
+        "kth_best_model_path": by_name.get(Path(state.get("kth_best_model_path") or "").name, ""),
+        # by name (a best checkpoint may name its files by other paths than the resumed one),
+        # and only files adopted here: Lightning deletes a best file that a better one replaces
+        "best_k_models": {
+            by_name[Path(p).name]: v
+            for p, v in state.get("best_k_models", {}).items()
+            if Path(p).name in by_name
+        },
         "last_model_path": last,
     }
     return {**checkpoint, "callbacks": {**checkpoint["callbacks"], key: state}}
+
+
+def _data_state(checkpoint: dict[str, Any], stored: dict[str, Any]) -> Any:
+    """The stored data state: under ``DATA_KEY``, or in format 1 under the DataModule's class
+    name (the last part of the stored data ``_target_``, which ``check_stored`` allowed)."""
+    if DATA_KEY in checkpoint:
+        return checkpoint[DATA_KEY]
+    return checkpoint.get(str(stored["data"]["_target_"]).rpartition(".")[2])
+
+
+def _best_files(source: Path, checkpoint: dict[str, Any]) -> dict[str, Path]:
+    """The best checkpoint(s) the resumed one names, each by its stored path, found beside it:
+    a run's files travel as a folder between machines, so only the file's name is used, never
+    the absolute path that was valid where it was written (or one crafted to point anywhere)."""
+    _, state = _checkpoint_callback_state(checkpoint)
+    originals: dict[str, Path] = {}
+    for path in [state.get("best_model_path"), *state.get("best_k_models", {})]:
+        if not path:
+            continue
+        originals[path] = source.parent / Path(path).name
+        if not originals[path].is_file():
+            raise DataError(
+                f"cannot resume from {source}: its best checkpoint {Path(path).name} is "
+                "not beside it; copy the run's checkpoints folder whole"
+            )
+    return originals
 
 
 def adopt(point: ResumePoint, checkpoint_dir: Path) -> Path:
     """Copy the resumed checkpoint and the best one(s) beside it into ``checkpoint_dir`` (the new
     run's), with the checkpoint callback's paths pointing there. Returns the adopted copy, which
     is what ``Trainer.fit`` resumes from."""
+    originals = _best_files(point.source, point.checkpoint)  # before anything is created
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     adopted = checkpoint_dir / point.source.name
-    _, state = _checkpoint_callback_state(point.checkpoint)
-    originals: dict[str, Path] = {}
-    for path in [state.get("best_model_path"), *state.get("best_k_models", {})]:
-        if not path:
-            continue
-        # a run's files travel as a folder between machines: look beside the checkpoint, not at
-        # the absolute path that was valid where it was written
-        originals[path] = point.source.parent / Path(path).name
-        if not originals[path].is_file():
-            raise DataError(
-                f"cannot resume from {point.source}: its best checkpoint {Path(path).name} is "
-                "not beside it; copy the run's checkpoints folder whole"
-            )
     moved = {path: str(checkpoint_dir / original.name) for path, original in originals.items()}
     last = checkpoint_dir / "last.ckpt"
     # Lightning deletes the previous last checkpoint when it writes a new one: only name it when

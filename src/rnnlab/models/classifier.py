@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,9 @@ class SequenceClassifier(SequenceModule):
     """
 
     averaged_output = "probabilities"
+    # settings that size the weights: a checkpoint's are checked against its weights before
+    # the model is built (rnnlab.checkpoint.weights)
+    size_settings: ClassVar[tuple[str, ...]] = ("num_classes",)
 
     def __init__(
         self,

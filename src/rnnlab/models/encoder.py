@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -75,6 +75,10 @@ class RNNEncoder(nn.Module):
     ``output_size`` is ``hidden_size * num_directions``. The defaults are those of
     ``conf/model/encoder/rnn.yaml`` (a test keeps them equal).
     """
+
+    # settings that size the weights: a checkpoint's are checked against its weights before
+    # it is built (rnnlab.checkpoint.weights)
+    size_settings: ClassVar[tuple[str, ...]] = ("input_size", "hidden_size", "num_layers")
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,10 @@ class LanguageModel(SequenceModule):
     (per-character perplexity), ``unk_chars``; for val and test also ``bpc_unigram`` and
     ``bpc_ngram``, the baselines' bits per character on the same characters.
     """
+
+    # settings that size the weights: a checkpoint's are checked against its weights before
+    # it is built (rnnlab.checkpoint.weights)
+    size_settings: ClassVar[tuple[str, ...]] = ("vocab_size", "embedding_size")
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ padded batches."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +125,16 @@ class LSTMFCNEncoder(nn.Module):
     sequence gives what it gives alone, and padding values never reach an output or gradient.
     ``output_size`` is the recurrent branch's plus ``filters[-1]``.
     """
+
+    # settings that size the weights: a checkpoint's are checked against its weights before
+    # it is built (rnnlab.checkpoint.weights)
+    size_settings: ClassVar[tuple[str, ...]] = (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "filters",
+        "kernel_sizes",
+    )
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,9 @@ class SequenceRegressor(SequenceModule):
     """
 
     averaged_output = "prediction"
+    # settings that size the weights: a checkpoint's are checked against its weights before
+    # the model is built (rnnlab.checkpoint.weights)
+    size_settings: ClassVar[tuple[str, ...]] = ("horizon", "num_targets")
 
     def __init__(
         self,

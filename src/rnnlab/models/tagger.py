@@ -4,7 +4,7 @@ sequence labelling)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,10 @@ class SequenceTagger(SequenceModule):
     same loss, logged as ``<stage>/loss_<name>`` beside ``<stage>/loss``. Step accuracy is
     ``<stage>/acc``.
     """
+
+    # settings that size the weights: a checkpoint's are checked against its weights before
+    # it is built (rnnlab.checkpoint.weights)
+    size_settings: ClassVar[tuple[str, ...]] = ("num_classes",)
 
     def __init__(
         self,
