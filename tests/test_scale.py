@@ -121,6 +121,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     # one run directory, written once: no worker re-ran Hydra into a directory or log of its own
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         ".hydra",
+        ".rnnlab-run",
         "checkpoints",
         "metrics.json",
         "tensorboard",

@@ -32,6 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     text = OmegaConf.select(cfg, "data.file")
     if text:
         datamodule.use_test_file(str(text))
+    datamodule.setup("test")  # bad data ends here, before the loggers write into the run dir
     L.seed_everything(seed, workers=True, verbose=False)
     loggers = instantiate_group(cfg.get("logger"))
     trainer: L.Trainer = instantiate(
