@@ -137,8 +137,6 @@ def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     # its data state against the config's sizes (its keys are the DataModule's to check, when
     # Lightning gives it back: StoreRunState.on_load_checkpoint)
     check_data_state(_data_state(checkpoint, stored), stored, source)
-    check_training_state(checkpoint, source, stored["model"], model, places)
-    _best_files(source, checkpoint)
     current = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(current, dict)
     # the weight averaging too: its checkpoints hold the average where the weights belong, so
@@ -150,6 +148,9 @@ def plan_resume(cfg: DictConfig) -> ResumePoint | None:
                 f"cannot resume from {source}: {found.where} is {found.first!r} in the checkpoint "
                 f"but {found.other!r} now; give the interrupted run's overrides"
             )
+    # the model's settings are this run's now, so its optimiser and scheduler can be made
+    check_training_state(checkpoint, source, stored["model"], model, places)
+    _best_files(source, checkpoint)
     point = ResumePoint(source, checkpoint, _epochs_done(checkpoint), _stopped_early(checkpoint))
     max_epochs = int(cfg.trainer.max_epochs)
     if max_epochs >= 0 and point.epochs_done > max_epochs:

@@ -25,6 +25,7 @@ from torch import nn
 from rnnlab.checkpoint.allowlist import Place
 from rnnlab.checkpoint.build import build
 from rnnlab.checkpoint.stored import Malformed, is_count, is_number
+from rnnlab.utils.errors import first_line
 
 Check = Callable[[Any], bool]
 # the values of Lightning's EarlyStoppingReason
@@ -215,12 +216,16 @@ def _check_optimisation(
     finite) and cover every parameter once, each parameter's state of its shape; one
     scheduler state like a fresh scheduler's, or none without a scheduler."""
     shapes = [p.shape for p in model.parameters()]
-    optimizer = build(model_config.get("optimizer"), "model.optimizer", places)(
-        [nn.Parameter(torch.zeros(1))]
-    )
-    factory = build(model_config.get("scheduler"), "model.scheduler", places)
-    scheduler = None if factory is None else factory(optimizer)  # as the run's, it adds to
-    # the optimiser's groups (e.g. initial_lr)
+    try:  # the references: made as the run makes its own (a scheduler adds to the groups)
+        optimizer = build(model_config.get("optimizer"), "model.optimizer", places)(
+            [nn.Parameter(torch.zeros(1))]
+        )
+        factory = build(model_config.get("scheduler"), "model.scheduler", places)
+        scheduler = None if factory is None else factory(optimizer)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise Malformed(
+            path, "model.optimizer or model.scheduler", f"cannot be made ({first_line(exc)})"
+        ) from exc
     states = checkpoint.get("optimizer_states")
     if not isinstance(states, list) or len(states) != 1 or not isinstance(states[0], dict):
         raise Malformed(path, "optimizer_states", "is not one optimiser's state")
