@@ -314,7 +314,6 @@ def run_mutmut(workdir: Path, budget_s: float, jobs: int, log: Path) -> bool:
         )
         try:
             proc.wait(timeout=budget_s)
-            return proc.returncode == 0
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGINT)
             try:
@@ -323,6 +322,11 @@ def run_mutmut(workdir: Path, budget_s: float, jobs: int, log: Path) -> bool:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             return False
+    if proc.returncode != 0:  # e.g. the tests fail or do not import without any mutant
+        raise SystemExit(
+            f"error: mutmut failed (exit {proc.returncode}); the end of {log} says why"
+        )
+    return True
 
 
 def read_mutants(workdir: Path, module: str) -> list[Mutant]:

@@ -4,6 +4,7 @@ by the end-to-end forecasting tests in test_forecast.py)."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from rnnlab.data.windows import (
     collate_windows,
     future_times,
     mase_scale,
+    warn_undefined_mase,
 )
 
 
@@ -43,9 +45,10 @@ def test_future_times_of_dates_follow_the_calendar_frequency():
     months = _dates("2024-01-01", "2024-02-01", "2024-03-01")
     assert future_times(months, 2) == [pd.Timestamp("2024-04-01"), pd.Timestamp("2024-05-01")]
     # the frequency is inferred from the last 20 stamps: earlier irregular ones do not matter
-    regular = pd.date_range("2020-01-01", periods=20, freq="MS")
+    # (ending on 1 February, whose last interval, 31 days, would give 4 March)
+    regular = pd.date_range("2019-07-01", periods=20, freq="MS")
     late = pd.DatetimeIndex(["2018-03-07", "2018-11-30"]).append(regular).values
-    assert future_times(late, 1) == [pd.Timestamp("2021-09-01")]
+    assert future_times(late, 1) == [pd.Timestamp("2021-03-01")]
 
 
 @pytest.mark.parametrize(
@@ -106,3 +109,20 @@ def test_collated_windows_keep_their_dataset_index_and_int64_lengths():
     assert batch.lengths.dtype == torch.int64 and batch.lengths.tolist() == [4, 4]
     assert batch.y is not None and batch.y.shape == (2, 1, 1)
     assert set(batch.baselines) == {"naive", "seasonal_naive"}
+
+
+def test_undefined_mase_is_named_per_series_and_column(caplog):
+    scales = [torch.tensor([1.0, math.nan]), torch.tensor([math.nan, 2.0])]
+    with caplog.at_level(logging.WARNING, logger="rnnlab.data.windows"):
+        warn_undefined_mase(scales, ["series 'a'", "series 'b'"], ["y", "z"], 7)
+    tail = (
+        ": the train part's seasonal differences (season_length=7) are all 0 or absent, so MASE, "
+        "their mean as denominator, is undefined for it: MASE leaves it out (NaN when no series "
+        "is left)"
+    )
+    assert caplog.messages == [f"series 'a' column 'z'{tail}", f"series 'b' column 'y'{tail}"]
+    # a series or column left unnamed would hide an undefined MASE: the lengths must agree
+    with pytest.raises(ValueError):
+        warn_undefined_mase(scales, ["series 'a'"], ["y", "z"], 7)
+    with pytest.raises(ValueError):
+        warn_undefined_mase(scales, ["series 'a'", "series 'b'"], ["y"], 7)
