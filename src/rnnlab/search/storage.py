@@ -108,7 +108,7 @@ def open_storage(url: str, heartbeat_s: int | None = None) -> BaseStorage:
 
 def _is_creation_race(exc: Exception) -> bool:
     text = str(exc).lower()
-    return "already exists" in text or "locked" in text or "duplicate" in text
+    return any(sign in text for sign in ("already exists", "locked", "duplicate", "unique"))
 
 
 def shown_url(url: str) -> str:

@@ -252,14 +252,16 @@ def heartbeats(study: optuna.Study, trial_ids: list[int], interval_s: int | None
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                with contextlib.suppress(Exception):  # a busy database: the next beat counts
-                    storage.record_heartbeat(trial_id)
-            if stop.wait(interval_s):
-                return
+        for trial_id in trial_ids:
+            with contextlib.suppress(Exception):  # a busy database: the next beat counts
+                storage.record_heartbeat(trial_id)
 
-    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    def beating() -> None:
+        while not stop.wait(interval_s):
+            beat()
+
+    beat()  # before the jobs start: a trial without any heartbeat never counts as stale
+    thread = threading.Thread(target=beating, name="optuna-heartbeat", daemon=True)
     thread.start()
     try:
         yield
