@@ -8,11 +8,17 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.slurm import gpus_per_node
+
 # `monitor_mode` (min/max) as the Optuna sweeper spells it, so the objective's direction is
 # named once too.
 OmegaConf.register_new_resolver(
     "optuna_direction", lambda mode: {"min": "minimize", "max": "maximize"}[mode], replace=True
 )
+
+
+# hydra/launcher=slurm asks SLURM for GPUs only for a GPU trainer
+OmegaConf.register_new_resolver("slurm_gpus_per_node", gpus_per_node, replace=True)
 
 
 def config_dir() -> str:
