@@ -53,10 +53,7 @@ def unavailable_reason() -> str | None:
     """Why this machine cannot run the local cluster (None: it can)."""
     missing = [name for name in (*DAEMONS, *CLIENTS) if _which(name) is None]
     if missing:
-        return (
-            f"SLURM is not installed (no {', '.join(missing)}); "
-            f"apt-get install {PACKAGES}"
-        )
+        return f"SLURM is not installed (no {', '.join(missing)}); apt-get install {PACKAGES}"
     if os.geteuid() != 0:
         return "the local SLURM cluster runs its daemons as root; start it as root"
     return None
