@@ -101,10 +101,10 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-def plan(seed: int, index: int) -> Mutant:
-    """Mutant ``index`` of ``seed``: its task, command and kind of mutation."""
+def plan(seed: int, index: int, tasks: tuple[str, ...] = tuple(TASKS)) -> Mutant:
+    """Mutant ``index`` of ``seed``: its task (one of ``tasks``), command and kind of mutation."""
     rng = random.Random(f"{seed}:{index}:plan")
-    task = rng.choice(list(TASKS))
+    task = rng.choice(list(tasks))
     commands = ["eval", "predict", "resume"] + (
         ["generate"] * 2 if task == "language model" else []
     )
@@ -112,13 +112,16 @@ def plan(seed: int, index: int) -> Mutant:
 
 
 # --- the genuine checkpoints -------------------------------------------------------------------
-def train_bases(root: Path) -> None:
-    """One short run of every task under ``root/bases/<task>``, and the prediction inputs."""
+def train_bases(root: Path, tasks: tuple[str, ...]) -> None:
+    """One short run of each task under ``root/bases/<task>``, and the prediction inputs."""
     from rnnlab.data.export import export
     from rnnlab.train import train
 
     (root / "corpus.txt").write_text(CORPUS, encoding="utf-8")
-    for task, overrides in TASKS.items():
+    for task in tasks:
+        overrides = TASKS[task]
+        if base_dir(root, task).is_dir():
+            continue
         extra = [f"data.file={root / 'corpus.txt'}"] if task == "language model" else []
         run = root / "bases" / task.replace(" ", "_")
         cfg = compose_config([*FAST, "trainer.max_epochs=1", *overrides, *extra], run)
@@ -222,6 +225,9 @@ def run_child(root: Path, mutant: Mutant, seed: int, folder: Path, memory: int, 
         os.environ.pop("HYDRA_FULL_ERROR", None)
         for fd, name in ((1, "stdout"), (2, "stderr")):
             os.dup2(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        # the files, also where this process had other streams (pytest's captured ones)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         signal.alarm(limit)
         sys.argv = [module, *args]
@@ -323,15 +329,15 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 # --- the whole run ------------------------------------------------------------------------------
-def prepare(root: Path) -> None:
+def prepare(root: Path, tasks: tuple[str, ...]) -> None:
     """The genuine checkpoints (trained in a child, so this process never runs torch), the
     decoy files mutants point paths at, and the commands imported for every child."""
-    if not (root / "bases").is_dir():
+    if not all(base_dir(root, task).is_dir() for task in tasks):
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
-                train_bases(root)
+                train_bases(root, tasks)
             except BaseException:
                 traceback.print_exc()
                 code = 1
@@ -363,14 +369,16 @@ def fuzz(
     limit_s: int = 120,
     start: int = 0,
     keep: bool = False,
+    tasks: tuple[str, ...] = tuple(TASKS),
 ) -> list[Result]:
-    """Run mutants ``start`` .. ``start + count - 1`` of ``seed``; their results in order."""
-    prepare(root)
+    """Run mutants ``start`` .. ``start + count - 1`` of ``seed`` (drawn among ``tasks``); their
+    results in order."""
+    prepare(root, tasks)
     base_vm = _vm_bytes()
     memory = base_vm + memory_mib * 2**20
     results: dict[int, Result] = {}
     running: dict[int, tuple[Mutant, Path, float]] = {}
-    pending = [plan(seed, i) for i in range(start, start + count)]
+    pending = [plan(seed, i, tasks) for i in range(start, start + count)]
     before = snapshot(root)
     while pending or running:
         while pending and len(running) < jobs:
