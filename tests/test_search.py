@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -299,3 +301,18 @@ def test_summary_of_a_missing_study_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         summary_main(["sqlite:///" + str(tmp_path / "none.db")])
     assert not Path(tmp_path / "none.db").exists()  # reading created no empty database
+
+
+# --- the plugin ------------------------------------------------------------------------------
+def test_hydra_finds_the_sweeper_and_its_module_imports_no_optuna():
+    from hydra.core.plugins import Plugins
+
+    name = "hydra_plugins.rnnlab_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert name in Plugins.instance().class_name_to_class  # Hydra builds plugins from there only
+    # Hydra imports every plugin module when any command starts: that must stay cheap
+    module = "hydra_plugins.rnnlab_optuna_sweeper.optuna_sweeper"
+    probe = f"import sys, {module}; print('optuna' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
