@@ -94,10 +94,19 @@ def test_interrupted_job_is_told_what_slurm_does_with_it(monkeypatch, tmp_path):
         f"SLURM requeued job 12_3: it runs again by itself and resumes from {last}"
     )
     monkeypatch.setattr(slurm, "requeued", lambda job: False)  # cancelled
-    assert slurm.interruption_advice(last, resume) == (
-        "SLURM will not run job 12_3 again; continue it with: python -m rnnlab.train -m "
-        f"hydra/launcher=slurm seed=1 ckpt_path={last}"
+    continued = (
+        f"continue it with: python -m rnnlab.train -m hydra/launcher=slurm seed=1 ckpt_path={last}"
     )
+    assert slurm.interruption_advice(last, resume) == (
+        f"SLURM will not run job 12_3 again; {continued}"
+    )
+    monkeypatch.setattr(slurm, "requeued", lambda job: None)  # SLURM does not answer
+    assert slurm.interruption_advice(last, resume) == (
+        "SLURM did not say whether job 12_3 was requeued: if it was, it runs again by itself "
+        f"and resumes from {last}; if not, {continued}"
+    )
+    monkeypatch.setattr(slurm, "_submitit_requeued", True)  # submitit requeued it itself
+    assert slurm.interruption_advice(last, resume).startswith("SLURM requeued job 12_3: ")
 
 
 def test_restart_count_is_read_from_scontrol(monkeypatch):

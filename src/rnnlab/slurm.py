@@ -135,29 +135,44 @@ def interruption_advice(last: Path, resume: str) -> str | None:
     job = slurm_job_id()
     if job is None:
         return None
-    if requeued(job):
-        start = f"resumes from {last}" if last.is_file() else "starts over (no epoch had finished)"
-        return f"SLURM requeued job {job}: it runs again by itself and {start}"
     if last.is_file():
-        return f"SLURM will not run job {job} again; continue it with: {on_the_cluster(resume)}"
-    return f"SLURM will not run job {job} again and no epoch had finished: run it again"
+        comes_back = f"it runs again by itself and resumes from {last}"
+        continued = f"continue it with: {on_the_cluster(resume)}"
+    else:
+        comes_back = "it runs again by itself and starts over (no epoch had finished)"
+        continued = "no epoch had finished: run it again"
+    back = _submitit_requeued or requeued(job)
+    if back:
+        return f"SLURM requeued job {job}: {comes_back}"
+    if back is None:
+        unknown = f"SLURM did not say whether job {job} was requeued"
+        return f"{unknown}: if it was, {comes_back}; if not, {continued}"
+    return f"SLURM will not run job {job} again; {continued}"
 
 
 # The signal that stopped this process, when it was one SLURM sends before a time limit
-# (submitit's handler then requeues the job and exits, which Lightning reports as an interrupt).
+# (submitit's handler then requeues the job and exits, which Lightning reports as an interrupt),
+# and whether submitit requeued the job then.
 _time_limit_signals: list[int] = []
+_submitit_requeued = False
 
 
 def note_time_limit_signal() -> None:
-    """Remember the time-limit signal (``SIGUSR2``) before submitit's handler acts on it, so the
-    interruption names it (``stop_signal``)."""
+    """Remember the time-limit signal (``SIGUSR2``) and whether submitit's handler requeued the
+    job (it exits after requeueing, and raises when it will not), so that the interruption
+    names the signal (``stop_signal``) and says what SLURM does next."""
     handler = signal.getsignal(signal.SIGUSR2)
     if not callable(handler):
         return
 
     def noted(signum: int, frame: FrameType | None) -> None:
+        global _submitit_requeued
         _time_limit_signals.append(signum)
-        handler(signum, frame)
+        try:
+            handler(signum, frame)
+        except SystemExit:
+            _submitit_requeued = True
+            raise
 
     signal.signal(signal.SIGUSR2, noted)
 
