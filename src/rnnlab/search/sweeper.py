@@ -96,7 +96,7 @@ class StudySweeper(Sweeper):
             shown_url(url),
             len(study.trials),
             self.n_trials,
-            type(study.sampler).__name__ + (f", {type(study.pruner).__name__}"),
+            f"{type(study.sampler).__name__}, {type(study.pruner).__name__}",
         )
         _write_results(self.config, {"study_name": study.study_name, "storage": url})
         remaining = self.n_trials

@@ -72,7 +72,7 @@ def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 class ReportToTrial(L.Callback):
     """After every validation epoch, report the monitored metric to the trial and stop the
-    run when the pruner says so. In a multi-process run the first process decides for all."""
+    run when the pruner says so (in the process that runs the sweep's job)."""
 
     def __init__(self, study: optuna.Study, trial: optuna.Trial, monitor: str, run_dir: str):
         self.study, self.trial, self.monitor = study, trial, monitor
@@ -83,17 +83,16 @@ class ReportToTrial(L.Callback):
             self.trial.set_user_attr("run_dir", self.run_dir)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        verdict: str | None = None
-        if trainer.is_global_zero:
-            verdict = self._report(trainer.callback_metrics.get(self.monitor), trainer)
-        verdict = trainer.strategy.broadcast(verdict, src=0)
+        verdict = self._report(trainer.callback_metrics.get(self.monitor), trainer)
         if verdict is not None:
             raise TrialPruned(verdict)
 
     def _report(self, metric: Any, trainer: L.Trainer) -> str | None:
-        """Report the metric; the reason to stop when the pruner prunes (already recorded)."""
+        """Report the metric; the reason to stop when the pruner prunes (already recorded).
+        A multi-process run (DDP) is reported, never pruned: its other processes do not run
+        this callback (they are not the sweep's job), so they could not be told to stop."""
         from optuna.trial import TrialState
 
         if metric is None:
@@ -101,7 +100,7 @@ class ReportToTrial(L.Callback):
         # the step is the number of epochs trained, so a pruner's min_resource counts epochs
         value, epoch = float(metric), trainer.current_epoch + 1
         self.trial.report(value, step=epoch)
-        if not self.trial.should_prune():
+        if trainer.world_size > 1 or not self.trial.should_prune():
             return None
         self.study.tell(self.trial.number, state=TrialState.PRUNED)
         shown = "NaN" if math.isnan(value) else f"{value:.4g}"
