@@ -44,11 +44,13 @@ def check_training_state(
     for key in ("epoch", "global_step"):
         if not is_count(checkpoint.get(key, 0)):
             raise Malformed(path, key, f"is {_shown(checkpoint.get(key))}, not a count")
-    version = checkpoint.get("pytorch-lightning_version", "2.0.0")
+    # Lightning reads it (to upgrade an older checkpoint's layout) before anything else
+    version = checkpoint.get("pytorch-lightning_version")
     try:
-        Version(str(version)) if isinstance(version, str) else Version("x")
+        Version(version if isinstance(version, str) else "")
     except InvalidVersion:
-        raise Malformed(path, "pytorch-lightning_version", f"is {_shown(version)}") from None
+        shown = "missing" if version is None else f"{_shown(version)}, not a version"
+        raise Malformed(path, "pytorch-lightning_version", f"is {shown}") from None
     _check_like(checkpoint.get("loops"), _fresh_loops(), "loops", path, True, counts=True)
     _check_callbacks(checkpoint.get("callbacks", {}), path)
     _check_optimisation(checkpoint, path, model_config, model, places)
