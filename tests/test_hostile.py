@@ -319,8 +319,8 @@ CASES = [
         "checkpoint naming a callable",
         "eval",
         ["ckpt_path=evil.ckpt"],
-        _tampered_checkpoint("classify", "evil.ckpt", "rnnlab.utils.cli.os.system"),
-        "checkpoint evil.ckpt: model._target_ is 'rnnlab.utils.cli.os.system', not one of",
+        _tampered_checkpoint("classify", "evil.ckpt", "rnnlab.utils.files.os.system"),
+        "checkpoint evil.ckpt: model._target_ is 'rnnlab.utils.files.os.system', not one of",
     ),
     (
         "predict over an existing file",

@@ -54,8 +54,8 @@ def _gadget(target: str) -> Callable[[Path], dict]:
 GADGETS = [
     (
         "prefix-allowed module attribute",
-        _set("model._target_", lambda m: "rnnlab.utils.cli.os.system"),
-        "model._target_ is 'rnnlab.utils.cli.os.system'",
+        _set("model._target_", lambda m: "rnnlab.utils.files.os.system"),
+        "model._target_ is 'rnnlab.utils.files.os.system'",
     ),
     (
         "torch.optim prefix",
