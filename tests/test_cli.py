@@ -137,9 +137,23 @@ def test_seconds_since_process_start_counts_from_process_start(tmp_path):
     assert 0.6 <= elapsed <= time.monotonic() - started
 
 
-def test_failed_run_in_a_user_directory_removes_only_what_it_wrote(tmp_path):
+def test_overwrite_refuses_a_user_directory_and_touches_nothing(tmp_path):
     own = tmp_path / "mine"
     own.mkdir()
+    (own / "notes.txt").write_text("keep")
+    result = _run(["-m", "rnnlab.train", f"hydra.run.dir={own}", "overwrite=true"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: overwrite=true replaces only an rnnlab run's outputs, and {own} is not one "
+        "(it has no .rnnlab-run); choose another hydra.run.dir"
+    )
+    assert [p.name for p in own.iterdir()] == ["notes.txt"]
+
+
+def test_failed_run_in_a_used_run_directory_removes_only_what_it_wrote(tmp_path):
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / ".rnnlab-run").touch()  # an earlier rnnlab run's directory, where the user keeps notes
     (own / "notes.txt").write_text("keep")
     (own / "mine.log").write_text("keep")
     result = _run(
@@ -156,6 +170,7 @@ def _earlier_run(run_dir: Path) -> None:
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"earlier weights")
     (run_dir / "metrics.json").write_text('{"test/acc": 0.5}')
     (run_dir / "notes.txt").write_text("mine")
+    (run_dir / ".rnnlab-run").touch()  # every rnnlab run directory carries it
 
 
 def test_existing_run_directory_is_refused_then_replaced_only_when_asked(tmp_path):
@@ -170,7 +185,12 @@ def test_existing_run_directory_is_refused_then_replaced_only_when_asked(tmp_pat
         "to replace an earlier run's outputs there"
     )
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"earlier weights"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "metrics.json", "notes.txt"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".rnnlab-run",
+        "checkpoints",
+        "metrics.json",
+        "notes.txt",
+    ]
 
     replaced = _run([*args, f"hydra.run.dir={run_dir}", "overwrite=true", "logger=none"], tmp_path)
     assert replaced.returncode == 0, replaced.stderr[-2000:]
