@@ -66,6 +66,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "src/rnnlab/data/text.py": ("tests/test_charlm.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/ensemble.py": ("tests/test_ensemble.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/callbacks/diagnostics.py": (
+        "tests/test_diagnostics_values.py",
         "tests/test_diagnostics.py",
         "tests/test_planted_bugs.py",
     ),
