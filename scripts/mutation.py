@@ -64,7 +64,11 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "src/rnnlab/data/ngram.py": ("tests/test_charlm.py",),
     "src/rnnlab/data/corpus.py": ("tests/test_charlm.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/data/text.py": ("tests/test_charlm.py", "tests/test_planted_bugs.py"),
-    "src/rnnlab/ensemble.py": ("tests/test_ensemble.py", "tests/test_planted_bugs.py"),
+    "src/rnnlab/ensemble.py": (
+        "tests/test_ensemble_mutants.py",
+        "tests/test_ensemble.py",
+        "tests/test_planted_bugs.py",
+    ),
     "src/rnnlab/callbacks/diagnostics.py": (
         "tests/test_diagnostics_values.py",
         "tests/test_diagnostics.py",
