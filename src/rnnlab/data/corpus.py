@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -101,8 +102,34 @@ def read_text(
     return text
 
 
+# characters converted at once: bounds the temporary copies of a long text
+_CHUNK = 1 << 24
+
+
 def fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """The SHA-256 of the text's UTF-8 bytes (encoded a chunk at a time: no second copy)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(text), _CHUNK):
+        digest.update(text[start : start + _CHUNK].encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def code_points(text: str) -> np.ndarray:
+    """The code point of each character (uint32)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def characters_of(text: str, start: int = 0, end: int | None = None) -> list[str]:
+    """The distinct characters of ``text[start:end]``, sorted, read a chunk at a time."""
+    end = len(text) if end is None else end
+    seen = np.zeros(0, dtype=bool)
+    for at in range(start, end, _CHUNK):
+        codes = code_points(text[at : min(at + _CHUNK, end)])
+        top = int(codes.max()) + 1
+        if top > len(seen):
+            seen = np.concatenate([seen, np.zeros(top - len(seen), dtype=bool)])
+        seen[codes] = True
+    return [chr(c) for c in np.flatnonzero(seen).tolist()]
 
 
 class Vocabulary:
@@ -113,14 +140,35 @@ class Vocabulary:
         self.ids = {c: i + 1 for i, c in enumerate(chars)}
 
     @classmethod
-    def of(cls, text: str) -> Vocabulary:
-        return cls(sorted(set(text)))
+    def of(cls, text: str, start: int = 0, end: int | None = None) -> Vocabulary:
+        """The characters of ``text[start:end]``."""
+        return cls(characters_of(text, start, end))
 
     def __len__(self) -> int:
         return len(self.chars) + 1
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The smallest unsigned integer type that holds every id."""
+        return np.dtype(
+            np.uint8 if len(self) <= 1 << 8 else np.uint16 if len(self) <= 1 << 16 else np.uint32
+        )
+
     def encode(self, text: str) -> np.ndarray:
         return np.fromiter((self.ids.get(c, UNK) for c in text), dtype=np.int64, count=len(text))
+
+    def compact_ids(self, text: str, start: int = 0, end: int | None = None) -> np.ndarray:
+        """The ids of ``text[start:end]`` (``<unk>`` for characters outside the vocabulary) in
+        ``dtype``: one to four bytes a character, converted a chunk at a time."""
+        end = len(text) if end is None else end
+        codes = np.array([ord(c) for c in self.chars], dtype=np.int64)
+        table = np.zeros(int(codes.max(initial=0)) + 2, dtype=self.dtype)  # last: any code beyond
+        table[codes] = np.arange(1, len(codes) + 1)
+        out = np.empty(max(0, end - start), dtype=self.dtype)
+        for at in range(start, end, _CHUNK):
+            chunk = code_points(text[at : min(at + _CHUNK, end)])
+            out[at - start : at - start + len(chunk)] = table[np.minimum(chunk, len(table) - 1)]
+        return out
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i - 1] if i > 0 else "\ufffd" for i in ids)
@@ -138,3 +186,19 @@ class Vocabulary:
         """``text`` with unseen characters replaced by one stand-in, as the model sees it."""
         stand_in = self.unknown
         return "".join(c if c in self.ids else stand_in for c in text)
+
+
+class WideIds(Mapping[str, np.ndarray]):
+    """Compact id arrays by name, read as int64 arrays (each converted when read)."""
+
+    def __init__(self, ids: dict[str, np.ndarray]) -> None:
+        self._ids = ids
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._ids[name].astype(np.int64)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)

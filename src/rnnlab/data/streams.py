@@ -29,11 +29,20 @@ def to_rows(values: np.ndarray, rows: int, fill: float) -> torch.Tensor:
     return torch.from_numpy(padded.reshape(rows, width))
 
 
+def row_lengths(total: int, rows: int) -> torch.Tensor:
+    """How many of each row's places ``to_rows`` fills with ``total`` values (int64)."""
+    width = max(1, math.ceil(total / rows))
+    return (total - torch.arange(rows) * width).clamp(0, width)
+
+
 class Chunks(IterableDataset):
     """Consecutive windows of parallel streams, in order: batch ``i`` is window ``i``.
 
     ``plan()`` gives the window lengths of the coming pass (fixed or random truncation
-    lengths), read at each pass, so they can follow the epoch.
+    lengths), read at each pass, so they can follow the epoch. ``inputs`` and ``targets`` may be
+    held in any integer type (a text's compact ids): each window is widened to int64. Targets
+    from each row's length in ``lengths`` on are padding (``IGNORE_TARGET`` in the batch);
+    without ``lengths`` every target counts.
     """
 
     def __init__(
@@ -42,8 +51,10 @@ class Chunks(IterableDataset):
         targets: torch.Tensor,
         baselines: dict[str, torch.Tensor],
         plan: Callable[[], list[int]],
+        lengths: torch.Tensor | None = None,
     ) -> None:
         self.inputs, self.targets, self.baselines, self.plan = inputs, targets, baselines, plan
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.plan())
@@ -52,10 +63,15 @@ class Chunks(IterableDataset):
         start = 0
         for size in self.plan():
             window = slice(start, start + size)
-            targets = self.targets[:, window]
+            targets = self.targets[:, window].long()
+            if self.lengths is None:
+                lengths = (targets != IGNORE).sum(dim=1)
+            else:
+                lengths = (self.lengths - start).clamp(0, targets.shape[1])
+                targets[torch.arange(targets.shape[1]) >= lengths[:, None]] = IGNORE
             yield Batch(
-                x=self.inputs[:, window],
-                lengths=(targets != IGNORE).sum(dim=1),
+                x=self.inputs[:, window].long(),
+                lengths=lengths,
                 y=targets,
                 baselines={k: v[:, window] for k, v in self.baselines.items()},
             )
@@ -76,5 +92,5 @@ def rank_rows(rows: torch.Tensor, world: int, rank: int, fill: float) -> torch.T
     per_rank = math.ceil(len(rows) / world)
     extra = per_rank * world - len(rows)
     if extra:
-        rows = torch.cat([rows, rows.new_full((extra, rows.shape[1]), fill)])
+        rows = torch.cat([rows, rows.new_full((extra, *rows.shape[1:]), fill)])
     return rows[rank * per_rank : (rank + 1) * per_rank]

@@ -13,12 +13,18 @@ Validation and test: the whole part is cut into ``eval_streams`` streams (padded
 masked), whatever the number of processes, so the score is that of the whole text, the same on
 one process or many. Every character from the second on is predicted exactly once, and the
 n-gram baselines score the same characters.
+
+Memory: the text is kept as one array of character ids of the smallest unsigned type that
+holds the vocabulary (one byte a character for up to 255 distinct characters), the parts are
+views of it, and batches are widened to int64 one window at a time; the corpus string lives
+only while ``setup`` reads it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +32,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.batch import IGNORE_TARGET as IGNORE
 from rnnlab.batch import UNKNOWN_ID as UNK
 from rnnlab.data.base import TaskDataModule
-from rnnlab.data.corpus import Vocabulary, default_corpus, fingerprint, read_text
+from rnnlab.data.corpus import Vocabulary, WideIds, default_corpus, fingerprint, read_text
 from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
-from rnnlab.data.ngram import best_order, unigram_nll
-from rnnlab.data.streams import Chunks, fixed_windows, one_batch, rank_rows, to_rows
+from rnnlab.data.progress import setup_step
+from rnnlab.data.streams import Chunks, fixed_windows, one_batch, rank_rows, row_lengths, to_rows
+from rnnlab.data.text_baselines import fit_text_baselines
 from rnnlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+# The default data.ngram_fit_chars: the n-gram baseline of a longer train part is fitted on a
+# sample of this many characters (about 20 s and 0.6 GiB to fit on one core).
+NGRAM_FIT_CHARS = 10_000_000
 
 
 class TextDataModule(TaskDataModule):
@@ -73,6 +83,7 @@ class TextDataModule(TaskDataModule):
         val_fraction: float = 0.05,
         test_fraction: float = 0.05,
         ngram_max_order: int = 7,
+        ngram_fit_chars: int = NGRAM_FIT_CHARS,
         max_file_mb: float = DEFAULT_MAX_FILE_MB,
         seed: int = 0,
     ) -> None:
@@ -81,10 +92,15 @@ class TextDataModule(TaskDataModule):
         for name, value, low in (
             ("bptt", bptt, 1),
             ("eval_streams", eval_streams, 1),
-            ("ngram_max_order", ngram_max_order, 2),
+            ("ngram_fit_chars", ngram_fit_chars, 1000),
         ):
             if value < low:
                 raise ConfigError(f"data.{name} must be >= {low}, got {value}")
+        if ngram_max_order == 1 or ngram_max_order < 0:
+            raise ConfigError(
+                f"data.ngram_max_order must be 0 (no n-gram baseline) or >= 2, got "
+                f"{ngram_max_order}"
+            )
         if not (
             0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
         ):
@@ -96,14 +112,24 @@ class TextDataModule(TaskDataModule):
         self.bptt, self.random_bptt = bptt, random_bptt
         self.eval_streams = eval_streams
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.ngram_max_order = ngram_max_order
+        self.ngram_max_order, self.ngram_fit_chars = ngram_max_order, ngram_fit_chars
         self.vocab: Vocabulary | None = None
         self.sha256: str | None = None
         self.ngram_order: int | None = None
         self.test_file: str | None = None
         self.test_encoding: str | None = None
-        self.parts: dict[str, np.ndarray] = {}
+        # each part's character ids, compact (Vocabulary.dtype); views of one array
+        self.ids: dict[str, np.ndarray] = {}
         self.baselines: dict[str, dict[str, np.ndarray]] = {}
+
+    @property
+    def parts(self) -> Mapping[str, np.ndarray]:
+        """Each part's ids as int64 arrays (converted when read; ``ids`` holds them)."""
+        return WideIds(self.ids)
+
+    @parts.setter
+    def parts(self, parts: Mapping[str, np.ndarray]) -> None:
+        self.ids = dict(parts)
 
     # --- the corpus --------------------------------------------------------------------------
     def source(self) -> tuple[str, str]:
@@ -113,10 +139,11 @@ class TextDataModule(TaskDataModule):
         return read_text(self.file, self.encoding, self.max_file_mb), f"data.file={self.file}"
 
     def setup(self, stage: str | None = None) -> None:
-        if self.parts:
+        if self.ids:
             return
         text, where = self.source()
-        digest = fingerprint(text)
+        with setup_step(f"{where}: checking {len(text):,} characters", len(text)):
+            digest = fingerprint(text)
         if self.sha256 is not None and digest != self.sha256:
             raise DataError(
                 f"{where} is not the text this model was trained on (SHA-256 {digest[:12]}, "
@@ -124,32 +151,29 @@ class TextDataModule(TaskDataModule):
             )
         val_at = len(text) - round(len(text) * (self.val_fraction + self.test_fraction))
         test_at = len(text) - round(len(text) * self.test_fraction)
-        train, val, test = text[:val_at], text[val_at:test_at], text[test_at:]
+        test_text = None
         if self.test_file is not None:
-            test, where = self._read_test_file(self.test_file), f"data.file={self.test_file}"
-        need = self.batch_size * (self.bptt + 1)
-        if len(train) < need:
-            raise DataError(
-                f"{where}: the train part has {len(train)} characters, fewer than data.batch_size "
-                f"x (data.bptt + 1) = {need}; use a longer text or lower batch_size or bptt"
-            )
-        for name, part in (("val", val), ("test", test)):
-            if len(part) < 2:
-                raise DataError(
-                    f"{where}: the {name} part has {len(part)} characters (at least 2 needed); "
-                    f"use a longer text or a larger data.{name}_fraction"
-                )
+            test_text, where = self._read_test_file(self.test_file), f"data.file={self.test_file}"
+        sizes = {
+            "train": val_at,
+            "val": test_at - val_at,
+            "test": len(text) - test_at if test_text is None else len(test_text),
+        }
+        self._check_sizes(sizes, where)
         if self.vocab is None:
-            self.vocab = Vocabulary.of(train)
+            with setup_step("finding the training text's characters", val_at):
+                self.vocab = Vocabulary.of(text, 0, val_at)
             self.sha256 = digest
         vocab = self.vocab
-        self.parts = {
-            "train": vocab.encode(train),
-            "val": vocab.encode(val),
-            "test": vocab.encode(test),
-        }
+        end = test_at if test_text is not None else len(text)
+        with setup_step(f"encoding {end:,} characters as {vocab.dtype} ids", end):
+            ids = vocab.compact_ids(text, 0, end)
+        del text
+        self.ids = {"train": ids[:val_at], "val": ids[val_at:test_at], "test": ids[test_at:]}
+        if test_text is not None:
+            self.ids["test"] = vocab.compact_ids(test_text)
         for name in ("val", "test"):
-            unseen = int((self.parts[name] == UNK).sum())
+            unseen = int((self.ids[name] == UNK).sum())
             if unseen:
                 log.warning(
                     "%s: %d characters of the %s part are not in the training text "
@@ -158,30 +182,39 @@ class TextDataModule(TaskDataModule):
                     unseen,
                     name,
                 )
-        self._fit_baselines(vocab.known(train), vocab.known(val), vocab.known(test), len(vocab))
+        found = fit_text_baselines(
+            self.ids,
+            len(vocab),
+            self.ngram_max_order,
+            self.ngram_order,
+            self.ngram_fit_chars,
+            self.seed,
+        )
+        self.baselines, self.ngram_order = found.nll, found.order
         log.info(
             "%s: %d/%d/%d characters (train/val/test), %d symbols, SHA-256 %s",
             where,
-            len(train),
-            len(val),
-            len(test),
+            sizes["train"],
+            sizes["val"],
+            sizes["test"],
             len(vocab),
             digest[:12],
         )
 
-    def _fit_baselines(self, train: str, val: str, test: str, vocab_size: int) -> None:
-        """Per-character NLL of val and test under the unigram and the best n-gram (its order
-        chosen on val among 2..ngram_max_order, or the stored one), aligned with the targets."""
-        orders = (
-            range(2, self.ngram_max_order + 1) if self.ngram_order is None else [self.ngram_order]
-        )
-        ngram, _ = best_order(train, val, vocab_size, orders)
-        self.ngram_order = ngram.order
-        for name, part in (("val", val), ("test", test)):
-            self.baselines[name] = {
-                "unigram": unigram_nll(train, part[1:], vocab_size),
-                "ngram": ngram.nll(part, start=1),
-            }
+    def _check_sizes(self, sizes: dict[str, int], where: str) -> None:
+        need = self.batch_size * (self.bptt + 1)
+        if sizes["train"] < need:
+            raise DataError(
+                f"{where}: the train part has {sizes['train']} characters, fewer than "
+                f"data.batch_size x (data.bptt + 1) = {need}; use a longer text or lower "
+                "batch_size or bptt"
+            )
+        for name in ("val", "test"):
+            if sizes[name] < 2:
+                raise DataError(
+                    f"{where}: the {name} part has {sizes[name]} characters (at least 2 "
+                    f"needed); use a longer text or a larger data.{name}_fraction"
+                )
 
     # --- the task contract -------------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:
@@ -194,14 +227,14 @@ class TextDataModule(TaskDataModule):
     def opening(self, part: str, characters: int = 40) -> str:
         """The first ``characters`` of a part (after ``setup``), e.g. as a prompt."""
         assert self.vocab is not None, "setup() first"
-        return self.vocab.decode(self.parts[part][:characters].tolist())
+        return self.vocab.decode(self.ids[part][:characters].tolist())
 
     def use_test_file(self, path: str, encoding: str | None = None) -> None:
         """Score ``path`` as the test text (``rnnlab.eval ... data.file=``), read in
         ``encoding`` (None: the encoding the training text was read in)."""
         self.test_file = str(Path(path).resolve())
         self.test_encoding = encoding
-        self.parts = {}
+        self.ids = {}
 
     def _read_test_file(self, path: str) -> str:
         """The text to score, within the limit stored with the model; the advice for a file it
@@ -223,14 +256,13 @@ class TextDataModule(TaskDataModule):
     def state_dict(self) -> dict[str, Any]:
         if self.vocab is None:
             return {}
-        return {
-            "vocab": [ord(c) for c in self.vocab.chars],
-            "sha256": self.sha256,
-            "ngram_order": self.ngram_order,
-        }
+        state: dict[str, Any] = {"vocab": [ord(c) for c in self.vocab.chars], "sha256": self.sha256}
+        if self.ngram_order is not None:  # None: the n-gram baseline was skipped
+            state["ngram_order"] = self.ngram_order
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        codes, sha, order = state["vocab"], state["sha256"], state["ngram_order"]
+        codes, sha, order = state["vocab"], state["sha256"], state.get("ngram_order")
         if not isinstance(codes, list) or not all(
             isinstance(c, int) and 0 < c <= sys.maxunicode for c in codes
         ):
@@ -239,10 +271,10 @@ class TextDataModule(TaskDataModule):
         # read_text refuses a NUL anywhere in a text, so no vocabulary rnnlab wrote holds one
         if len(set(chars)) != len(chars) or "\x00" in chars:
             raise ValueError("vocab holds a character twice, or NUL")
-        if not isinstance(sha, str) or not isinstance(order, int):
+        if not isinstance(sha, str) or not isinstance(order, int | None):
             raise TypeError("sha256 must be a string and ngram_order an integer")
         if self.vocab is None or self.vocab.chars != chars or self.sha256 != sha:
-            self.parts = {}  # encoded with another vocabulary: read again when next needed
+            self.ids = {}  # encoded with another vocabulary: read again when next needed
         self.vocab, self.sha256, self.ngram_order = Vocabulary(chars), sha, order
 
     # --- loaders -----------------------------------------------------------------------------
@@ -271,7 +303,7 @@ class TextDataModule(TaskDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         world, rank = self._world()
-        ids = torch.from_numpy(self.parts["train"])
+        ids = torch.from_numpy(self.ids["train"])
         streams = world * self.batch_size
         width = (len(ids) - 1) // streams
         if width < 1:
@@ -290,15 +322,23 @@ class TextDataModule(TaskDataModule):
     def _eval_loader(self, name: str) -> DataLoader:
         self.setup()
         world, rank = self._world()
-        ids = self.parts[name]
+        ids = self.ids[name]
         inputs = rank_rows(to_rows(ids[:-1], self.eval_streams, UNK), world, rank, UNK)
-        targets = rank_rows(to_rows(ids[1:], self.eval_streams, IGNORE), world, rank, IGNORE)
+        # targets padded with any id: their row lengths say where each row's text ends
+        targets = rank_rows(to_rows(ids[1:], self.eval_streams, UNK), world, rank, UNK)
+        lengths = rank_rows(row_lengths(len(ids) - 1, self.eval_streams), world, rank, 0)
         baselines = {
             k: rank_rows(to_rows(v, self.eval_streams, 0.0), world, rank, 0.0)
             for k, v in self.baselines[name].items()
         }
+        if self.ngram_max_order == 0:  # skipped: NaN, without holding a value per character
+            baselines["ngram"] = torch.tensor(float("nan"), dtype=torch.float64).expand(
+                targets.shape
+            )
         width = inputs.shape[1]
-        chunks = Chunks(inputs, targets, baselines, lambda: fixed_windows(width, self.bptt))
+        chunks = Chunks(
+            inputs, targets, baselines, lambda: fixed_windows(width, self.bptt), lengths
+        )
         return DataLoader(chunks, batch_size=None, collate_fn=one_batch)
 
     def val_dataloader(self) -> DataLoader:
