@@ -4,8 +4,9 @@ Optuna journal file and in a real PostgreSQL server (started here on a free loca
 stopped by its PID however the test ends, skipped with its reason where PostgreSQL is not
 installed) run every trial exactly once; a worker killed mid-search is continued with its
 finished trials kept; a seeded toy search's pruner cuts the trials whose learning rate is
-absurd; trials launched in parallel as separate processes (hydra/launcher=local, the SLURM
-launcher's local twin) report to the study of their sweep."""
+absurd; trials launched together as SLURM jobs (a one-node cluster on localhost,
+scripts/slurm_cluster.py; hydra/launcher=local, its twin on submitit's local executor, where
+SLURM is not installed) report to one study."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -243,12 +245,38 @@ def test_the_pruner_cuts_the_trials_whose_learning_rate_is_absurd(tmp_path):
     assert "study shared: 6 trial(s), 4 complete, 2 pruned" in summary.stdout
 
 
-# --- parallel trials as separate processes ---------------------------------------------------
-def test_trials_launched_as_separate_processes_report_to_their_sweeps_study(tmp_path):
-    parallel = ["hydra/launcher=local", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2"]
-    _finish(_worker(tmp_path, [*parallel, "hydra.sweep.dir=parallel"]))
-    study = _study(str(tmp_path / "parallel" / "optuna.journal"), tmp_path)
+# --- parallel trials as cluster jobs --------------------------------------------------------
+@pytest.fixture
+def launcher() -> Iterator[str]:
+    """``slurm`` with a one-node SLURM on localhost (scripts/slurm_cluster.py) where Debian's
+    SLURM packages are installed; else ``local``, its twin on submitit's local executor."""
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import slurm_cluster  # type: ignore[import-not-found]
+
+    if slurm_cluster.unavailable_reason() is not None:
+        yield "local"
+        return
+    with slurm_cluster.LocalSlurm() as cluster, pytest.MonkeyPatch.context() as patch:
+        for key, value in cluster.env.items():  # SLURM_CONF, for sbatch and the jobs
+            patch.setenv(key, value)
+        yield "slurm"
+
+
+def test_trials_launched_as_parallel_cluster_jobs_report_to_one_study(tmp_path, launcher):
+    storage = str(tmp_path / "shared.journal")  # a file system every node sees
+    parallel = [f"hydra/launcher={launcher}", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2"]
+    _finish(_worker(tmp_path, [*parallel, f"hydra.sweeper.storage={storage}",
+                               "hydra.sweep.dir=parallel"]))  # fmt: skip
+    study = _study(storage, tmp_path)
     jobs = _jobs(tmp_path / "parallel")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert sorted(t.user_attrs["run_dir"] for t in study.trials) == sorted(map(str, jobs))
     assert all(len(t.intermediate_values) == 2 for t in study.trials)  # reported from its job
+    submitted = {p.name for p in (tmp_path / "parallel" / ".submitit").iterdir()}
+    if launcher == "slurm":  # both trials asked for at once: one job array of two tasks
+        tasks = [name.split("_") for name in submitted if re.fullmatch(r"\d+_\d+", name)]
+        assert len({array for array, _ in tasks}) == 1 and sorted(t for _, t in tasks) == ["0", "1"]
+    else:
+        assert len(submitted) == 2  # a process per trial
