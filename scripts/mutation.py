@@ -59,7 +59,12 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "tests/test_forecast.py",
         "tests/test_integrity.py",
     ),
-    "src/rnnlab/models/encoder.py": ("tests/test_encoder.py", "tests/test_diagnostics.py"),
+    "src/rnnlab/models/encoder.py": (
+        "tests/test_encoder_mutants.py",
+        "tests/test_encoder.py",
+        "tests/test_diagnostics_values.py",
+        "tests/test_diagnostics.py",
+    ),
     "src/rnnlab/data/streams.py": ("tests/test_charlm.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/data/ngram.py": ("tests/test_charlm.py",),
     "src/rnnlab/data/corpus.py": ("tests/test_charlm.py", "tests/test_planted_bugs.py"),

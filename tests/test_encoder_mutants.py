@@ -1,0 +1,196 @@
+"""``RNNEncoder``'s details that the path-equality properties of tests/test_encoder.py do not
+pin: the exact point where inference packs, the initial weights of each scheme, the learned
+initial state, step-by-step reading, names and refusals. Deterministic and fast."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+
+from rnnlab.models.encoder import RNNEncoder
+from rnnlab.utils.errors import ConfigError
+
+FEATURES, HIDDEN = 4, 6
+
+
+def test_cpu_inference_packs_exactly_when_padding_is_more_than_half_the_batch():
+    encoder = RNNEncoder(FEATURES, HIDDEN, impl="auto")
+    cpu = torch.device("cpu")
+    half = torch.tensor([4, 2, 1, 1])  # 8 valid steps of 16: exactly half padding
+    more = torch.tensor([4, 1, 1, 1])  # 7 of 16
+    less = torch.tensor([4, 3, 2, 1])  # 10 of 16
+    with torch.no_grad():
+        assert encoder.uses_padded(cpu, half)
+        assert not encoder.uses_padded(cpu, more)
+        assert encoder.uses_padded(cpu, less)
+        assert encoder.uses_padded(cpu)  # no lengths: padded
+    assert RNNEncoder(FEATURES, HIDDEN, impl="padded").uses_padded(torch.device("meta"))
+    assert not RNNEncoder(FEATURES, HIDDEN, impl="packed").uses_padded(cpu, less)
+
+
+def test_display_names():
+    assert RNNEncoder(FEATURES, 64).display_name() == "BiLSTM, 64 units"
+    gru = RNNEncoder(FEATURES, 32, num_layers=2, cell="gru", bidirectional=False)
+    assert gru.display_name() == "2-layer GRU, 32 units"
+    rnn = RNNEncoder(FEATURES, 8, num_layers=3, cell="rnn", bidirectional=True)
+    assert rnn.display_name() == "3-layer BiRNN, 8 units"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "shown"),
+    [((0, 5, 1), "0, 5, 1"), ((3, 0, 1), "3, 0, 1"), ((3, 5, 0), "3, 5, 0")],
+)
+def test_sizes_below_one_are_refused_naming_each(sizes, shown):
+    input_size, hidden_size, num_layers = sizes
+    with pytest.raises(ConfigError) as caught:
+        RNNEncoder(input_size, hidden_size, num_layers=num_layers)
+    assert str(caught.value) == (
+        f"input_size, hidden_size and num_layers must be >= 1, got {shown}"
+    )
+
+
+def test_refusals_of_the_vanilla_rnn_knobs_are_worded_exactly():
+    with pytest.raises(ConfigError) as caught:
+        RNNEncoder(FEATURES, HIDDEN, cell="lstm", nonlinearity="relu")
+    assert str(caught.value) == (
+        "model.encoder.nonlinearity=relu applies to cell=rnn only; the gates of cell=lstm fix "
+        "its nonlinearities: set it to null"
+    )
+    with pytest.raises(ConfigError) as caught:
+        RNNEncoder(FEATURES, HIDDEN, cell="gru", init="irnn")
+    assert str(caught.value) == (
+        "model.encoder.init=irnn (identity recurrent weights) is for cell=rnn only, not the "
+        "gated cell=gru: use init=orthogonal or init=default"
+    )
+    assert RNNEncoder(FEATURES, HIDDEN, cell="rnn").nonlinearity == "tanh"
+    assert RNNEncoder(FEATURES, HIDDEN, cell="rnn").rnn.nonlinearity == "tanh"
+
+
+def test_dropout_applies_between_layers_only():
+    assert RNNEncoder(FEATURES, HIDDEN, num_layers=1, dropout=0.4).rnn.dropout == 0.0
+    assert RNNEncoder(FEATURES, HIDDEN, num_layers=2, dropout=0.4).rnn.dropout == 0.4
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_orthogonal_init_per_gate(cell):
+    torch.manual_seed(0)
+    encoder = RNNEncoder(FEATURES, HIDDEN, num_layers=2, cell=cell, bidirectional=True)
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    for name, param in encoder.rnn.named_parameters():
+        param = param.detach()
+        if name.startswith("weight_hh"):
+            for gate in param.split(HIDDEN):
+                torch.testing.assert_close(gate @ gate.T, torch.eye(HIDDEN), atol=1e-5, rtol=0)
+        elif name.startswith("weight_ih"):
+            fan_in = param.shape[1]
+            bound = math.sqrt(6 / (fan_in + HIDDEN))  # Xavier, of one gate (HIDDEN outputs)
+            assert param.abs().max() <= bound
+            for gate in param.split(HIDDEN):
+                assert gate.abs().max() > 0.5 * bound  # drawn up to the gate's bound
+            assert len(param.split(HIDDEN)) == gates
+        elif cell == "lstm" and name.startswith("bias_ih"):
+            expected = torch.zeros(gates * HIDDEN)
+            expected[HIDDEN : 2 * HIDDEN] = 1.0
+            assert torch.equal(param, expected), name
+        else:
+            assert not param.any(), name
+
+
+def test_default_init_leaves_pytorchs_weights():
+    torch.manual_seed(0)
+    encoder = RNNEncoder(FEATURES, HIDDEN, cell="gru", init="default")
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(FEATURES, HIDDEN, batch_first=True, bidirectional=True)
+    for (name, param), (_, expected) in zip(
+        encoder.rnn.named_parameters(), reference.named_parameters(), strict=True
+    ):
+        assert torch.equal(param, expected), name
+    assert any(p.detach().abs().sum() > 0 for n, p in encoder.rnn.named_parameters() if "bias" in n)
+
+
+def test_irnn_init_draws_input_weights_of_the_papers_scale():
+    torch.manual_seed(0)
+    encoder = RNNEncoder(60, 50, cell="rnn", nonlinearity="relu", init="irnn")
+    weight = encoder.rnn.weight_ih_l0.detach()
+    assert abs(float(weight.std()) - 0.001) < 1e-4
+    assert abs(float(weight.mean())) < 1e-4
+    assert torch.equal(encoder.rnn.weight_hh_l0_reverse, torch.eye(50))
+    assert not encoder.rnn.bias_hh_l0_reverse.any() and not encoder.rnn.bias_ih_l0.any()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_learned_initial_state_starts_every_sequence(cell):
+    torch.manual_seed(0)
+    encoder = RNNEncoder(
+        FEATURES, HIDDEN, num_layers=2, cell=cell, bidirectional=False, learned_init=True
+    )
+    assert encoder.h0 is not None and encoder.h0.shape == (2, 1, HIDDEN)
+    assert (encoder.c0 is not None) == (cell == "lstm")
+    with torch.no_grad():
+        encoder.h0.normal_()
+        if encoder.c0 is not None:
+            encoder.c0.normal_()
+    x = torch.randn(3, 5, FEATURES)
+    h0 = encoder.h0.expand(-1, 3, -1).contiguous()
+    state = (h0, encoder.c0.expand(-1, 3, -1).contiguous()) if cell == "lstm" else h0
+    with torch.no_grad():
+        expected, _ = encoder.rnn(x, state)
+        out, _ = encoder.sequence(x)
+        torch.testing.assert_close(out, expected)
+        zero, _ = encoder.rnn(x)
+        assert not torch.allclose(out, zero)
+    plain = RNNEncoder(FEATURES, HIDDEN, cell=cell, bidirectional=False)
+    assert plain.h0 is None and plain.c0 is None and plain._initial_state(3) is None
+
+
+def test_step_by_step_equals_the_sequence_and_a_bidirectional_encoder_refuses():
+    torch.manual_seed(0)
+    encoder = RNNEncoder(FEATURES, HIDDEN, cell="lstm", bidirectional=False, learned_init=True)
+    with torch.no_grad():
+        encoder.h0.normal_()
+    x = torch.randn(2, 4, FEATURES)
+    with torch.no_grad():
+        full, final = encoder.sequence(x)
+        state: Any = None
+        for t in range(4):
+            y_t, state = encoder.step(x[:, t], state)
+            torch.testing.assert_close(y_t, full[:, t])
+        torch.testing.assert_close(state[0], final[0])
+        torch.testing.assert_close(state[1], final[1])
+        # a carried state continues where the first half stopped
+        _, half = encoder.sequence(x[:, :2])
+        rest, _ = encoder.sequence(x[:, 2:], half)
+        torch.testing.assert_close(rest, full[:, 2:])
+    with pytest.raises(ConfigError) as caught:
+        RNNEncoder(FEATURES, HIDDEN).sequence(x)
+    assert str(caught.value) == (
+        "a bidirectional encoder reads the future, so it cannot run step by step or generate; "
+        "set model.encoder.bidirectional=false"
+    )
+
+
+@pytest.mark.parametrize("impl", ["packed", "padded"])
+def test_pooling_by_hand(impl):
+    """mean and max over the valid steps only, and every step with padding zeroed, for a
+    one-unit linear RNN (h_t = x_t: zero recurrent weight, identity input weight, relu)."""
+    encoder = RNNEncoder(
+        1, 1, cell="rnn", nonlinearity="relu", bidirectional=False, init="irnn", impl=impl
+    )
+    with torch.no_grad():
+        encoder.rnn.weight_hh_l0.zero_()
+        encoder.rnn.weight_ih_l0.fill_(1.0)
+    x = torch.tensor([[1.0, 5.0, 3.0], [2.0, 9.0, 9.0]]).unsqueeze(-1)
+    lengths = torch.tensor([3, 1])
+    expected = {
+        "mean": [[3.0], [2.0]],
+        "max": [[5.0], [2.0]],
+        "last": [[3.0], [2.0]],
+        "none": [[[1.0], [5.0], [3.0]], [[2.0], [0.0], [0.0]]],
+    }
+    for pooling, values in expected.items():
+        encoder.pooling = pooling
+        with torch.no_grad():
+            assert encoder(x, lengths).tolist() == values, pooling
