@@ -64,19 +64,35 @@ def cluster() -> Iterator[object]:
             local.stop()
 
 
+# The sweep commands a test started; whatever a test leaves running is stopped after it.
+_drivers: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_sweeps() -> Iterator[None]:
+    yield
+    while _drivers:
+        driver = _drivers.pop()
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
 def _sweep(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m rnnlab.train -m hydra/launcher=slurm ARGS`` from ``cwd`` (its output in
     ``cwd/driver.log``); it returns when every job of the sweep has ended."""
     env = {**os.environ, "RNNLAB_LOG_DIR": str(cwd / "logs"), "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     with (cwd / "driver.log").open("wb") as log:
-        return subprocess.Popen(
+        driver = subprocess.Popen(
             [sys.executable, "-m", "rnnlab.train", "-m", "hydra/launcher=slurm", *args],
             cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    _drivers.append(driver)
+    return driver
 
 
 def _finish(driver: subprocess.Popen[bytes], cwd: Path) -> str:
