@@ -23,17 +23,20 @@ from rnnlab.search import TrialPruned
 from rnnlab.utils.errors import RunInterrupted, find_user_error, first_line, root_cause
 from rnnlab.utils.noise import quiet_known_noise
 from rnnlab.utils.report import command_line_overrides, shown, sweep_directory_line
+from rnnlab.utils.threads import apply_threads
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
 def run_task(task: Callable[[DictConfig], T], cfg: DictConfig) -> T:
-    """Call ``task(cfg)``; a UserError anywhere in the cause chain exits with status 2 and its
-    message. ``HYDRA_FULL_ERROR=1`` shows the full traceback instead. A run stopped by a signal
-    records ``status.json`` as interrupted and exits with 128 + the signal's number."""
+    """Call ``task(cfg)`` with ``cfg.threads`` torch threads (``utils.threads``); a UserError
+    anywhere in the cause chain exits with status 2 and its message. ``HYDRA_FULL_ERROR=1``
+    shows the full traceback instead. A run stopped by a signal records ``status.json`` as
+    interrupted and exits with 128 + the signal's number."""
     quiet_known_noise()
     try:
+        apply_threads(cfg.get("threads"))
         return task(cfg)
     except (RunInterrupted, KeyboardInterrupt) as exc:
         stopped = as_interrupted(exc)
@@ -151,6 +154,7 @@ def run_sweep_job(
     quiet_known_noise()
     mark_run_dir(cfg.paths.output_dir)
     try:
+        apply_threads(cfg.get("threads"))
         metrics = task(cfg)
     except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
         write_status(cfg.paths.output_dir, "interrupted", str(as_interrupted(exc)))
