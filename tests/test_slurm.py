@@ -205,8 +205,11 @@ def test_sweep_is_one_job_array_throttled_and_a_failing_point_fails_alone(cluste
     table = summarise(sweep)
     assert list(table["status"].str.split(":").str[0]) == ["completed", "failed"]
     assert table["val/loss_best"].notna().tolist() == [True, False]
-    # torch used the one CPU SLURM gave the task, whatever OMP_NUM_THREADS the submitter had
-    assert "torch uses 1 thread(s)" in (sweep / "0" / "train.log").read_text()
+    # the job's threads are the one CPU SLURM gave the task, whatever the submitter had
+    assert (
+        "OMP_NUM_THREADS=1: the CPUs SLURM gave this task"
+        in (sweep / "0" / "train.log").read_text()
+    )
 
 
 def test_preempted_job_is_requeued_and_ends_as_the_uninterrupted_one(cluster, tmp_path):

@@ -4,16 +4,17 @@ states read from squeue, and what an interrupted job is told."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from rnnlab import slurm
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.threads import resolve_threads
 
 
 def _launcher(overrides: list[str]):
@@ -48,18 +49,15 @@ def test_gpus_per_node_of_a_device_list_and_a_bad_count():
         slurm.gpus_per_node("gpu", "auto")
 
 
-def test_torch_uses_the_cpus_slurm_gave_the_task(monkeypatch):
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+def test_the_threads_are_the_cpus_slurm_gave_the_task(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")  # the submitting shell's, inherited
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    try:
-        assert slurm.use_allocated_cpus() == 1
-        assert torch.get_num_threads() == 1
-        assert slurm.os.environ["OMP_NUM_THREADS"] == "1"  # Lightning's DDP keeps it
-    finally:
-        torch.set_num_threads(threads)
+    assert slurm.use_allocated_cpus() == 1
+    assert os.environ["OMP_NUM_THREADS"] == "1"  # Lightning's DDP set-up keeps it
+    assert resolve_threads(None) == 1  # the threads setting's default: torch's threads
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
     assert slurm.use_allocated_cpus() is None  # outside a SLURM job: nothing changes
+    assert os.environ["OMP_NUM_THREADS"] == "1"
 
 
 def test_job_states_come_from_squeue_and_a_job_it_forgot_has_ended():

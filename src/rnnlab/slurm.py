@@ -51,17 +51,15 @@ def gpus_per_node(accelerator: Any, devices: Any) -> int | None:
 
 
 def use_allocated_cpus() -> int | None:
-    """In a SLURM job, use the CPUs SLURM gave each task (``SLURM_CPUS_PER_TASK``) for torch's
-    threads, not every core of the node: without cgroups a process sees them all, and jobs
-    sharing a node would fight over them. ``OMP_NUM_THREADS`` is set too, so that Lightning's DDP
-    set-up and DataLoader workers keep that number. Returns it (None outside such a job)."""
+    """In a SLURM job, make the CPUs SLURM gave each task (``SLURM_CPUS_PER_TASK``) the job's
+    ``OMP_NUM_THREADS``, which both the ``threads`` setting (``rnnlab.utils.threads``, where
+    torch gets its threads) and Lightning's DDP set-up read: without cgroups a task sees every
+    core of the node, and a value the submitting shell had would otherwise win. Returns the
+    number (None outside such a job)."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if not cpus.isdigit() or int(cpus) < 1:
         return None
-    import torch
-
     os.environ["OMP_NUM_THREADS"] = cpus
-    torch.set_num_threads(int(cpus))
     return int(cpus)
 
 
@@ -234,8 +232,8 @@ def follow_jobs_without_accounting() -> bool:
 
 class SlurmJobs(Callback):
     """A Hydra callback that ``hydra/launcher=slurm`` adds: before the sweep is submitted, job
-    states come from ``squeue`` where there is no accounting; in each job, torch uses the CPUs
-    SLURM gave the task, and a time-limit signal is remembered for the interruption's line."""
+    states come from ``squeue`` where there is no accounting; in each job, the threads are the
+    CPUs SLURM gave the task, and a time-limit signal is remembered for the interruption's line."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         follow_jobs_without_accounting()
@@ -244,4 +242,4 @@ class SlurmJobs(Callback):
         note_time_limit_signal()
         cpus = use_allocated_cpus()
         if cpus is not None:
-            log.info("torch uses %d thread(s): the CPUs SLURM gave this task", cpus)
+            log.info("OMP_NUM_THREADS=%d: the CPUs SLURM gave this task", cpus)
