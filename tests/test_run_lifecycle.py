@@ -129,3 +129,28 @@ def test_a_later_sweep_point_that_does_not_compose_ends_in_one_line(tmp_path):
     assert line.startswith("error: ") and line.endswith("(did you mean cosine?)"), line
     assert seen["jobs"] == []
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_is_continued_in_place_with_resume_auto(tmp_path):
+    sweep = tmp_path / "sweep"
+    common = [
+        "-m",
+        "rnnlab.train",
+        "-m",
+        "seed=1,2",
+        "model.encoder.hidden_size=8",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    first = python_process([*common, "trainer.max_epochs=1"], tmp_path, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    refused = python_process([*common, "trainer.max_epochs=2"], tmp_path)
+    assert refused.returncode == 2 and "already holds files" in refused.stderr
+
+    again = python_process([*common, "trainer.max_epochs=2", "resume=auto"], tmp_path, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    for job in ("0", "1"):  # each job continued its own run, not the newest run anywhere
+        log = (sweep / job / "train.log").read_text()
+        assert f"resuming from {sweep / job / 'checkpoints' / 'last.ckpt'}" in log
+        assert json.loads((sweep / job / "metrics.json").read_text())["epochs"] == 2

@@ -103,6 +103,9 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
         return None
     if resume != "auto":
         raise ConfigError(f"resume={resume!r}: use resume=auto, or ckpt_path=<file> to pick one")
+    if _in_sweep():  # a sweep continued in place: a job resumes its own run or starts afresh
+        log.info("resume=auto: no last.ckpt in this job's directory; starting fresh")
+        return None
     runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
     here = Path(cfg.paths.output_dir).resolve()
     found = [p for p in runs.glob("*/checkpoints/last.ckpt") if p.parents[1].resolve() != here]
@@ -112,6 +115,13 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path | None:
     newest = max(found, key=lambda p: p.stat().st_mtime)
     log.info("resume=auto: resuming from %s", newest)
     return newest
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _part(config: Any, dotted: str) -> Any:

@@ -139,6 +139,8 @@ def _check_contents(cfg: DictConfig, multirun: bool, run_dir: Path, marked: bool
         ) from exc
     if not held:
         return
+    if multirun and marked and cfg.get("resume") == "auto":
+        return  # a sweep continued in place: each job resumes from its own last.ckpt
     if not cfg.get("overwrite"):
         resume = ""
         if not multirun and "resume" in cfg:

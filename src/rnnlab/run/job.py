@@ -157,7 +157,10 @@ def run_sweep_job(
         apply_threads(cfg.get("threads"))
         metrics = task(cfg)
     except (RunInterrupted, KeyboardInterrupt) as exc:  # preempted: stop the sweep here
-        write_status(cfg.paths.output_dir, "interrupted", str(as_interrupted(exc)))
+        stopped = as_interrupted(exc)
+        # in the job's log too: a cluster job's console is a file nobody reads first
+        log.warning("interrupted: %s", stopped)
+        write_status(cfg.paths.output_dir, "interrupted", str(stopped))
         raise
     except TrialPruned as exc:  # the search's pruner stopped it: not a failure
         write_status(cfg.paths.output_dir, "pruned", str(exc))
