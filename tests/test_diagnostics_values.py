@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import pytest
@@ -380,3 +380,39 @@ def test_setup_needs_a_training_loss_for_fitting_only():
         callback.setup(_trainer(), _Lossless(), "fit")
     callback.setup(_trainer(), _Lossless(), "test")
     callback.setup(_trainer(), _Tiny(), "fit")
+
+
+@pytest.mark.parametrize(
+    ("device", "forked"),
+    [(torch.device("cpu"), []), (torch.device("cuda"), [0]), (torch.device("cuda", 1), [1])],
+)
+def test_the_state_gradient_pass_forks_the_random_generator_of_the_batchs_device(
+    monkeypatch, device, forked
+):
+    """Dropout draws on a GPU come from that device's generator: the pass must restore it (the
+    CPU's is always restored). Checked without a GPU: the fork's ``devices`` is recorded."""
+    calls: list[Any] = []
+
+    @contextlib.contextmanager
+    def fork_rng(devices: Any = None, **kwargs: Any) -> Any:
+        calls.append(devices)
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    states = [torch.ones(2, 3, requires_grad=True) for _ in range(3)]
+    encoder = SimpleNamespace(impl="auto", recorded=None)
+
+    class _Module:
+        def training_loss(self, batch: Any) -> torch.Tensor:
+            assert encoder.impl == "padded"  # the unrolled path, recording
+            encoder.recorded.append((0, 0, states))
+            return torch.stack([(t + 1) * h.sum() for t, h in enumerate(states)]).sum()
+
+    batch = SimpleNamespace(
+        x=SimpleNamespace(device=device, shape=(2, 3)), lengths=torch.tensor([3, 2])
+    )
+    norms = state_gradient_norms(cast(Any, _Module()), cast(Any, encoder), batch)
+    assert calls == [forked]
+    expected = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, math.nan]], dtype=torch.float64)
+    torch.testing.assert_close(norms["l0"], expected * math.sqrt(3), equal_nan=True)
+    assert encoder.impl == "auto" and encoder.recorded is None
