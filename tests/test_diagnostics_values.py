@@ -292,6 +292,14 @@ def test_histograms_hold_each_parameter_and_gradient_every_figure_step_only():
     assert off.histograms == [] and len(off.metrics) == 1
 
 
+def test_first_over_last_is_the_geometric_mean_of_each_sequences_ratio():
+    norms = torch.tensor([[1.0, 2.0, 4.0], [2.0, 8.0, math.nan], [0.0, 1.0, 1.0]])
+    lengths = torch.tensor([3, 2, 1])
+    # ratios 1/4, 2/8 and (a vanished gradient, floored at TINY) TINY/TINY = 1
+    expected = math.exp((math.log(0.25) + math.log(0.25) + 0.0) / 3)
+    assert first_over_last(norms, lengths) == pytest.approx(expected, rel=1e-6)
+
+
 def test_profile_by_time_averages_over_the_sequences_valid_at_each_step():
     norms = torch.tensor([[1.0, 3.0, 2.0], [5.0, math.nan, math.nan]], dtype=torch.float64)
     assert torch.equal(profile_by_time(norms), torch.tensor([3.0, 3.0, 2.0], dtype=torch.float64))
@@ -399,20 +407,40 @@ def test_the_state_gradient_pass_forks_the_random_generator_of_the_batchs_device
         yield
 
     monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
-    states = [torch.ones(2, 3, requires_grad=True) for _ in range(3)]
+    # three recorded directions of four steps; the loss weighs each state's entries by a known
+    # factor (so |dL/dh_t| = factor * sqrt(3)), and one state (l0, step 2) never reaches it
+    factors: dict[str, list[float | None]] = {
+        "l0": [1.0, 2.0, None, 4.0],
+        "l0_reverse": [5.0, 6, 7, 8],
+        "l1": [9.0, 10, 11, 12],
+    }
+    recorded = [
+        (layer, direction, [torch.ones(2, 3, requires_grad=True) for _ in range(4)])
+        for layer, direction in ((0, 0), (0, 1), (1, 0))
+    ]
     encoder = SimpleNamespace(impl="auto", recorded=None)
 
     class _Module:
         def training_loss(self, batch: Any) -> torch.Tensor:
             assert encoder.impl == "padded"  # the unrolled path, recording
-            encoder.recorded.append((0, 0, states))
-            return torch.stack([(t + 1) * h.sum() for t, h in enumerate(states)]).sum()
+            encoder.recorded.extend(recorded)
+            terms = [
+                f * h.sum()
+                for (_, _, states), weights in zip(recorded, factors.values(), strict=True)
+                for f, h in zip(weights, states, strict=True)
+                if f is not None
+            ]
+            return torch.stack(terms).sum()
 
     batch = SimpleNamespace(
-        x=SimpleNamespace(device=device, shape=(2, 3)), lengths=torch.tensor([3, 2])
+        x=SimpleNamespace(device=device, shape=(2, 4)), lengths=torch.tensor([4, 2])
     )
     norms = state_gradient_norms(cast(Any, _Module()), cast(Any, encoder), batch)
     assert calls == [forked]
-    expected = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, math.nan]], dtype=torch.float64)
-    torch.testing.assert_close(norms["l0"], expected * math.sqrt(3), equal_nan=True)
+    assert list(norms) == list(factors)
+    for name, weights in factors.items():
+        row = torch.tensor([0.0 if f is None else f for f in weights], dtype=torch.float64)
+        expected = torch.stack([row, row]) * math.sqrt(3)
+        expected[1, 2:] = math.nan  # past the second sequence's length
+        torch.testing.assert_close(norms[name], expected, equal_nan=True)
     assert encoder.impl == "auto" and encoder.recorded is None
