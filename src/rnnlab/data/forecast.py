@@ -29,17 +29,19 @@ from rnnlab.data.windows import (
     BASELINES,
     SeriesData,
     WindowDataset,
+    WindowIndex,
     WindowSpec,
     collate_windows,
     future_times,
     mase_scale,
+    origin_array,
     warn_undefined_mase,
-    window_origins,
 )
 
 # defined here before rnnlab.data.windows held them: still importable from here
 from rnnlab.data.windows import causal_fill as causal_fill
 from rnnlab.data.windows import seasonal_naive as seasonal_naive
+from rnnlab.data.windows import window_origins as window_origins
 from rnnlab.utils.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -126,7 +128,7 @@ class ForecastDataModule(TaskDataModule):
         self.series_names: list[str] = []
         self.normalizers: list[Normalizer] = []  # fitted on the train parts: one, or per series
         self.series: list[SeriesData] = []
-        self.windows: dict[str, list[tuple[int, int]]] = {}
+        self.windows: dict[str, WindowIndex] = {}
         # what setup_predict read, apart from the training data
         self.predict_series: list[Series] = []
         self.predict_data: list[SeriesData] = []
@@ -203,9 +205,10 @@ class ForecastDataModule(TaskDataModule):
         if restored and self.per_series and [s.name for s in all_series] != self.series_names:
             raise DataError(f"{table.where}: its series differ from those in the checkpoint")
         self.series_names = [s.name for s in all_series]
-        self.windows = {split: [] for split in SPLITS}
+        table.frame = table.frame.iloc[:0]  # read: messages need only its name and row numbers
+        origins: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
         raws, observed, train_parts = [], [], []
-        for index, series in enumerate(all_series):
+        for series in all_series:
             train_end, val_end, n = self.parts(series)
             if n < self.lookback + self.horizon:
                 raise DataError(
@@ -218,10 +221,13 @@ class ForecastDataModule(TaskDataModule):
             train_parts.append(raws[-1][:train_end])
             # the gaps themselves, for windows to fill from their own past (WindowDataset)
             gaps = self.missing == "interpolate" and bool(np.isnan(series.values).any())
-            observed.append(series.values if gaps else None)
+            # a copy: series.values is a view of every series' values, freed after set-up
+            observed.append(series.values.copy() if gaps else None)
             for split, (start, end) in zip(SPLITS, bounds, strict=True):
-                origins = window_origins(start, end, self.lookback, self.horizon, self.stride)
-                self.windows[split] += [(index, t) for t in origins]
+                origins[split].append(
+                    origin_array(start, end, self.lookback, self.horizon, self.stride)
+                )
+        self.windows = {split: WindowIndex.of(origins[split]) for split in SPLITS}
         for split in SPLITS:
             if not self.windows[split]:
                 raise DataError(

@@ -5,8 +5,9 @@ normalised with training statistics, padded batches with CPU lengths, and predic
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from rnnlab.data.normalize import (
     outside_float32,
     scale_sequence,
 )
+from rnnlab.data.ragged import PackedSequences
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError, choice
 
@@ -43,26 +45,71 @@ def files_data_name(train_file: str | Path) -> str:
 
 def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
     """Reject what would otherwise fail deep inside torch (empty sequences, values that are not
-    finite or do not fit float32 training); return the sequences as float32."""
+    finite or do not fit float32 training); return the sequences as float32. Packed sequences
+    (``ragged.PackedSequences``, as the .ts loader gives) are checked in a few array operations
+    and converted in one."""
+    if isinstance(sequences, PackedSequences):
+        first = _first_bad(sequences)
+        if first is not None:
+            _check_one(sequences[first], first, where)
+        return sequences.as_float32()
     for i, seq in enumerate(sequences):
-        if seq.shape[0] == 0:
-            raise DataError(f"{where} sample {i} has length 0; remove it or give it time steps")
-        bad = ~torch.isfinite(seq)
-        if bad.any():
-            step, channel = (int(v) for v in bad.nonzero()[0])
-            raise DataError(
-                f"{where} sample {i} has NaN/inf at time step {step}, channel {channel}; "
-                "impute or drop such values before training"
-            )
-        unfit = outside_float32(seq.double().numpy())
-        if unfit.any():
-            step, channel = (int(v) for v in np.argwhere(unfit)[0])
-            value = float(seq[step, channel])
-            raise DataError(
-                f"{where} sample {i} has value {value:g} at time step {step}, channel "
-                f"{channel}, {float32_issue(value)}; rescale that channel"
-            )
+        _check_one(seq, i, where)
     return [seq.float() for seq in sequences]
+
+
+def _first_bad(packed: PackedSequences) -> int | None:
+    """The first sequence that ``_check_one`` refuses, if any."""
+    values = packed.values.numpy()
+    candidates = np.flatnonzero(packed.lengths == 0)[:1].tolist()
+    for flagged in (~np.isfinite(values), outside_float32(values)):
+        rows = np.flatnonzero(flagged.any(axis=1))[:1]
+        candidates += packed.sample_at(rows).tolist()
+    return min(candidates) if candidates else None
+
+
+def _check_one(seq: torch.Tensor, i: int, where: str) -> None:
+    if seq.shape[0] == 0:
+        raise DataError(f"{where} sample {i} has length 0; remove it or give it time steps")
+    bad = ~torch.isfinite(seq)
+    if bad.any():
+        step, channel = (int(v) for v in bad.nonzero()[0])
+        raise DataError(
+            f"{where} sample {i} has NaN/inf at time step {step}, channel {channel}; "
+            "impute or drop such values before training"
+        )
+    unfit = outside_float32(seq.double().numpy())
+    if unfit.any():
+        step, channel = (int(v) for v in np.argwhere(unfit)[0])
+        value = float(seq[step, channel])
+        raise DataError(
+            f"{where} sample {i} has value {value:g} at time step {step}, channel "
+            f"{channel}, {float32_issue(value)}; rescale that channel"
+        )
+
+
+class _Normalised(Sequence[torch.Tensor]):
+    """Sequences normalised when read, one at a time: a loader's batch costs its own copy
+    only, rather than every loader build a normalised copy of the whole split."""
+
+    def __init__(
+        self, raw: Sequence[torch.Tensor], transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        self.raw, self.transform = raw, transform
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self.transform(s) for s in self.raw[index]]
+        return self.transform(self.raw[index])
 
 
 class SequenceDataModule(TaskDataModule):
@@ -240,15 +287,14 @@ class SequenceDataModule(TaskDataModule):
     # --- loaders -----------------------------------------------------------------------------
     def dataset(self, split: str) -> SequenceDataset:
         sequences, targets = self.splits[split]
-        inputs = [self.normalizer.transform(self.scaled(s)) for s in sequences]
+        inputs = _Normalised(sequences, lambda s: self.normalizer.transform(self.scaled(s)))
         return SequenceDataset(inputs, targets)
 
     def split_loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.dataset(split)
         if self.bucket:
-            sampler = bucket_sampler(
-                [len(s) for s in data.sequences], self.batch_size, shuffle=shuffle, seed=self.seed
-            )
+            lengths = [len(s) for s in self.splits[split][0]]
+            sampler = bucket_sampler(lengths, self.batch_size, shuffle=shuffle, seed=self.seed)
             return self.loader(data, shuffle, batch_sampler=sampler)
         return self.loader(data, shuffle)
 

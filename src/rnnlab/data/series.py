@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input
+from rnnlab.data.memory import check_file_fits
 from rnnlab.data.normalize import float32_issue, outside_float32
 from rnnlab.utils.errors import ConfigError, DataError, first_line
 from rnnlab.utils.overrides import as_override
@@ -67,6 +68,7 @@ def read_csv(
     """The table in the CSV file at ``path`` (named by ``setting``), read once and within
     ``max_file_mb`` MiB (``inputs.read_input``)."""
     path = Path(path)
+    check_file_fits(setting, path, "csv")
     raw = read_input(path, setting, max_file_mb, limit_advice)
     try:
         frame = pd.read_csv(io.BytesIO(raw))
@@ -229,15 +231,29 @@ def split_series(
     if len(table.frame) == 0:
         raise DataError(f"{table.where} has no rows")
     times = _times(table, time_column)
-    values = np.stack([_numbers(table, c) for c in value_columns], axis=1)
-    ids = table.frame[series_column].astype(str) if series_column else pd.Series(["0"] * len(times))
+    if series_column:
+        codes, names = pd.factorize(table.frame[series_column].astype(str), sort=False)
+        order: np.ndarray | None = np.argsort(codes, kind="stable")  # rows grouped by series
+    else:
+        codes, names, order = np.zeros(len(times), dtype=np.int64), ["0"], None
     hint = ""
     if series_column is None and suggest_series_column and pd.Series(times).duplicated().any():
         hint = _series_column_hint(table, times, [time_column, *value_columns])
+    # one array, each series a contiguous slice of it (a view), filled a column at a time: no
+    # stacked copy beside per-series copies
+    values = np.empty((len(times), len(value_columns)))
+    for j, column in enumerate(value_columns):
+        numbers = _numbers(table, column)
+        values[:, j] = numbers if order is None else numbers[order]
+    rows = np.arange(len(times)) if order is None else order
+    if order is not None:
+        times = times[order]
+    ends = np.cumsum(np.bincount(codes, minlength=len(names)))
     series = []
-    for name, positions in ids.groupby(ids, sort=False).indices.items():
-        positions = np.asarray(positions)
-        series_times = times[positions]
+    for name, start, end in zip(
+        names, ends - np.bincount(codes, minlength=len(names)), ends, strict=True
+    ):
+        positions, series_times = rows[start:end], times[start:end]
         bad = np.flatnonzero(~(series_times[1:] > series_times[:-1]))
         if len(bad):
             here, before = positions[bad[0] + 1], positions[bad[0]]
@@ -248,7 +264,7 @@ def split_series(
                 f"{problem} the time on {table.row(before)}; times must be unique and sorted "
                 f"(per series){hint}"
             )
-        series.append(Series(str(name), series_times, values[positions], positions))
+        series.append(Series(str(name), series_times, values[start:end], positions))
     return series
 
 

@@ -15,6 +15,7 @@ from torch.utils.data import IterableDataset
 
 from rnnlab.batch import IGNORE_TARGET as IGNORE
 from rnnlab.batch import Batch
+from rnnlab.utils.errors import DataError
 
 # Chunks has a length (the progress bar and schedulers read it) and is only ever read in the
 # main process, so Lightning's caution about lengths of iterable datasets in workers is moot.
@@ -94,3 +95,21 @@ def rank_rows(rows: torch.Tensor, world: int, rank: int, fill: float) -> torch.T
     if extra:
         rows = torch.cat([rows, rows.new_full((extra, *rows.shape[1:]), fill)])
     return rows[rank * per_rank : (rank + 1) * per_rank]
+
+
+def check_part_sizes(sizes: dict[str, int], where: str, batch_size: int, bptt: int) -> None:
+    """Refuse a text whose parts ('train', 'val', 'test': their lengths in ``sizes``) are too
+    short: training needs ``batch_size`` streams of ``bptt + 1`` characters, scoring two."""
+    need = batch_size * (bptt + 1)
+    if sizes["train"] < need:
+        raise DataError(
+            f"{where}: the train part has {sizes['train']} characters, fewer than "
+            f"data.batch_size x (data.bptt + 1) = {need}; use a longer text or lower "
+            "batch_size or bptt"
+        )
+    for name in ("val", "test"):
+        if sizes[name] < 2:
+            raise DataError(
+                f"{where}: the {name} part has {sizes[name]} characters (at least 2 "
+                f"needed); use a longer text or a larger data.{name}_fraction"
+            )

@@ -36,8 +36,17 @@ from rnnlab.batch import UNKNOWN_ID as UNK
 from rnnlab.data.base import TaskDataModule
 from rnnlab.data.corpus import Vocabulary, WideIds, default_corpus, fingerprint, read_text
 from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
+from rnnlab.data.memory import check_text_fits
 from rnnlab.data.progress import setup_step
-from rnnlab.data.streams import Chunks, fixed_windows, one_batch, rank_rows, row_lengths, to_rows
+from rnnlab.data.streams import (
+    Chunks,
+    check_part_sizes,
+    fixed_windows,
+    one_batch,
+    rank_rows,
+    row_lengths,
+    to_rows,
+)
 from rnnlab.data.text_baselines import fit_text_baselines
 from rnnlab.utils.errors import ConfigError, DataError
 
@@ -136,6 +145,8 @@ class TextDataModule(TaskDataModule):
         """The corpus text and a description of where it came from."""
         if self.file is None:
             return default_corpus()
+        held_out = self.val_fraction + self.test_fraction
+        check_text_fits(self.file, held_out, self.ngram_max_order, self.ngram_fit_chars)
         return read_text(self.file, self.encoding, self.max_file_mb), f"data.file={self.file}"
 
     def setup(self, stage: str | None = None) -> None:
@@ -159,7 +170,7 @@ class TextDataModule(TaskDataModule):
             "val": test_at - val_at,
             "test": len(text) - test_at if test_text is None else len(test_text),
         }
-        self._check_sizes(sizes, where)
+        check_part_sizes(sizes, where, self.batch_size, self.bptt)
         if self.vocab is None:
             with setup_step("finding the training text's characters", val_at):
                 self.vocab = Vocabulary.of(text, 0, val_at)
@@ -200,21 +211,6 @@ class TextDataModule(TaskDataModule):
             len(vocab),
             digest[:12],
         )
-
-    def _check_sizes(self, sizes: dict[str, int], where: str) -> None:
-        need = self.batch_size * (self.bptt + 1)
-        if sizes["train"] < need:
-            raise DataError(
-                f"{where}: the train part has {sizes['train']} characters, fewer than "
-                f"data.batch_size x (data.bptt + 1) = {need}; use a longer text or lower "
-                "batch_size or bptt"
-            )
-        for name in ("val", "test"):
-            if sizes[name] < 2:
-                raise DataError(
-                    f"{where}: the {name} part has {sizes[name]} characters (at least 2 "
-                    f"needed); use a longer text or a larger data.{name}_fraction"
-                )
 
     # --- the task contract -------------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:

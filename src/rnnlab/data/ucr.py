@@ -11,7 +11,9 @@ import pandas as pd
 import torch
 
 from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input
+from rnnlab.data.memory import check_file_fits
 from rnnlab.data.normalize import float32_issue, outside_float32
+from rnnlab.data.ragged import PackedSequences, offsets_of
 from rnnlab.utils.errors import DataError, first_line
 
 Split = tuple[list[torch.Tensor], np.ndarray | None]
@@ -37,20 +39,32 @@ def shipped_names() -> list[str]:
     return sorted(p.name for p in _data_root().iterdir() if p.name in known)
 
 
-def _to_tensors(frame: object, where: str) -> list[torch.Tensor]:
+def _to_tensors(frame: object, where: str) -> PackedSequences:
     """sktime's nested frame (one pd.Series per sample and channel) -> (time, channels) float64
-    tensors (``check_sequences`` checks their values, then makes them float32)."""
-    sequences = []
-    for i, row in enumerate(frame.itertuples(index=False)):  # type: ignore[attr-defined]
-        channels = [np.asarray(cell, dtype=np.float64) for cell in row]
-        lengths = {len(c) for c in channels}
-        if len(lengths) != 1:
-            raise DataError(
-                f"{where} sample {i}: channels have different lengths {sorted(lengths)}; "
-                "every channel of a sample must have the same number of time steps"
-            )
-        sequences.append(torch.from_numpy(np.stack(channels, axis=-1)))
-    return sequences
+    sequences packed in one array (``check_sequences`` checks their values, then makes them
+    float32 in one conversion)."""
+    cells = frame.to_numpy(dtype=object)  # type: ignore[attr-defined]
+    if cells.ndim != 2 or not cells.size:
+        return PackedSequences(
+            torch.zeros(0, cells.shape[-1] if cells.ndim == 2 else 0, dtype=torch.float64),
+            np.zeros(1, dtype=np.int64),
+        )
+    lengths = np.fromiter((len(c) for c in cells.ravel()), dtype=np.int64, count=cells.size)
+    lengths = lengths.reshape(cells.shape)
+    uneven = np.flatnonzero((lengths != lengths[:, :1]).any(axis=1))
+    if len(uneven):
+        i = int(uneven[0])
+        raise DataError(
+            f"{where} sample {i}: channels have different lengths {sorted(set(lengths[i]))}; "
+            "every channel of a sample must have the same number of time steps"
+        )
+    offsets = offsets_of(lengths[:, 0])
+    values = np.empty((int(offsets[-1]), cells.shape[1]), dtype=np.float64)
+    for i, row in enumerate(cells):
+        start, end = offsets[i], offsets[i + 1]
+        for channel, cell in enumerate(row):
+            values[start:end, channel] = np.asarray(cell, dtype=np.float64)
+    return PackedSequences(torch.from_numpy(values), offsets)
 
 
 LABEL_KINDS = {"class": "@classLabel true <labels>", "target": "@targetLabel true"}
@@ -110,6 +124,7 @@ def load_ts_file(
 
     path = Path(path)
     where = where or str(path)
+    check_file_fits(setting, path, "ts")
     raw = read_input(path, setting, max_file_mb, limit_advice)
     kind = label_kind(raw)
     if labels is not None and kind != labels:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,58 @@ def window_origins(start: int, end: int, lookback: int, horizon: int, stride: in
     """Forecast origins ``t`` (first target step) of the windows whose targets ``[t, t+horizon)``
     lie in ``[start, end)`` and whose inputs ``[t-lookback, t)`` start at or after step 0.
     Anchored at the end, so the part's last step is always a target; ascending."""
+    return origin_array(start, end, lookback, horizon, stride).tolist()
+
+
+def origin_array(start: int, end: int, lookback: int, horizon: int, stride: int) -> np.ndarray:
+    """``window_origins`` as an int64 array."""
     last = end - horizon
     first = max(start, lookback)
-    return list(range(last, first - 1, -stride))[::-1]
+    if last < first:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(last, first - 1, -stride, dtype=np.int64)[::-1].copy()
+
+
+class WindowIndex(Sequence[tuple[int, int]]):
+    """Windows as two integer arrays, each window's series (int32) and forecast origin (int64):
+    12 bytes a window (a list of ``(series, origin)`` tuples takes about 100), read as such
+    tuples of Python ints."""
+
+    def __init__(self, series: np.ndarray, origins: np.ndarray) -> None:
+        self.series = np.asarray(series, dtype=np.int32)
+        self.origins = np.asarray(origins, dtype=np.int64)
+
+    @classmethod
+    def of(cls, origins: list[np.ndarray]) -> WindowIndex:
+        """The windows of every series, in order: ``origins[s]`` are series ``s``'s."""
+        counts = [len(o) for o in origins]
+        series = np.repeat(np.arange(len(origins), dtype=np.int32), counts)
+        joined = np.concatenate(origins) if origins else np.zeros(0, dtype=np.int64)
+        return cls(series, joined)
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> WindowIndex: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | WindowIndex:
+        if isinstance(index, slice):
+            return WindowIndex(self.series[index], self.origins[index])
+        return int(self.series[index]), int(self.origins[index])
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.series.tolist(), self.origins.tolist(), strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == [tuple(window) for window in other]
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def seasonal_naive(history: torch.Tensor, horizon: int, season: int) -> torch.Tensor:
@@ -101,7 +151,7 @@ class WindowDataset(Dataset):
         self,
         spec: WindowSpec,
         series: list[SeriesData],
-        windows: list[tuple[int, int]],
+        windows: Sequence[tuple[int, int]],
         with_targets: bool = True,
     ) -> None:
         self.spec, self.series = spec, series
