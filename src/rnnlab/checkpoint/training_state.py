@@ -204,6 +204,22 @@ def _check_callbacks(callbacks: Any, path: Path | str) -> None:
                 continue
             if not check(state[field]):
                 raise Malformed(path, f"callbacks.{name}.{field}", f"is {_shown(state[field])}")
+        if name == "ModelCheckpoint":
+            _check_best_files(state, path)
+
+
+def _check_best_files(state: dict[str, Any], path: Path | str) -> None:
+    """The best and k-th best files are among the best ones kept (Lightning looks their scores
+    up there), by name, as the resume relocates them."""
+    kept = {Path(p).name for p in state.get("best_k_models") or {}}
+    for field in ("best_model_path", "kth_best_model_path"):
+        value = state.get(field) or ""
+        if kept and Path(value).name not in kept:
+            raise Malformed(
+                path,
+                f"callbacks.ModelCheckpoint.{field}",
+                f"is {_shown(value)}, none of the best checkpoints it keeps ({sorted(kept)})",
+            )
 
 
 # --- optimiser and scheduler -------------------------------------------------------------------
