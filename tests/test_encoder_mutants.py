@@ -5,6 +5,7 @@ initial state, step-by-step reading, names and refusals. Deterministic and fast.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import pytest
@@ -194,3 +195,100 @@ def test_pooling_by_hand(impl):
         encoder.pooling = pooling
         with torch.no_grad():
             assert encoder(x, lengths).tolist() == values, pooling
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "none"])
+def test_the_padded_path_runs_on_the_device_of_x_with_lengths_on_the_cpu(pooling):
+    """Lengths come from the DataLoader on the CPU while x is on an accelerator: every mask and
+    index is made on x's device. The meta device stands in for a GPU (shapes only, no data)."""
+    encoder = RNNEncoder(
+        FEATURES, HIDDEN, num_layers=2, cell="gru", pooling=pooling, impl="padded"
+    ).to("meta")
+    out = encoder(torch.zeros(3, 5, FEATURES, device="meta"), torch.tensor([5, 2, 4]))
+    assert out.device.type == "meta"
+    assert out.shape == ((3, 5, 2 * HIDDEN) if pooling == "none" else (3, 2 * HIDDEN))
+    if pooling != "last":  # the packed path's pooling, which gets the lengths as given
+        steps = torch.zeros(3, 5, 2 * HIDDEN, device="meta")
+        assert encoder._pool_steps(steps, torch.tensor([5, 2, 4])).shape == out.shape
+
+
+def test_the_packed_path_keeps_every_step_of_the_padded_batch():
+    """pooling=none gives the batch's full time axis even when every sequence is shorter."""
+    encoder = RNNEncoder(FEATURES, HIDDEN, cell="gru", pooling="none", impl="packed")
+    with torch.no_grad():
+        out = encoder(torch.randn(2, 6, FEATURES), torch.tensor([3, 4]))
+    assert out.shape == (2, 6, 2 * HIDDEN)
+    assert not out[:, 4:].any() and not out[0, 3:].any()
+
+
+@pytest.mark.parametrize(("cell", "learned_init"), [("lstm", True), ("gru", True), ("gru", False)])
+def test_each_direction_gets_its_own_one_layer_initial_state(monkeypatch, cell, learned_init):
+    """The fused kernel runs one layer and direction: its initial state is that one's row of
+    h0 (and c0), shape (1, batch, hidden); without a learned state, zeros."""
+    from rnnlab.models import encoder as module
+
+    seen: list[tuple[torch.Tensor, ...]] = []
+    kernel = module.KERNELS[cell]
+
+    def recording(inputs: torch.Tensor, hx: Any, *rest: Any) -> Any:
+        seen.append(tuple(hx) if isinstance(hx, tuple) else (hx,))
+        return kernel(inputs, hx, *rest)
+
+    monkeypatch.setitem(module.KERNELS, cell, recording)
+    torch.manual_seed(0)
+    encoder = RNNEncoder(
+        FEATURES, HIDDEN, num_layers=2, cell=cell, learned_init=learned_init, impl="padded"
+    )
+    if learned_init:
+        with torch.no_grad():
+            for state in (encoder.h0, encoder.c0):
+                if state is not None:
+                    state.copy_(torch.arange(4.0).reshape(4, 1, 1).expand_as(state))
+    with torch.no_grad():
+        encoder(torch.randn(3, 5, FEATURES), torch.tensor([5, 2, 4]))
+    assert len(seen) == 4  # two layers, two directions
+    for index, states in enumerate(seen):
+        assert len(states) == (2 if cell == "lstm" else 1)
+        for state in states:
+            assert state.shape == (1, 3, HIDDEN)
+            assert torch.equal(state, torch.full_like(state, index if learned_init else 0.0))
+
+
+def test_only_the_kernels_warning_about_non_contiguous_weights_is_silenced(monkeypatch):
+    """cuDNN warns on every call that one direction's weights are a view into the module's
+    flat buffer (expected here); any other warning of the kernel still shows."""
+    from rnnlab.models import encoder as module
+
+    kernel = module.KERNELS["gru"]
+
+    def warning(inputs: torch.Tensor, *rest: Any) -> Any:
+        message = "RNN module weights are not part of single contiguous chunk of memory"
+        warnings.warn(message, UserWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
+        return kernel(inputs, *rest)
+
+    monkeypatch.setitem(module.KERNELS, "gru", warning)
+    encoder = RNNEncoder(FEATURES, HIDDEN, cell="gru", bidirectional=False, impl="padded")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder(torch.randn(2, 3, FEATURES), torch.tensor([3, 2]))
+    assert [str(w.message) for w in caught] == ["something else"]
+
+
+@pytest.mark.parametrize(
+    ("num_layers", "dropout", "calls"), [(3, 0.5, 2), (2, 0.0, 0), (1, 0.5, 0)]
+)
+def test_padded_dropout_acts_between_layers_only(monkeypatch, num_layers, dropout, calls):
+    drawn: list[float] = []
+    original = torch.nn.functional.dropout
+
+    def counting(inputs: torch.Tensor, p: float = 0.5, *args: Any, **kwargs: Any) -> Any:
+        drawn.append(p)
+        return original(inputs, p, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "dropout", counting)
+    encoder = RNNEncoder(
+        FEATURES, HIDDEN, num_layers=num_layers, dropout=dropout, impl="padded"
+    ).train()
+    encoder(torch.randn(2, 4, FEATURES), torch.tensor([4, 3]))
+    assert drawn == [dropout] * calls
