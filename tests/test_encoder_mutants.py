@@ -292,3 +292,28 @@ def test_padded_dropout_acts_between_layers_only(monkeypatch, num_layers, dropou
     ).train()
     encoder(torch.randn(2, 4, FEATURES), torch.tensor([4, 3]))
     assert drawn == [dropout] * calls
+
+
+def test_defaults():
+    encoder = RNNEncoder(FEATURES, num_layers=2)
+    assert encoder.hidden_size == 64 and encoder.rnn.dropout == 0.0
+    assert isinstance(encoder.rnn, torch.nn.LSTM) and encoder.num_directions == 2
+    assert (encoder.pooling, encoder.impl, encoder.h0) == ("max", "auto", None)
+
+
+def test_forward_takes_the_path_uses_padded_picks_for_the_batchs_lengths(monkeypatch):
+    encoder = RNNEncoder(FEATURES, HIDDEN, impl="auto")
+    taken: list[str] = []
+    for path in ("_forward_packed", "_forward_padded"):
+        original = getattr(encoder, path)
+
+        def recording(*args: Any, _path: str = path, _original: Any = original) -> Any:
+            taken.append(_path)
+            return _original(*args)
+
+        monkeypatch.setattr(encoder, path, recording)
+    x, skewed = torch.randn(4, 8, FEATURES), torch.tensor([8, 1, 1, 1])
+    with torch.no_grad():  # CPU inference of a batch mostly padding: packed
+        encoder(x, skewed)
+    encoder(x, skewed)  # training: padded
+    assert taken == ["_forward_packed", "_forward_padded"]
