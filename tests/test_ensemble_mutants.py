@@ -292,6 +292,7 @@ def test_predictions_for_a_file_are_the_members_mean(tmp_path, monkeypatch):
             setups.append(path)
 
         def prediction_frame(self, outputs: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
+            assert self is members[0].datamodule  # member 0's data writes the frame
             frames.append(outputs)
             return pd.DataFrame(outputs[0]["probabilities"].numpy(), columns=["p_a", "p_b"])
 
@@ -312,3 +313,13 @@ def test_predictions_for_a_file_are_the_members_mean(tmp_path, monkeypatch):
         entry["probabilities"], torch.tensor([[0.3, 0.7], [0.4, 0.6], [0.5, 0.5]])
     )
     assert frame.shape == (3, 2)
+
+
+def test_the_command_runs_the_ensemble_under_its_own_config(monkeypatch):
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ens, "command", lambda *args: calls.append(("command", *args)))
+    monkeypatch.setattr(ens, "run_task", lambda *args: calls.append(("run_task", *args)))
+    ens.main()
+    cfg = OmegaConf.create({"runs": "x"})
+    ens.job(cfg)
+    assert calls == [("command", "ensemble", ens.job), ("run_task", ens.ensemble, cfg)]
