@@ -323,3 +323,53 @@ def test_the_command_runs_the_ensemble_under_its_own_config(monkeypatch):
     cfg = OmegaConf.create({"runs": "x"})
     ens.job(cfg)
     assert calls == [("command", "ensemble", ens.job), ("run_task", ens.ensemble, cfg)]
+
+
+def test_a_members_outputs_and_metrics_come_from_its_own_test_split_in_stored_order(monkeypatch):
+    calls: list[tuple[Any, ...]] = []
+
+    class _Batch(SimpleNamespace):
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def targets(self) -> torch.Tensor:
+            return self.y
+
+    class _Data:
+        def setup(self, stage: str) -> None:
+            calls.append(("setup", stage))
+
+        def dataset(self, split: str) -> str:
+            return f"{split} rows"
+
+        def loader(self, data: str, shuffle: bool) -> list[_Batch]:
+            calls.append(("loader", data, shuffle))
+            return [_Batch(y=torch.tensor([1, 0])), _Batch(y=torch.tensor([2]))]
+
+    class _Trainer:
+        def __init__(self) -> None:
+            self.callback_metrics = {"test/acc": torch.tensor(0.75)}
+
+        def test(self, model: Any, dataloaders: Any, verbose: bool = True) -> None:
+            calls.append(("test", model, len(dataloaders), verbose))
+
+        def predict(self, model: Any, dataloaders: Any) -> list[dict[str, torch.Tensor]]:
+            calls.append(("predict", model, len(dataloaders)))
+            return [{"probabilities": torch.ones(2, 3)}, {"probabilities": torch.zeros(1, 3)}]
+
+    monkeypatch.setattr(ens, "_trainer", lambda cfg: _Trainer())
+    member = _member(0)
+    member.datamodule = _Data()
+    cfg = OmegaConf.create({})
+    assert ens.member_metrics(cfg, member) == {"test/acc": 0.75}
+    # stored order (no shuffling), and quietly: the command logs its own summary
+    assert calls == [
+        ("setup", "test"),
+        ("loader", "test rows", False),
+        ("test", member.model, 2, False),
+    ]
+    calls.clear()
+    outputs, targets = ens.test_outputs(cfg, member)
+    assert torch.equal(outputs, torch.cat([torch.ones(2, 3), torch.zeros(1, 3)]))
+    assert torch.equal(targets, torch.tensor([1, 0, 2]))
+    assert calls[-1] == ("predict", member.model, 2)
