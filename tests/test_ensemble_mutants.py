@@ -373,3 +373,78 @@ def test_a_members_outputs_and_metrics_come_from_its_own_test_split_in_stored_or
     assert torch.equal(outputs, torch.cat([torch.ones(2, 3), torch.zeros(1, 3)]))
     assert torch.equal(targets, torch.tensor([1, 0, 2]))
     assert calls[-1] == ("predict", member.model, 2)
+
+
+def test_replay_puts_the_rows_on_the_device_of_the_batch():
+    replay = Replay(torch.ones(3, 2))
+    assert replay(torch.zeros(2, 4, device="meta"), torch.ones(2)).device.type == "meta"
+
+
+def _replayed_batches() -> list[Any]:
+    class _Sized(SimpleNamespace):
+        def __len__(self) -> int:
+            return len(self.x)
+
+    return [
+        _Sized(x=torch.zeros(2, 1), lengths=torch.ones(2), offset=torch.tensor(1.0)),
+        _Sized(x=torch.zeros(1, 1), lengths=torch.ones(1), offset=torch.tensor(2.0)),
+    ]
+
+
+@pytest.mark.parametrize("scored", [3, 2])
+def test_the_ensembles_metrics_are_member_0s_test_step_on_the_average(monkeypatch, scored):
+    batches = _replayed_batches()
+    seen: list[Any] = []
+
+    class _Trainer:
+        def __init__(self) -> None:
+            self.callback_metrics = {"test/loss": torch.tensor(0.5)}
+
+        def test(self, model: Any, dataloaders: Any, verbose: bool = True) -> None:
+            seen.append(verbose)
+            for batch in dataloaders[: 2 if scored == 3 else 1]:
+                seen.append(model.forward(batch.x, batch.lengths))
+
+    monkeypatch.setattr(ens, "_trainer", lambda cfg: _Trainer())
+    monkeypatch.setattr(ens, "test_loader", lambda member: batches)
+    member = _member(0)
+    average = torch.tensor([[0.5, 0.5], [0.25, 0.75], [1.0, 1.0]])
+    cfg = OmegaConf.create({})
+    if scored == 3:
+        assert ens.ensemble_metrics(cfg, member, average) == {"test/loss": 0.5}
+        assert seen[0] is False  # quietly: the command logs its own summary
+        torch.testing.assert_close(seen[1], average[:2].log() + 1)
+        torch.testing.assert_close(seen[2], average[2:].log() + 2)
+    else:
+        with pytest.raises(RuntimeError) as caught:
+            ens.ensemble_metrics(cfg, member, average)
+        assert str(caught.value) == "scored 2 of 3 ensemble outputs"
+    assert "forward" not in vars(member.model)  # the class's forward again
+
+
+def test_a_member_is_restored_from_its_checkpoint_with_the_users_classes(monkeypatch):
+    loaded = {"rnnlab_config": {"data": {"name": "set"}}}
+    calls: list[tuple[Any, ...]] = []
+    datamodule = SimpleNamespace(state_dict=lambda: {"classes": ["a"]})
+    model: Any = _Classifier()
+
+    def restore(checkpoint: Any, path: Any, user_classes: Any) -> Any:
+        calls.append((checkpoint, path, user_classes))
+        return None, datamodule, model
+
+    monkeypatch.setattr(ens, "load_checkpoint", lambda path: loaded)
+    monkeypatch.setattr(ens, "restore", restore)
+    path = Path("run") / "checkpoints" / "best.ckpt"
+    member = ens.load_member(path, ("my.Model",))
+    assert calls == [(loaded, path, ("my.Model",))]
+    assert member == Member(path, loaded["rnnlab_config"], {"classes": ["a"]}, datamodule, model)
+    ens.load_member(path)
+    assert calls[-1] == (loaded, path, ())
+
+    model = SimpleNamespace()  # no averaged_output: not an Averageable
+    with pytest.raises(DataError) as caught:
+        ens.load_member(path)
+    assert str(caught.value) == (
+        f"{path} is a SimpleNamespace's; an ensemble averages classifiers, sequence regressors "
+        "or forecasters"
+    )
