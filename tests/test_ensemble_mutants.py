@@ -263,18 +263,20 @@ def test_the_command_averages_the_members_outputs_and_writes_every_metric(
     assert torch.equal(seen["average"], outputs[0])
 
 
+@pytest.mark.parametrize("odd", [1, 2])
 def test_members_with_other_test_targets_are_refused_before_anything_is_written(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, odd
 ):
     outputs = [torch.ones(3, 2) / 2] * 3
-    targets = [torch.tensor([1, 0, 1]), torch.tensor([1, 0, 1]), torch.tensor([1, 1, 1])]
+    targets = [torch.tensor([1, 0, 1])] * 3
+    targets[odd] = torch.tensor([1, 1, 1])
     _stand_in_command(monkeypatch, outputs, targets)
     runs = _runs(tmp_path, 3)
     cfg = OmegaConf.create({"runs": runs, "paths": {"output_dir": str(tmp_path / "out")}})
     with pytest.raises(DataError) as caught:
         ens.ensemble(cfg)
     assert str(caught.value) == (
-        f"member 2 ({Path(runs[2]) / 'checkpoints' / 'best.ckpt'}) has other test targets "
+        f"member {odd} ({Path(runs[odd]) / 'checkpoints' / 'best.ckpt'}) has other test targets "
         "than member 0; ensemble runs of the same data"
     )
     assert not (tmp_path / "out").exists()
