@@ -450,3 +450,30 @@ def test_a_member_is_restored_from_its_checkpoint_with_the_users_classes(monkeyp
         f"{path} is a SimpleNamespace's; an ensemble averages classifiers, sequence regressors "
         "or forecasters"
     )
+
+
+def test_the_command_writes_a_files_predictions_where_predictions_says(
+    tmp_path, monkeypatch, caplog
+):
+    outputs = [torch.tensor([[0.2, 0.8]]), torch.tensor([[0.4, 0.6]])]
+    _stand_in_command(monkeypatch, outputs, [torch.tensor([1])] * 2)
+    frame = pd.DataFrame({"p_a": [0.3], "p_b": [0.7]})
+    written: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(ens, "predict_file", lambda cfg, members, path: frame)
+    monkeypatch.setattr(ens, "write_table", lambda *args, **kwargs: written.append((args, kwargs)))
+    source = tmp_path / "in.ts"
+    source.write_text("x")
+    target = tmp_path / "ens.csv"
+    cfg = OmegaConf.create(
+        {
+            "runs": _runs(tmp_path, 2),
+            "paths": {"output_dir": str(tmp_path / "out")},
+            "input": str(source),
+            "predictions": str(target),
+        }
+    )
+    caplog.set_level(logging.INFO, logger="rnnlab.ensemble")
+    ens.ensemble(cfg)
+    # the setting named in a failed write's message is predictions=
+    assert written == [((frame, target), {"key": "predictions"})]
+    assert f"wrote 1 rows to {target}" in caplog.messages
