@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 RESULTS_FILE = "optimization_results.yaml"  # as rnnlab.search.sweeper writes it
+# Fewer completed trials say nothing about which setting mattered: no importances then.
+MIN_TRIALS_FOR_IMPORTANCE = 4
 # The study's user attribute naming its objective (the sweeper sets it: "val/loss_best").
 OBJECTIVE_ATTR = "objective"
 
@@ -122,7 +124,7 @@ def importances(study: optuna.Study) -> dict[str, float] | None:
     import optuna
 
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(completed) < 2:
+    if len(completed) < MIN_TRIALS_FOR_IMPORTANCE:
         return None
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
