@@ -231,6 +231,7 @@ def test_ngram_max_order_0_skips_the_baseline_and_its_metric_is_nan(tmp_path):
     data.setup()
     assert data.ngram_order is None and "ngram" not in data.baselines["val"]
     assert "ngram_order" not in data.state_dict()
+    assert data.data_metrics()["data/ngram_fit_chars"] == 0
     metrics = _validate(data)
     assert math.isnan(metrics["val/bpc_ngram"]) and math.isfinite(metrics["val/bpc_unigram"])
     restored = TextDataModule(file=str(path), batch_size=4, bptt=16, ngram_max_order=0)
@@ -252,14 +253,20 @@ def test_a_long_train_part_fits_the_ngram_on_a_seeded_sample_and_says_so(caplog)
     sampled = TextDataModule(batch_size=4, bptt=16, ngram_max_order=4, ngram_fit_chars=150_000)
     sampled.setup()
     assert "fitted on a sample of the train part: 131072 of its" in caplog.text
+    train_chars = len(sampled.ids["train"])
+    assert sampled.data_metrics() == {
+        "data/train_chars": train_chars,
+        "data/ngram_fit_chars": 2 * ngram.SAMPLE_BLOCK,
+    }
+    assert whole.data_metrics()["data/ngram_fit_chars"] == train_chars
     again = TextDataModule(batch_size=4, bptt=16, ngram_max_order=4, ngram_fit_chars=150_000)
     again.setup()
-    ngram = {
+    scores = {
         name: data.baselines["val"]["ngram"].tolist()
         for name, data in (("whole", whole), ("sampled", sampled), ("again", again))
     }
-    assert ngram["sampled"] == ngram["again"]  # the seed draws the same blocks
-    assert ngram["sampled"] != ngram["whole"]
+    assert scores["sampled"] == scores["again"]  # the seed draws the same blocks
+    assert scores["sampled"] != scores["whole"]
     # the unigram counts the whole train part either way
     assert (
         sampled.baselines["val"]["unigram"].tolist() == whole.baselines["val"]["unigram"].tolist()

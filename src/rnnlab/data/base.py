@@ -83,6 +83,11 @@ class TaskDataModule(L.LightningDataModule):
         """The baselines this data puts in ``Batch.baselines`` (a model may only ask for these)."""
         return ()
 
+    def data_metrics(self) -> dict[str, float]:
+        """Numbers about how the data was prepared that belong beside the run's metrics (after
+        ``setup``): e.g. how many characters fitted an n-gram baseline on a sample."""
+        return {}
+
     def scaled_metrics(self) -> tuple[str, ...]:
         """Metrics that need a per-series scale this data puts in ``Batch.forecast``."""
         return ()

@@ -130,6 +130,7 @@ class TextDataModule(TaskDataModule):
         # each part's character ids, compact (Vocabulary.dtype); views of one array
         self.ids: dict[str, np.ndarray] = {}
         self.baselines: dict[str, dict[str, np.ndarray]] = {}
+        self.fitted: dict[str, float] = {}  # data_metrics: what fitted the n-gram baseline
 
     @property
     def parts(self) -> Mapping[str, np.ndarray]:
@@ -202,6 +203,7 @@ class TextDataModule(TaskDataModule):
             self.seed,
         )
         self.baselines, self.ngram_order = found.nll, found.order
+        self.fitted = found.metrics(sizes["train"])
         log.info(
             "%s: %d/%d/%d characters (train/val/test), %d symbols, SHA-256 %s",
             where,
@@ -219,6 +221,9 @@ class TextDataModule(TaskDataModule):
 
     def baseline_names(self) -> tuple[str, ...]:
         return ("unigram", "ngram")
+
+    def data_metrics(self) -> dict[str, float]:
+        return dict(self.fitted)
 
     def opening(self, part: str, characters: int = 40) -> str:
         """The first ``characters`` of a part (after ``setup``), e.g. as a prompt."""

@@ -36,6 +36,14 @@ class TextBaselines:
     fit_chars: int = 0
     sampled: bool = False
 
+    def metrics(self, train_chars: int) -> dict[str, float]:
+        """``data/ngram_fit_chars``: the training characters that fitted the n-gram baseline
+        (fewer than ``data/train_chars`` when it was fitted on a sample; 0 when skipped)."""
+        return {
+            "data/train_chars": float(train_chars),
+            "data/ngram_fit_chars": float(self.fit_chars),
+        }
+
 
 def fit_text_baselines(
     parts: dict[str, np.ndarray],
