@@ -477,3 +477,14 @@ def test_the_command_writes_a_files_predictions_where_predictions_says(
     # the setting named in a failed write's message is predictions=
     assert written == [((frame, target), {"key": "predictions"})]
     assert f"wrote 1 rows to {target}" in caplog.messages
+
+
+def test_no_runs_is_refused_with_the_two_ways_to_name_them():
+    empty: list[Any] = [None, []]
+    for runs in empty:
+        with pytest.raises(ConfigError) as caught:
+            ens.member_checkpoints(runs)
+        assert str(caught.value) == (
+            "runs= names no runs; pass a multirun directory or a list of run directories "
+            "(runs=[a,b])"
+        )
