@@ -4,6 +4,8 @@ and converted in one pass, normalised when read), each giving what the per-objec
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rnnlab.data import sequences as sequences_module
 from rnnlab.data.forecast import ForecastDataModule
 from rnnlab.data.normalize import MAX_ABS_VALUE
 from rnnlab.data.ragged import PackedSequences, offsets_of
@@ -129,11 +132,15 @@ def test_packed_sequences_are_checked_and_converted_as_a_list_of_them_is(lengths
     try:
         expected = check_sequences(sequences, "data")
     except DataError as exc:
-        with pytest.raises(DataError) as caught:
+        with (
+            pytest.raises(DataError) as caught,
+            mock.patch.object(sequences_module, "_CHECK_ROWS", 3),
+        ):
             check_sequences(packed, "data")
         assert str(caught.value) == str(exc)
         return
-    got = check_sequences(packed, "data")
+    with mock.patch.object(sequences_module, "_CHECK_ROWS", 3):  # checked 3 rows at a time
+        got = check_sequences(packed, "data")
     assert isinstance(got, PackedSequences) and got.values.dtype == torch.float32
     assert len(got) == len(expected)
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))

@@ -58,13 +58,21 @@ def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Ten
     return [seq.float() for seq in sequences]
 
 
+# rows of packed values checked at once: bounds the temporary arrays of the checks
+_CHECK_ROWS = 1 << 20
+
+
 def _first_bad(packed: PackedSequences) -> int | None:
     """The first sequence that ``_check_one`` refuses, if any."""
     values = packed.values.numpy()
     candidates = np.flatnonzero(packed.lengths == 0)[:1].tolist()
-    for flagged in (~np.isfinite(values), outside_float32(values)):
-        rows = np.flatnonzero(flagged.any(axis=1))[:1]
-        candidates += packed.sample_at(rows).tolist()
+    for start in range(0, len(values), _CHECK_ROWS):
+        chunk = values[start : start + _CHECK_ROWS]
+        flagged = ~np.isfinite(chunk).all(axis=1) | outside_float32(chunk).any(axis=1)
+        rows = np.flatnonzero(flagged)[:1] + start
+        if len(rows):
+            candidates += packed.sample_at(rows).tolist()
+            break
     return min(candidates) if candidates else None
 
 
