@@ -488,3 +488,33 @@ def test_no_runs_is_refused_with_the_two_ways_to_name_them():
             "runs= names no runs; pass a multirun directory or a list of run directories "
             "(runs=[a,b])"
         )
+
+
+def test_member_checkpoints_reads_job_folders_in_numeric_order_and_words_each_refusal(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job in ("10", "2", "notes"):
+        (sweep / job / "checkpoints").mkdir(parents=True)
+        (sweep / job / "checkpoints" / "best.ckpt").write_text("")
+    assert [p.parents[1].name for p in ens.member_checkpoints(str(sweep))] == ["2", "10"]
+
+    unfinished = tmp_path / "unfinished"  # a run directory whose run wrote no best checkpoint
+    (unfinished / "checkpoints").mkdir(parents=True)
+    missing, plain = tmp_path / "missing", tmp_path / "plain"
+    plain.mkdir()
+    cases = [
+        (
+            unfinished,
+            f"runs: {unfinished} has no {Path('checkpoints') / 'best.ckpt'} (a failed "
+            "or unfinished run?); list the runs to ensemble as runs=[...]",
+        ),
+        (missing, f"runs: {missing} is not a directory; pass run or multirun directories"),
+        (
+            plain,
+            f"runs: {plain} is neither a run directory (no {Path('checkpoints') / 'best.ckpt'}"
+            ") nor a multirun directory (no job folders 0, 1, ...)",
+        ),
+    ]
+    for runs, message in cases:
+        with pytest.raises(DataError) as caught:
+            ens.member_checkpoints([str(runs)])
+        assert str(caught.value) == message
