@@ -62,6 +62,9 @@ BENCH_SCRIPTS = (
     "charlm",
     "diagnostics",
     "startup",
+    "prune_search",
+    "threads",
+    "scale",
 )
 
 

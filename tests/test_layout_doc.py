@@ -47,6 +47,8 @@ def modules(folder: str) -> list[str]:
         "src/rnnlab/models/",
         "src/rnnlab/callbacks/",
         "src/rnnlab/utils/",
+        "src/rnnlab/run/",
+        "src/rnnlab/search/",
         "scripts/",
         "scripts/bench/",
     ],

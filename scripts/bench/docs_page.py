@@ -24,7 +24,7 @@ from docs_tables import read_block, shown, write_block
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # the diagnostics' cost is shown beside what they measure; every other benchmark in its page
-PAGES = {"diagnostics": "rnn-dynamics.md"}
+PAGES = {"diagnostics": "rnn-dynamics.md", "prune_search": "sweeps.md"}
 
 
 def page(script: str) -> Path:

@@ -36,7 +36,7 @@ from rnnlab.run.directory import (
 )
 from rnnlab.run.job import exit_on_interrupt
 from rnnlab.utils.config import config_dir
-from rnnlab.utils.errors import ConfigError
+from rnnlab.utils.errors import ConfigError, UserError
 from rnnlab.utils.overrides import parse_overrides
 
 SWEEP_FLAGS = ("-m", "--multirun")
@@ -175,12 +175,13 @@ def command(config_name: str, job: TaskFunction) -> None:
             sys.exit(2)
         try:
             run(hydra_app, config_name, cfg, job)
-        except (ConfigCompositionException, OverrideParseException) as exc:
-            # a later point of a sweep that its sweeper could not compose
+        except (ConfigCompositionException, OverrideParseException, UserError) as exc:
+            # a later point of a sweep that its sweeper could not compose, or a sweeper's refusal
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             remove_fresh_sweep_dir(cfg)
-            print(f"error: {composition_error(exc, config_name, [])}", file=sys.stderr)
+            line = exc if isinstance(exc, UserError) else composition_error(exc, config_name, [])
+            print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
 
 

@@ -148,9 +148,8 @@ def run_sweep_job(
     objective: Callable[[DictConfig, dict[str, float]], float | None],
 ) -> float | None:
     """Run one job of a sweep; return its objective, or None when it failed (a bad combination,
-    an error, running out of memory, a NaN objective). Every sweeper moves on; the Optuna
-    sweeper records a None as a failed trial (a NaN would crash it: it passes NaN on to
-    ``study.tell``)."""
+    an error, running out of memory, a NaN objective) or was pruned. Every sweeper moves on;
+    the Optuna sweeper records a None as a failed (or pruned) trial."""
     quiet_known_noise()
     mark_run_dir(cfg.paths.output_dir)
     try:
