@@ -88,7 +88,9 @@ def test_optuna_search_records_failed_trials_and_keeps_going(tmp_path):
     )
     statuses = [_status(sweep / str(i)) for i in range(3)]
     assert [s["status"] for s in statuses] == ["completed", "failed", "completed"]
-    assert statuses[1]["error"].startswith("ValueError: dropout should be a number in range")
+    assert statuses[1]["error"].startswith(
+        "model.encoder cannot be built (dropout should be a number in range"
+    )
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     best = min(
         json.loads((sweep / str(i) / "metrics.json").read_text())["val/loss_best"] for i in (0, 2)
