@@ -372,3 +372,15 @@ def test_a_column_named_like_an_interpolation_is_selected_and_written_back(tmp_p
     # a name that is not in the file lists the columns as settings name them
     with pytest.raises(DataError, match=re.escape("(columns: ['$\\\\{time}', '$\\\\{oc.env")):
         ForecastDataModule(file=str(path), time_column="time", lookback=8, horizon=2).setup()
+
+
+def test_a_row_without_a_series_id_is_refused_in_one_line(tmp_path):
+    from rnnlab.data.series import read_csv as read_series_csv
+    from rnnlab.data.series import split_series
+    from rnnlab.utils.errors import DataError
+
+    path = tmp_path / "shops.csv"
+    path.write_text("date,shop,sales\n2024-01-01,a,1\n2024-01-01,,2\n2024-01-02,a,3\n")
+    table = read_series_csv(str(path), "data.file", 1024)
+    with pytest.raises(DataError, match=r"shops\.csv has no series id at line 3 \(column 'shop'\)"):
+        split_series(table, "date", ["sales"], "shop", True)

@@ -233,6 +233,12 @@ def split_series(
     times = _times(table, time_column)
     if series_column:
         codes, names = pd.factorize(table.frame[series_column].astype(str), sort=False)
+        if (codes < 0).any():  # an empty id: which series the row belongs to is unknown
+            line = int(np.flatnonzero(codes < 0)[0]) + 2  # the header is line 1
+            raise DataError(
+                f"{table.where} has no series id at line {line} (column {series_column!r}); "
+                "fill it in, or drop the row"
+            )
         order: np.ndarray | None = np.argsort(codes, kind="stable")  # rows grouped by series
     else:
         codes, names, order = np.zeros(len(times), dtype=np.int64), ["0"], None
