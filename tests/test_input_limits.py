@@ -384,3 +384,16 @@ def test_a_row_without_a_series_id_is_refused_in_one_line(tmp_path):
     table = read_series_csv(str(path), "data.file", 1024)
     with pytest.raises(DataError, match=r"shops\.csv has no series id at line 3 \(column 'shop'\)"):
         split_series(table, "date", ["sales"], "shop", True)
+
+
+def test_more_evaluation_streams_than_characters_allocate_no_empty_rows(tmp_path):
+    from rnnlab.data.text import TextDataModule
+
+    path = tmp_path / "tiny.txt"
+    path.write_text("abcabcabcabc" * 20)
+    huge = TextDataModule(
+        file=str(path), eval_streams=10**9, bptt=8, batch_size=2, ngram_max_order=0
+    )
+    huge.setup()
+    batch = next(iter(huge.val_dataloader()))
+    assert batch.x.shape[0] <= len(huge.ids["val"])  # rows bounded by the characters

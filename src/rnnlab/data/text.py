@@ -324,12 +324,15 @@ class TextDataModule(TaskDataModule):
         self.setup()
         world, rank = self._world()
         ids = self.ids[name]
-        inputs = rank_rows(to_rows(ids[:-1], self.eval_streams, UNK), world, rank, UNK)
+        # no more streams than characters to read: a huge eval_streams (typed, or stored in a
+        # checkpoint) would otherwise allocate a padded row for each
+        streams = max(1, min(self.eval_streams, len(ids) - 1))
+        inputs = rank_rows(to_rows(ids[:-1], streams, UNK), world, rank, UNK)
         # targets padded with any id: their row lengths say where each row's text ends
-        targets = rank_rows(to_rows(ids[1:], self.eval_streams, UNK), world, rank, UNK)
-        lengths = rank_rows(row_lengths(len(ids) - 1, self.eval_streams), world, rank, 0)
+        targets = rank_rows(to_rows(ids[1:], streams, UNK), world, rank, UNK)
+        lengths = rank_rows(row_lengths(len(ids) - 1, streams), world, rank, 0)
         baselines = {
-            k: rank_rows(to_rows(v, self.eval_streams, 0.0), world, rank, 0.0)
+            k: rank_rows(to_rows(v, streams, 0.0), world, rank, 0.0)
             for k, v in self.baselines[name].items()
         }
         if self.ngram_max_order == 0:  # skipped: NaN, without holding a value per character
