@@ -324,9 +324,7 @@ class TextDataModule(TaskDataModule):
         self.setup()
         world, rank = self._world()
         ids = self.ids[name]
-        # no more streams than characters to read: a huge eval_streams (typed, or stored in a
-        # checkpoint) would otherwise allocate a padded row for each
-        streams = max(1, min(self.eval_streams, len(ids) - 1))
+        streams = max(1, min(self.eval_streams, len(ids) - 1))  # a row each, so <= characters
         inputs = rank_rows(to_rows(ids[:-1], streams, UNK), world, rank, UNK)
         # targets padded with any id: their row lengths say where each row's text ends
         targets = rank_rows(to_rows(ids[1:], streams, UNK), world, rank, UNK)
