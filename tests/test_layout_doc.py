@@ -67,3 +67,13 @@ def test_layout_names_no_module_that_is_gone():
             if name.endswith(".py") and not (ROOT / folder / name).is_file():
                 gone.append(f"{folder}{name}")
     assert not gone, f"docs/extending.md's Layout names modules that do not exist: {gone}"
+
+
+def test_no_module_of_the_package_is_over_350_lines():
+    """Small single-purpose modules: a module growing past 350 lines is a sign to split it."""
+    long = {
+        str(path.relative_to(ROOT)): length
+        for path in sorted((ROOT / "src" / "rnnlab").rglob("*.py"))
+        if (length := len(path.read_text(encoding="utf-8").splitlines())) > 350
+    }
+    assert not long, f"split these modules: {long}"
