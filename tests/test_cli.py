@@ -33,22 +33,45 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout:
     )
 
 
+# Two cases in the default suite (a data set and a file setting); the rest, each a fresh process
+# of some seconds, in the slow suite (security.md's bad-input lines are also checked in-process)
+_SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ("data.name=NoSuchSet", "error: unknown UCR/UEA data set 'NoSuchSet'"),
-        ("model.encoder.cell=transformer", "error: unknown cell 'transformer'; set model.encoder"),
-        ("model.encoder.pooling=first", "error: unknown pooling 'first'; set model.encoder"),
-        ("experiment=forecast data.horizon=0", "error: data.horizon must be >= 1, got 0"),
-        (
+        pytest.param(
+            "model.encoder.cell=transformer",
+            "error: unknown cell 'transformer'; set model.encoder",
+            marks=_SLOW,
+        ),
+        pytest.param(
+            "model.encoder.pooling=first",
+            "error: unknown pooling 'first'; set model.encoder",
+            marks=_SLOW,
+        ),
+        pytest.param(
+            "experiment=forecast data.horizon=0",
+            "error: data.horizon must be >= 1, got 0",
+            marks=_SLOW,
+        ),
+        pytest.param(
             "experiment=forecast data.target_columns=[ppm]",
             "error: source 'co2' has no column 'ppm'",
+            marks=_SLOW,
         ),
-        (
+        pytest.param(
             "experiment=forecast data.lookback=2300",
             "error: source 'co2' has 2284 time steps, fewer",
+            marks=_SLOW,
         ),
-        ("experiment=adding data.length=1", "error: data.length must be >= 2 (the span to"),
+        pytest.param(
+            "experiment=adding data.length=1",
+            "error: data.length must be >= 2 (the span to",
+            marks=_SLOW,
+        ),
         (
             "experiment=forecast data.file=sales.csv",
             "error: data.file and data.source=co2 are both set; to forecast your own CSV use "
