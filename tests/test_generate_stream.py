@@ -26,6 +26,7 @@ from rnnlab.train import train
 from rnnlab.utils.errors import ConfigError, DataError, RunInterrupted
 from tests.conftest import compose_config
 from tests.test_cli import _run
+from tests.test_input_limits import LM_FAST
 
 PROSE = "It was the best of times,\nit was the worst of times,\nit was the age of wisdom.\n" * 40
 PROMPT = "it was"
@@ -36,18 +37,7 @@ def checkpoint(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lm")
     corpus = root / "corpus.txt"
     corpus.write_text(PROSE)
-    overrides = [
-        "experiment=charlm",
-        "trainer.max_epochs=1",
-        "model.encoder.hidden_size=8",
-        "model.embedding_size=8",
-        "data.batch_size=4",
-        "data.bptt=16",
-        "data.ngram_max_order=3",
-        "callbacks.learning_rate_monitor=null",
-        "trainer.enable_progress_bar=false",
-        f"data.file={corpus}",
-    ]
+    overrides = [*LM_FAST, f"data.file={corpus}"]
     train(compose_config("train", overrides, root / "run"))
     return root / "run" / "checkpoints" / "best.ckpt"
 
