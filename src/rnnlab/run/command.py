@@ -84,10 +84,9 @@ def compose(hydra_app: Any, config_name: str, argv: list[str], checked: bool = T
             cfg.hydra.mode = mode
             cfg.hydra.overrides.hydra.append(f"hydra.mode={mode.name}")
         point = cfg
-        if checked and multirun and first_values(overrides) != overrides:
-            point = loader.load_configuration(
-                config_name, first_values(overrides), run_mode=RunMode.RUN
-            )
+        first_point = first_values(overrides) if checked and multirun else overrides
+        if first_point != overrides:
+            point = loader.load_configuration(config_name, first_point, run_mode=RunMode.RUN)
     except ConfigError:
         raise
     except Exception as exc:  # Hydra raises several types; all mean a bad command line
