@@ -39,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import checkpoint_mutations as mutations
+from forking import fork_on_one_thread
 
 # the commands' settings for a short run; the tasks' own besides
 FAST = [
@@ -333,7 +334,7 @@ def prepare(root: Path, tasks: tuple[str, ...]) -> None:
     """The genuine checkpoints (trained in a child, so this process never runs torch), the
     decoy files mutants point paths at, and the commands imported for every child."""
     if not all(base_dir(root, task).is_dir() for task in tasks):
-        pid = os.fork()
+        pid = fork_on_one_thread()
         if pid == 0:
             code = 0
             try:
@@ -386,7 +387,7 @@ def fuzz(
             folder = root / "mutants" / str(mutant.index)
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-            pid = os.fork()
+            pid = fork_on_one_thread()
             if pid == 0:
                 run_child(root, mutant, seed, folder, memory, limit_s)
             running[pid] = (mutant, folder, time.perf_counter())

@@ -38,6 +38,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forking import fork_on_one_thread
+
 OUTCOMES_OK = ("read", "refused")
 RANK = ("traceback", "memory", "refused", "read")  # the worst of a mutant's readings counts
 KINDS = ("csv", "csv_series", "ts_class", "ts_regression", "text", "text_utf16")
@@ -359,7 +362,7 @@ def run_one(
     path.write_bytes(mutate(base.read_bytes(), kind, rng))
     memory = _vm_bytes() + memory_mb * (1 << 20)
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    pid = fork_on_one_thread()
     if pid == 0:
         os.close(read_end)
         child(kind, path, base, train, memory, write_end)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# One compute thread for torch here and in every command a test starts, before torch is first
+# imported: with the cores shared (a busy CI machine), two threads spinning at each parallel
+# region made the same job 6-16x slower than one. The threads tests set their own values.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
