@@ -381,6 +381,12 @@ def test_training_logs_bpc_perplexity_and_baselines_on_the_same_text(lm_run):
     assert math.isclose(metrics["test/ppl"], 2 ** metrics["test/bpc"], rel_tol=1e-4)
     assert metrics["test/bpc_ngram"] < metrics["test/bpc_unigram"]
     assert metrics["test/unk_chars"] == 0
+    # what fitted the n-gram baseline, in the run's metrics.json: here all the training text
+    run_dir, _, _ = lm_run
+    written = json.loads((run_dir / "metrics.json").read_text())
+    fitted = written["data/ngram_fit_chars"]
+    assert fitted == written["data/train_chars"] == metrics["data/train_chars"]
+    assert 0.7 * len(PROSE * 30) < written["data/train_chars"] < len(PROSE * 30)
 
 
 def test_checkpoint_restores_vocabulary_and_eval_scores_a_new_file(lm_run, tmp_path):
@@ -400,6 +406,8 @@ def test_checkpoint_restores_vocabulary_and_eval_scores_a_new_file(lm_run, tmp_p
     scored = json.loads((out / "metrics.json").read_text())
     assert scored["test/unk_chars"] == 1  # '~' is not in the training text
     assert scored["test/bpc"] != metrics["test/bpc"]
+    # its baselines were fitted on the same training characters as the run's
+    assert scored["data/ngram_fit_chars"] == metrics["data/ngram_fit_chars"]
 
 
 def _generate_cfg(tmp_path: Path, ckpt: Path, *overrides: str):

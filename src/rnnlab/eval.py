@@ -39,7 +39,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, logger=loggers or False, enable_progress_bar=shows_live_bar(cfg.trainer)
     )
     trainer.test(model, datamodule=datamodule)
-    metrics = as_floats(trainer.callback_metrics)
+    metrics = {**as_floats(trainer.callback_metrics), **datamodule.data_metrics()}
     if trainer.is_global_zero:
         write_metrics(metrics, cfg.paths.output_dir)
         table = metrics_table(f"test metrics of {shown(cfg.ckpt_path)}:", metrics)

@@ -32,6 +32,7 @@ from rnnlab.checkpoint import (
     epoch_metrics,
     plan_resume,
 )
+from rnnlab.data.base import TaskDataModule
 from rnnlab.run.command import command
 from rnnlab.run.job import in_multirun, resume_command, run_sweep_job, run_task
 from rnnlab.search.trial import trial_callbacks
@@ -55,7 +56,7 @@ def resolve_data_paths(data_cfg: DictConfig) -> None:
                 data_cfg[key] = str(Path(data_cfg[key]).resolve())
 
 
-def build_data_and_model(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+def build_data_and_model(cfg: DictConfig) -> tuple[TaskDataModule, L.LightningModule]:
     """Build the DataModule, load and check its data, then complete the model config with what
     only the data knows (written back into ``cfg``, so checkpoints carry it) and build the model.
     Both are built as a checkpoint's are (``rnnlab.checkpoint.build``): a run whose classes its
@@ -214,6 +215,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics = fit_and_test(cfg, trainer, model, datamodule, point)
     finally:
         finish_job(trainer)
+    metrics.update(datamodule.data_metrics())  # e.g. a baseline fitted on a sample: how big
     # null when no step ran (a finished run resumed), so every run writes the same keys
     metrics["time/startup_to_first_step_s"] = timer.first_step_s  # type: ignore[assignment]
     metrics["time/train_s"] = time.perf_counter() - started
