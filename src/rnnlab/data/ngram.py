@@ -105,7 +105,10 @@ class _Level:
         total = np.bincount(context, weights=counts, minlength=contexts)
         types = np.bincount(context[counts > 0], minlength=contexts)
         n1, n2 = int((counts == 1).sum()), int((counts == 2).sum())
-        discount = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
+        # without singletons the estimate is 0, which gives the shorter contexts (and, at the
+        # lowest order, characters never seen in training) no probability at all: counted as
+        # if one n-gram had been seen once instead
+        discount = max(n1, 1) / (max(n1, 1) + 2 * n2) if n1 + n2 else 0.5
         return cls(counts, total, types, discount)
 
 
@@ -318,10 +321,11 @@ def best_order(
 
 
 def sample_blocks(ids: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, int | None]:
-    """``ids`` when it holds at most ``limit`` characters; else a seeded sample of about
-    ``limit`` of them: whole blocks of ``SAMPLE_BLOCK`` characters drawn without replacement,
-    in the text's order, and the block length (for ``KneserNey(block=...)``)."""
-    if len(ids) <= limit:
+    """``ids`` when it holds at most ``limit`` characters, or at most one block; else a seeded
+    sample of about ``limit`` of them (one block at least): whole blocks of ``SAMPLE_BLOCK``
+    characters drawn without replacement, in the text's order, and the block length (for
+    ``KneserNey(block=...)``)."""
+    if len(ids) <= max(limit, SAMPLE_BLOCK):  # a text shorter than a block has none to draw
         return ids, None
     blocks = len(ids) // SAMPLE_BLOCK
     wanted = max(1, min(blocks, limit // SAMPLE_BLOCK))
