@@ -210,3 +210,16 @@ def test_a_sample_is_one_block_at_least_and_every_block_at_most():
         drawn, _ = sample_blocks(ids, 2 * block, seed=seed)
         starts = drawn[::block]
         assert len(drawn) == 2 * block and starts[0] < starts[1]
+
+
+def test_a_text_of_at_most_one_block_is_fitted_whole_whatever_the_limit():
+    # a train part between ngram_fit_chars (>= 1000) and one block once asked numpy to draw a
+    # block among none (a ValueError at set-up)
+    short = np.arange(2000, dtype=np.int64)
+    sample, block = sample_blocks(short, 1000, seed=0)
+    assert block is None and sample is short
+    one = np.arange(ngram.SAMPLE_BLOCK, dtype=np.int64)
+    assert sample_blocks(one, 10, seed=0)[1] is None
+    longer = np.arange(ngram.SAMPLE_BLOCK + 1, dtype=np.int64)
+    sample, block = sample_blocks(longer, 10, seed=0)
+    assert block == ngram.SAMPLE_BLOCK and sample.tolist() == one.tolist()

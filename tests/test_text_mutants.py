@@ -676,3 +676,10 @@ def test_a_skipped_ngram_baseline_is_nan_at_every_place(tmp_path):
 def test_predict_is_refused_naming_what_to_do_instead():
     assert "rnnlab.generate" in TextDataModule.instead_of_predict
     assert "rnnlab.eval" in TextDataModule.instead_of_predict
+
+
+def test_a_train_part_shorter_than_a_block_is_fitted_whole_below_ngram_fit_chars(tmp_path):
+    data = _module(tmp_path, text=TEXT * 30, ngram_fit_chars=1000)  # 2472 train characters
+    data.setup()
+    assert data.data_metrics() == {"data/train_chars": 2472.0, "data/ngram_fit_chars": 2472.0}
+    assert data.ngram_order == 2
