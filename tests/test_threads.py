@@ -111,3 +111,23 @@ def test_a_bad_thread_count_ends_the_command_in_one_line(capsys, tmp_path):
         "error: threads=0: give a whole number of threads >= 1, or null for the CPUs this "
         "process may use"
     ]
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_rnnlab_sets_a_sleeping_openmp_wait_policy_unless_the_user_chose(given, expected):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    # what OpenMP will read when torch loads it: the environment once rnnlab is imported
+    shown = subprocess.run(
+        [sys.executable, "-c", "import os, rnnlab; print(os.environ['OMP_WAIT_POLICY'])"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert shown.stdout.strip() == expected

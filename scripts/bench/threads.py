@@ -8,9 +8,12 @@ logger=none`` (the default job; the overrides follow) run with ``OMP_NUM_THREADS
 user's shell has it, once on an otherwise idle machine and once while this script keeps one
 other process busy (a Python loop, pinned to nothing: it competes for any core). The variants:
 
-- ``threads=null`` (the default): as many threads as CPUs the process may use;
-- the same with ``OMP_WAIT_POLICY=PASSIVE``: OpenMP threads sleep at the end of a parallel
-  region instead of spinning for the next one (set in the environment before torch starts);
+- ``threads=null`` (the default): as many threads as CPUs the process may use, with the
+  ``OMP_WAIT_POLICY=PASSIVE`` that rnnlab sets where the environment has none: OpenMP threads
+  sleep at the end of a parallel region instead of spinning for the next one;
+- the same with ``OMP_WAIT_POLICY=ACTIVE`` in the environment: the threads spin;
+- the same with ``OMP_WAIT_POLICY=`` (empty: OpenMP's own default, which spins a while before it
+  sleeps; what a job got before rnnlab set the policy);
 - ``threads=1``.
 
 It reports each run's wall and CPU seconds (the job's user + system time: spinning threads burn
@@ -38,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import alternate, bench_parser, markdown_table, median, parse, report, run_script
 
 VARIANTS = {
-    "threads=null (default)": ([], {}),
-    "threads=null, OMP_WAIT_POLICY=PASSIVE": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "threads=null (default: OMP_WAIT_POLICY=PASSIVE)": ([], {}),
+    "threads=null, OMP_WAIT_POLICY=ACTIVE": ([], {"OMP_WAIT_POLICY": "ACTIVE"}),
+    "threads=null, OMP_WAIT_POLICY= (OpenMP's default)": ([], {"OMP_WAIT_POLICY": ""}),
     "threads=1": (["threads=1"], {}),
 }
 CONDITIONS = ("idle", "beside a busy process")
