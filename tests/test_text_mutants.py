@@ -683,3 +683,51 @@ def test_a_train_part_shorter_than_a_block_is_fitted_whole_below_ngram_fit_chars
     data.setup()
     assert data.data_metrics() == {"data/train_chars": 2472.0, "data/ngram_fit_chars": 2472.0}
     assert data.ngram_order == 2
+
+
+def test_the_file_is_read_in_its_encoding_within_its_limit(tmp_path, monkeypatch):
+    checked = []
+    monkeypatch.setattr(text_module, "check_text_fits", lambda *args: checked.append(args))
+    path = tmp_path / "latin.txt"
+    path.write_bytes(TEXT.replace("cat", "c\u00e4t").encode("latin-1"))
+    data = TextDataModule(
+        file=str(path),
+        encoding="latin-1",
+        batch_size=2,
+        bptt=3,
+        val_fraction=0.1,
+        test_fraction=0.15,
+        ngram_max_order=3,
+        ngram_fit_chars=5000,
+        max_file_mb=0.5,
+    )
+    assert data.max_file_mb == 0.5
+    text, where = data.source()
+    assert text == TEXT.replace("cat", "c\u00e4t") and where == f"data.file={path}"
+    assert checked == [(str(path), 0.25, 3, 5000)]
+    small = _module(tmp_path, max_file_mb=50 / (1 << 20))  # 50 bytes
+    with pytest.raises(DataError, match=r"data\.max_file_mb"):
+        small.setup()
+    with pytest.raises(ConfigError, match=r"data\.max_file_mb=0"):
+        _module(tmp_path, max_file_mb=0)
+
+
+def test_parts_can_be_set_as_a_mapping():
+    data = TextDataModule()
+    held = {"train": np.array([1, 2], dtype=np.uint8)}
+    data.parts = held
+    assert data.ids == held and data.ids is not held
+    assert data.parts["train"].dtype == np.int64
+
+
+def test_setup_steps_are_named(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="rnnlab")
+    _module(tmp_path).setup()
+    where = f"data.file={tmp_path / 'corpus.txt'}"
+    for step in (
+        f"{where}: checking 103 characters ...",
+        "finding the training text's characters ...",
+        "encoding 103 characters as uint8 ids ...",
+    ):
+        assert step in caplog.text
+    assert "done in" in caplog.text
