@@ -81,13 +81,38 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "tests/test_diagnostics.py",
         "tests/test_planted_bugs.py",
     ),
-    "src/rnnlab/checkpoint/build.py": ("tests/test_security.py", "tests/test_planted_bugs.py"),
-    "src/rnnlab/checkpoint/rebuild.py": ("tests/test_security.py", "tests/test_planted_bugs.py"),
+    "src/rnnlab/checkpoint/build.py": (
+        "tests/test_checkpoint_build_mutants.py",
+        "tests/test_security.py",
+        "tests/test_planted_bugs.py",
+    ),
+    "src/rnnlab/checkpoint/rebuild.py": (
+        "tests/test_checkpoint_stored_mutants.py",
+        "tests/test_security.py",
+        "tests/test_planted_bugs.py",
+    ),
     "src/rnnlab/checkpoint/format.py": (
+        "tests/test_checkpoint_mutants.py",
         "tests/test_checkpoint_format.py",
         "tests/test_security.py",
     ),
-    "src/rnnlab/checkpoint/allowlist.py": ("tests/test_security.py", "tests/test_user_classes.py"),
+    "src/rnnlab/checkpoint/allowlist.py": (
+        "tests/test_checkpoint_build_mutants.py",
+        "tests/test_security.py",
+        "tests/test_user_classes.py",
+    ),
+    "src/rnnlab/checkpoint/stored.py": (
+        "tests/test_checkpoint_stored_mutants.py",
+        "tests/test_malformed_checkpoints.py",
+    ),
+    "src/rnnlab/checkpoint/weights.py": (
+        "tests/test_checkpoint_stored_mutants.py",
+        "tests/test_malformed_checkpoints.py",
+    ),
+    "src/rnnlab/checkpoint/training_state.py": (
+        "tests/test_checkpoint_training_mutants.py",
+        "tests/test_malformed_checkpoints.py",
+    ),
 }
 
 # mutmut's verdicts (``mutmut.stats.status_by_exit_code``) grouped for the score: a mutant that
