@@ -241,7 +241,7 @@ def _part(key: str, value: Any) -> str:
         ("series", [], "is empty"),
         ("series", ["s", "s"], "names one of its series names twice"),
         ("series", "st", "is not a list of series names"),
-        ("vocab", [97, 97], "holds a character twice"),
+        ("vocab", [1, 1], "holds a character twice"),
         ("vocab", [0, 97], "is not a list of character code points"),
         ("vocab", [97, sys.maxunicode + 1], "is not a list of character code points"),
         ("vocab", [True, 97], "is not a list of character code points"),
@@ -255,6 +255,7 @@ def _part(key: str, value: Any) -> str:
         ("ngram_order", 4, "is 4, not an order from 1 to data.ngram_max_order=3"),
         ("ngram_order", 0, "is 0, not an order from 1 to data.ngram_max_order=3"),
         ("ngram_order", True, "is True, not an order from 1 to data.ngram_max_order=3"),
+        ("ngram_order", -1, "is -1, not an order from 1 to data.ngram_max_order=3"),
     ],
 )
 def test_each_part_of_the_data_state_is_refused_naming_what(key, value, problem):
@@ -292,7 +293,13 @@ def test_sizes_the_config_does_not_give_are_not_checked():
     refused = _refused(check_data_state, {"normalizers": [_norm()], "series": "ab"}, per_series, P)
     assert refused == _said("the data state", _part("series", "is not a list of series names"))
     check_data_state({"normalizers": [_norm(), _norm()], "series": ["a", "b"]}, per_series, P)
-    check_data_state({"ngram_order": 3}, {"data": {"ngram_max_order": 3}}, P)
+    check_data_state({"ngram_order": 3, "vocab": [1, 2]}, {"data": {"ngram_max_order": 3}}, P)
+    assert "its ngram_order is 2, not an order from 1 to data.ngram_max_order=1" in _refused(
+        check_data_state, {"ngram_order": 2}, {"data": {"ngram_max_order": 1}}, P
+    )
+    assert "data.ngram_max_order=None" in _refused(
+        check_data_state, {"ngram_order": 0}, {"data": {"ngram_max_order": 0}}, P
+    )
 
 
 # --- weights.py ----------------------------------------------------------------------------------
@@ -474,6 +481,22 @@ def test_the_data_state_is_checked_before_it_is_loaded(checkpoint):
     assert "its classes holds 1 classes" in _refused(restore, checkpoint, P)
     del checkpoint["ClassificationDataModule"]
     assert _refused(restore, checkpoint, P) == _said("the data state", "is missing")
+
+
+@pytest.mark.parametrize(
+    ("cls", "what"),
+    [(SequenceClassifier, "the weights"), (ClassificationDataModule, "the data state")],
+)
+def test_a_class_that_still_refuses_the_checked_state_is_the_checkpoints(
+    checkpoint, monkeypatch, cls, what
+):
+    def refuse(self: Any, state: Any, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("not like this\nat all")
+
+    monkeypatch.setattr(cls, "load_state_dict", refuse)
+    assert _refused(restore, checkpoint, P) == _said(
+        what, "is not what rnnlab wrote (not like this)"
+    )
 
 
 def test_refusals_of_the_stored_config_name_the_checkpoint():
