@@ -87,6 +87,15 @@ class LanguageModel(SequenceModule):
     embeddings and to the encoder's outputs (between stacked layers it is the encoder's own).
     Character id 0 is ``<unk>``: it is never generated.
 
+    Regularisers of training only (Merity, Keskar & Socher 2017), all off by default:
+    ``embedding_dropout`` drops whole characters, i.e. rows of the embedding matrix, with one
+    mask per batch (a dropped character reads as zeros wherever it occurs; the others are
+    scaled by 1 / (1 - p)); the stored weights are never masked. ``ar`` adds ``ar`` times the
+    mean square of the encoder's outputs after dropout (activation regularisation) and ``tar``
+    adds ``tar`` times the mean square of their change from one character to the next, before
+    dropout (temporal activation regularisation), both over the characters a window scores;
+    the logged ``train/loss`` stays the cross-entropy alone.
+
     Logged per stage: ``loss`` (nats per character), ``bpc`` (bits per character), ``ppl``
     (per-character perplexity), ``unk_chars``; for val and test also ``bpc_unigram`` and
     ``bpc_ngram``, the baselines' bits per character on the same characters.
@@ -106,8 +115,17 @@ class LanguageModel(SequenceModule):
         dropout: float = 0.0,
         tie_weights: bool = False,
         monitor: str = "val/bpc",
+        embedding_dropout: float = 0.0,
+        ar: float = 0.0,
+        tar: float = 0.0,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
+        if not 0.0 <= embedding_dropout < 1.0:
+            raise ConfigError(f"model.embedding_dropout={embedding_dropout} must be in [0, 1)")
+        for name, weight in (("ar", ar), ("tar", tar)):
+            if not weight >= 0.0 or math.isinf(weight):
+                raise ConfigError(f"model.{name}={weight} must be a finite number >= 0")
+        self.embedding_dropout, self.ar, self.tar = embedding_dropout, ar, tar
         if not isinstance(encoder, RNNEncoder):
             raise ConfigError(
                 f"a language model reads and generates step by step, which "
@@ -142,11 +160,28 @@ class LanguageModel(SequenceModule):
             lambda stage: {"chars": CharacterScores(with_baselines=stage != "train")}
         )
 
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The embeddings of ``ids``; in training, with whole characters dropped
+        (``embedding_dropout``): one mask over the vocabulary per call."""
+        weight = self.embedding.weight
+        if self.training and self.embedding_dropout > 0:
+            keep = 1.0 - self.embedding_dropout
+            rows = weight.new_empty((weight.shape[0], 1)).bernoulli_(keep)
+            weight = weight * rows / keep
+        return F.embedding(ids, weight)
+
+    def outputs(
+        self, ids: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """The encoder's outputs for ``ids`` before and after dropout, and the state after."""
+        out, state = self.encoder.sequence(self.dropout(self.embed(ids)), state)
+        return out, self.dropout(out), state
+
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """Logits (batch, time, vocab) of the next character after each of ``ids`` (batch,
         time), from ``state`` (None: the encoder's initial state); and the state after."""
-        out, state = self.encoder.sequence(self.dropout(self.embedding(ids)), state)
-        return self.decoder(self.dropout(out)), state
+        _, dropped, state = self.outputs(ids, state)
+        return self.decoder(dropped), state
 
     def step(self, ids: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """Logits (batch, vocab) after one more character per stream (``ids``: (batch,))."""
@@ -156,7 +191,8 @@ class LanguageModel(SequenceModule):
     # --- training and evaluation -------------------------------------------------------------
     def stage_step(self, batch: Batch, stage: str) -> torch.Tensor:
         y = batch.targets()
-        logits, state = self(batch.x, self.carried[stage])
+        out, dropped, state = self.outputs(batch.x, self.carried[stage])
+        logits = self.decoder(dropped)
         self.carried[stage] = detached(state)
         nll = F.cross_entropy(
             logits.transpose(1, 2).float(), y, ignore_index=IGNORE_TARGET, reduction="none"
@@ -170,7 +206,23 @@ class LanguageModel(SequenceModule):
         )
         if stage == "train":
             self.log_loss(stage, loss, len(batch))
+            return loss + self.activation_penalty(out, dropped, valid)
         return loss
+
+    def activation_penalty(
+        self, out: torch.Tensor, dropped: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """``ar`` times the mean square of ``dropped`` plus ``tar`` times the mean square of
+        ``out``'s steps, over the ``valid`` (batch, time) positions (and pairs of them)."""
+        penalty = out.new_zeros(())
+        if self.ar > 0:
+            squares = dropped.float().pow(2).mean(-1)
+            penalty = penalty + self.ar * squares[valid].sum() / valid.sum().clamp(min=1)
+        if self.tar > 0:
+            pairs = valid[:, 1:] & valid[:, :-1]
+            steps = (out[:, 1:] - out[:, :-1]).float().pow(2).mean(-1)
+            penalty = penalty + self.tar * steps[pairs].sum() / pairs.sum().clamp(min=1)
+        return penalty
 
     def on_train_epoch_start(self) -> None:
         self.carried["train"] = None
