@@ -267,13 +267,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from hydra.errors import HydraException
 
-    from rnnlab.utils.errors import UserError
+    from rnnlab.utils.errors import UserError, find_user_error, first_line
 
     try:
         where, parts = charlm_parts(args.overrides)
     except (HydraException, UserError, OSError) as exc:  # a bad override or corpus: one line
-        lines = str(exc).strip().splitlines()
-        print(f"error: {lines[0] if lines else type(exc).__name__}", file=sys.stderr)
+        print(f"error: {first_line(find_user_error(exc) or exc)}", file=sys.stderr)
         return 2
     test = parts["test"]
     try:

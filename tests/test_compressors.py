@@ -150,3 +150,12 @@ def test_the_parts_are_those_charlm_is_scored_on():
     # the default fractions: the last 5 % tests, the 5 % before it validates
     assert len(p["test"]) == round(0.05 * len(text))
     assert len(p["val"]) + len(p["test"]) == round(0.10 * len(text))
+
+
+@pytest.mark.slow
+def test_a_bad_override_is_one_line(capsys):
+    assert SCRIPT.main(["data.val_fraction=2"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "error: data.val_fraction and data.test_fraction must be in (0, 1) with a sum below 1\n"
+    )
