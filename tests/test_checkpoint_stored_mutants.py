@@ -8,6 +8,7 @@ each refusal's words (so scripts/mutation.py finds a changed operator, constant 
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -496,6 +497,30 @@ def test_a_class_that_still_refuses_the_checked_state_is_the_checkpoints(
     monkeypatch.setattr(cls, "load_state_dict", refuse)
     assert _refused(restore, checkpoint, P) == _said(
         what, "is not what rnnlab wrote (not like this)"
+    )
+
+
+def test_a_data_setting_its_class_refuses_is_refused_naming_the_checkpoint(checkpoint):
+    checkpoint[CONFIG_KEY]["data"]["batch_size"] = 0  # the allow-list takes it; the class not
+    assert _refused(restore, checkpoint, P) == _said(
+        "the stored config", "cannot be built (data.batch_size must be >= 1, got 0)"
+    )
+
+
+def test_a_model_that_fails_only_when_built_for_real_is_refused_naming_the_checkpoint(
+    checkpoint, monkeypatch
+):
+    original = SequenceClassifier.__init__
+
+    @functools.wraps(original)  # the same settings
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        if torch.empty(0).device.type != "meta":  # checked on the meta device, then built
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceClassifier, "__init__", init)
+    assert _refused(restore, checkpoint, P) == _said(
+        "model", "cannot be built (DefaultCPUAllocator: can't allocate memory)"
     )
 
 
