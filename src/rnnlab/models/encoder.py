@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnlab.models import layerwise
+from rnnlab.models.regularisers import Masks, Regularisers, draw_masks
 from rnnlab.utils.errors import ConfigError, choice
 
 CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -21,19 +23,11 @@ NONLINEARITIES = ("tanh", "relu")  # of the vanilla RNN only
 IMPLS = ("auto", "packed", "padded")
 # a recurrent state: h, or (h, c) for an LSTM; each (layers * directions, batch, hidden)
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # The fused kernels nn.RNN/LSTM/GRU call themselves, one layer and direction at a time here.
 KERNELS: dict[str, Callable[..., Any]] = {
     "rnn": torch.rnn_tanh,
     "lstm": torch.lstm,
     "gru": torch.gru,
-}
-# One step of each cell, for the unrolled path that diagnostics record hidden states from.
-CELL_STEPS: dict[str, Callable[..., Any]] = {
-    "rnn": torch.rnn_tanh_cell,
-    "rnn_relu": torch.rnn_relu_cell,
-    "lstm": torch.lstm_cell,
-    "gru": torch.gru_cell,
 }
 
 
@@ -72,6 +66,9 @@ class RNNEncoder(nn.Module):
       choice), except CPU inference of batches more than half padding, where packing was
       faster; ``packed`` on other devices, where it was not measured.
 
+    In training, variational dropout and weight drop (``rnnlab.models.regularisers``, off by
+    default) run the layers one at a time, on either path (``rnnlab.models.layerwise``).
+
     ``output_size`` is ``hidden_size * num_directions``. The defaults are those of
     ``conf/model/encoder/rnn.yaml`` (a test keeps them equal).
     """
@@ -93,8 +90,16 @@ class RNNEncoder(nn.Module):
         init: str = "orthogonal",
         impl: str = "auto",
         nonlinearity: str | None = None,
+        locked_input_dropout: float = 0.0,
+        locked_layer_dropout: float = 0.0,
+        locked_output_dropout: float = 0.0,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
+        self.regularisers = Regularisers(
+            locked_input_dropout, locked_layer_dropout, locked_output_dropout, weight_drop
+        )
+        self.regularisers.check(num_layers, dropout)
         self.cell = _choice("cell", cell, list(CELLS))
         self.pooling = _choice("pooling", pooling, POOLINGS)
         self.impl = _choice("impl", impl, IMPLS)
@@ -192,10 +197,24 @@ class RNNEncoder(nn.Module):
         bi = "Bi" if self.num_directions == 2 else ""
         return f"{depth}{bi}{self.cell.upper()}, {self.hidden_size} units"
 
+    def _masks(self, x: torch.Tensor) -> Masks | None:
+        """This forward pass's variational dropout masks and dropped weights (None: none)."""
+        if not (self.training and self.regularisers.active):
+            return None
+        weight_hh = {
+            (layer, direction): getattr(self.rnn, f"weight_hh_l{layer}{'_reverse' * direction}")
+            for layer in range(self.num_layers)
+            for direction in range(self.num_directions)
+        }
+        return draw_masks(self.regularisers, x, x.shape[-1], self.output_size, weight_hh)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encode ``x`` of shape (batch, time, features) with valid ``lengths`` (batch,)."""
+        masks = self._masks(x)
         if self.uses_padded(x.device, lengths):
-            return self._forward_padded(x, lengths)
+            return self._forward_padded(x, lengths, masks)
+        if masks is not None:
+            return layerwise.forward_packed(self, x, lengths, masks)
         return self._forward_packed(x, lengths)
 
     def sequence(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
@@ -208,6 +227,9 @@ class RNNEncoder(nn.Module):
                 "a bidirectional encoder reads the future, so it cannot run step by step or "
                 "generate; set model.encoder.bidirectional=false"
             )
+        masks = self._masks(x)
+        if masks is not None:
+            return layerwise.sequence(self, x, state, masks)
         if state is None:
             state = self._initial_state(x.shape[0])
         return self.rnn(x, state)
@@ -245,12 +267,11 @@ class RNNEncoder(nn.Module):
         return out.masked_fill(~valid, float("-inf")).amax(dim=1)
 
     def _direction(
-        self, inputs: torch.Tensor, layer: int, direction: int, h0: Any | None
+        self, inputs: torch.Tensor, layer: int, direction: int, h0: Any | None, masks: Masks
     ) -> torch.Tensor:
         """Outputs (batch, time, hidden) of one layer and direction over ``inputs``, by the
         fused kernel the module itself calls, with that direction's weights."""
-        suffix = f"l{layer}" + ("_reverse" if direction else "")
-        weights = [getattr(self.rnn, f"{name}_{suffix}") for name in WEIGHT_NAMES]
+        weights = layerwise.layer_weights(self, layer, direction, masks)
         batch = inputs.shape[0]
         index = layer * self.num_directions + direction
         if h0 is None:
@@ -261,7 +282,7 @@ class RNNEncoder(nn.Module):
         else:
             hx = h0[index : index + 1]
         if self.recorded is not None:
-            return self._direction_unrolled(inputs, layer, direction, hx, weights)
+            return layerwise.direction_unrolled(self, inputs, layer, direction, hx, weights)
         kernel = torch.rnn_relu if self.nonlinearity == "relu" else KERNELS[self.cell]
         with warnings.catch_warnings():
             # cuDNN asks for the module's flat weight buffer; one direction's weights are a view
@@ -270,7 +291,9 @@ class RNNEncoder(nn.Module):
             # (input, hx, weights, has_biases, layers, dropout, train, bidirectional, batch_first)
             return kernel(inputs, hx, weights, True, 1, 0.0, self.training, False, True)[0]
 
-    def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _forward_padded(
+        self, x: torch.Tensor, lengths: torch.Tensor, masks: Masks | None = None
+    ) -> torch.Tensor:
         batch, total = x.shape[:2]
         lengths = lengths.to(x.device)
         steps = torch.arange(total, device=x.device)[None, :]
@@ -278,18 +301,21 @@ class RNNEncoder(nn.Module):
         # each sequence reversed within its length, padding left in place: its own inverse
         flip = torch.where(valid, lengths[:, None] - 1 - steps, steps).unsqueeze(-1)
         # padding values (a NaN, 1e6) must not reach the arithmetic of any gradient
-        inputs = x.masked_fill(~valid.unsqueeze(-1), 0.0)
+        masks = masks or Masks()
+        inputs = masks.locked(x.masked_fill(~valid.unsqueeze(-1), 0.0), masks.input)
         h0 = self._initial_state(batch)
         for layer in range(self.num_layers):
-            if layer > 0 and self.rnn.dropout > 0:
+            if layer in masks.between:
+                inputs = masks.locked(inputs, masks.between[layer])
+            elif layer > 0 and self.rnn.dropout > 0:
                 inputs = nn.functional.dropout(inputs, self.rnn.dropout, self.training)
-            outputs = [self._direction(inputs, layer, 0, h0)]
+            outputs = [self._direction(inputs, layer, 0, h0, masks)]
             if self.num_directions == 2:
                 reversed_inputs = inputs.gather(1, flip.expand_as(inputs))
-                backward = self._direction(reversed_inputs, layer, 1, h0)
+                backward = self._direction(reversed_inputs, layer, 1, h0, masks)
                 outputs.append(backward.gather(1, flip.expand(-1, -1, self.hidden_size)))
             inputs = torch.cat(outputs, dim=-1)
-        out = inputs
+        out = masks.locked(inputs, masks.output)
         if self.pooling != "last":
             return self._pool_steps(out, lengths)
         # forward direction: its output at each sequence's last valid step; backward direction:
@@ -311,25 +337,3 @@ class RNNEncoder(nn.Module):
                 nn.init.normal_(param, std=0.001)
             else:
                 param.zero_()
-
-    def _direction_unrolled(
-        self,
-        inputs: torch.Tensor,
-        layer: int,
-        direction: int,
-        hx: Any,
-        weights: list[torch.Tensor],
-    ) -> torch.Tensor:
-        """``_direction`` one step at a time, each state its own tensor in the graph, recorded
-        in ``self.recorded``: the gradient of a loss with respect to a recorded h_t is the whole
-        of dL/dh_t, through every later step (a fused kernel's outputs would give only the
-        direct part). Same outputs and gradients as the kernel, slower."""
-        assert self.recorded is not None
-        step_fn = CELL_STEPS["rnn_relu" if self.nonlinearity == "relu" else self.cell]
-        state = tuple(h[0] for h in hx) if isinstance(hx, tuple) else hx[0]
-        states = []
-        for t in range(inputs.shape[1]):
-            state = step_fn(inputs[:, t], state, *weights)
-            states.append(state[0] if isinstance(state, tuple) else state)
-        self.recorded.append((layer, direction, states))
-        return torch.stack(states, dim=1)
