@@ -132,8 +132,7 @@ def test_sigterm_mid_training_stops_promptly_with_a_resumable_checkpoint(tmp_pat
     assert proc.returncode == 128 + signal.SIGTERM, rest[-2000:]
     last_line = rest.strip().splitlines()[-1]
     hint = (
-        "interrupted: SIGTERM at epoch 2, step 34; "
-        "continue it from the last finished epoch with: "
+        "interrupted: SIGTERM at epoch 2, step 34; continue it from the last finished epoch with: "
     )
     assert last_line.startswith(hint)
     assert "Traceback" not in rest
@@ -199,6 +198,30 @@ def test_resuming_with_more_epochs_continues_to_the_same_end_as_a_straight_run(f
     straight = _run(tmp_path / "other", "straight", longer)
     assert continued["epochs"] == 5
     assert _timeless(continued) == _timeless(straight)
+
+
+@pytest.mark.slow
+def test_a_run_with_variational_dropout_and_weight_drop_resumes_bit_for_bit(tmp_path):
+    """Their masks come from each step's seed, so a run stopped after 2 epochs and resumed to 4
+    ends exactly where a straight 4-epoch run ends (both paths of the encoder train with them)."""
+    regularised = [
+        *FAST,
+        "model.encoder.num_layers=2",
+        "model.encoder.locked_input_dropout=0.2",
+        "model.encoder.locked_layer_dropout=0.3",
+        "model.encoder.locked_output_dropout=0.2",
+        "model.encoder.weight_drop=0.4",
+    ]
+    logs = tmp_path / "logs"
+    _run(logs, "first", [*regularised, "trainer.max_epochs=2"])
+    continued = _run(logs, "continued", [*regularised, "trainer.max_epochs=4", "resume=auto"])
+    straight = _run(tmp_path / "other", "straight", [*regularised, "trainer.max_epochs=4"])
+    assert continued["epochs"] == 4
+    assert _timeless(continued) == _timeless(straight)
+    plain = _run(
+        tmp_path / "plain", "plain", [*FAST, "model.encoder.num_layers=2", "trainer.max_epochs=4"]
+    )
+    assert plain["train/loss_epoch"] != straight["train/loss_epoch"]  # the masks acted
 
 
 def test_resuming_with_fewer_epochs_than_done_is_refused_in_one_line(finished, tmp_path):
