@@ -6,6 +6,7 @@ compares the whole model with a dictionary-counting reference."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -223,3 +224,36 @@ def test_a_text_of_at_most_one_block_is_fitted_whole_whatever_the_limit():
     longer = np.arange(ngram.SAMPLE_BLOCK + 1, dtype=np.int64)
     sample, block = sample_blocks(longer, 10, seed=0)
     assert block == ngram.SAMPLE_BLOCK and sample.tolist() == one.tolist()
+
+
+def test_every_id_training_never_saw_scores_alike_whatever_its_value():
+    # ids 2 and 3 lie past the training text's (base 2): a 2-gram (0, 2) must not be read as
+    # the key 0 * 2 + 2 of the seen (1, 0), nor a lone 2 as a seen id
+    model = KneserNey(np.array([0, 1, 0, 1, 1, 0]), 3, 5)
+    for order in (1, 2, 3):
+        scored = model.with_order(order)
+        assert scored.nll(np.array([0, 2])).tolist() == scored.nll(np.array([0, 3])).tolist()
+        assert (
+            scored.nll(np.array([1, 0, 2, 1])).tolist()
+            == scored.nll(np.array([1, 0, 4, 1])).tolist()
+        )
+
+
+def test_ids_past_the_float_range_score_as_small_ones():
+    # 2**59 + 1 is no float64: keys must stay integers all the way
+    train = np.array([0, 1, 1, 0, 1, 1])
+    scored = np.array([1, 0, 1, 1, 0])
+    big = 1 << 59
+    small_model, big_model = KneserNey(train, 3, 3), KneserNey(train + big, 3, 3)
+    for order in (1, 2, 3):
+        expected = small_model.with_order(order).nll(scored).tolist()
+        assert big_model.with_order(order).nll(scored + big).tolist() == expected
+
+
+def test_counting_each_order_is_logged_at_debug(caplog):
+    caplog.set_level(logging.DEBUG, logger="rnnlab.data.ngram")
+    KneserNey("abab", 2, 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Kneser-Ney: counting 1-grams of 4 characters",
+        "Kneser-Ney: counting 2-grams of 4 characters",
+    ]

@@ -10,6 +10,7 @@ import codecs
 import hashlib
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,6 +249,7 @@ def test_code_points():
     codes = code_points("a\u00e9\u20ac\U0001f600")
     assert codes.dtype == np.dtype("<u4")
     assert codes.tolist() == [97, 233, 8364, 128512]
+    assert code_points("a\ud800").tolist() == [97, 0xD800]  # a lone surrogate passes
 
 
 @pytest.mark.parametrize("chunk", [1 << 24, 3, 1])
@@ -392,10 +394,8 @@ def test_setup_splits_contiguously_with_the_vocabulary_of_the_train_part(tmp_pat
             "(scored as <unk>)" in caplog.text
         )
     sha = hashlib.sha256(TEXT.encode()).hexdigest()
-    assert (
-        f"{where}: 82/11/10 characters (train/val/test), {len(data.vocab)} symbols, "
-        f"SHA-256 {sha[:12]}" in caplog.text
-    )
+    said = f"{where}: 82/11/10 characters (train/val/test), {len(data.vocab)} symbols, "
+    assert said + f"SHA-256 {sha[:12]}" in [r.getMessage() for r in caplog.records]
     assert data.state_dict() == {
         "vocab": [ord(c) for c in sorted(set(TEXT[:82]))],
         "sha256": sha,
@@ -731,3 +731,155 @@ def test_setup_steps_are_named(tmp_path, caplog):
     ):
         assert step in caplog.text
     assert "done in" in caplog.text
+
+
+def test_read_text_names_the_setting_of_a_missing_file(tmp_path):
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(DataError) as caught:
+        read_text(missing, "utf-8")
+    assert str(caught.value) == f"data file {missing} does not exist; check data.file"
+
+
+def test_a_codec_error_without_a_position_names_the_text(tmp_path):
+    path = tmp_path / "puny.txt"
+    path.write_bytes(b"abc-9z!")  # punycode's own error has no offset
+    with pytest.raises(DataError) as caught:
+        read_text(path, "punycode")
+    assert str(caught.value) == (
+        f"data.file={path}: the text is not valid punycode; set data.encoding to the file's "
+        "encoding (e.g. latin-1)"
+    )
+
+
+@pytest.mark.parametrize(("text", "at"), [("\x00abc", 0), ("ab\x00c\x00", 2)])
+def test_the_first_nul_character_is_named(tmp_path, text, at):
+    path = tmp_path / "nul.txt"
+    path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(DataError, match=f"a NUL character at character {at} in utf-16"):
+        read_text(path, "utf-16")
+
+
+def _no_nul_codec(name: str) -> codecs.CodecInfo | None:
+    if name != "rnnlab_test_no_nul":
+        return None
+    latin = codecs.lookup("latin-1")
+
+    def encode(text: str, errors: str = "strict") -> tuple[bytes, int]:
+        if "\x00" in text:
+            raise UnicodeEncodeError(name, text, 0, 1, "no NUL here")
+        return latin.encode(text, errors)
+
+    return codecs.CodecInfo(encode, latin.decode, name=name)
+
+
+def test_a_codec_that_cannot_encode_nul_has_no_one_byte_nul():
+    codecs.register(_no_nul_codec)
+    try:
+        codec = codecs.lookup("rnnlab_test_no_nul")
+        assert not corpus._nul_is_one_zero_byte(codec)
+    finally:
+        codecs.unregister(_no_nul_codec)
+
+
+def test_characters_of_the_whole_text_by_default():
+    assert characters_of("zab") == ["a", "b", "z"]
+    assert characters_of("zab", end=2) == ["a", "z"]
+
+
+def test_the_class_defaults_are_the_configs():
+    import inspect
+
+    import yaml
+
+    from rnnlab.utils.config import config_dir
+
+    conf = yaml.safe_load((Path(config_dir()) / "data" / "text.yaml").read_text())
+    defaults = inspect.signature(TextDataModule).parameters
+    for name, value in conf.items():
+        if name not in ("_target_", "seed"):
+            assert defaults[name].default == value, name
+    data = TextDataModule()
+    assert (data.batch_size, data.bptt, data.eval_streams, data.ngram_max_order) == (32, 128, 8, 7)
+    assert data.num_workers == 0  # the text is in memory: no worker processes
+
+
+def test_a_module_before_setup_has_no_parts_metrics_or_settings():
+    data = TextDataModule()
+    assert len(data.parts) == 0 and data.baselines == {} and data.data_metrics() == {}
+    for call in (data.model_settings, lambda: data.opening("val")):
+        with pytest.raises(AssertionError) as caught:
+            call()
+        assert str(caught.value) == "setup() first"
+
+
+def test_the_first_character_of_the_text_is_in_the_vocabulary(tmp_path):
+    data = _module(tmp_path, text="Q" + TEXT[1:])
+    data.setup()
+    assert data.vocab is not None and "Q" in data.vocab.chars
+    assert data.opening("train", 3) == "Qhe"
+
+
+def test_setup_passes_the_stored_order_and_the_seed_to_the_baselines(tmp_path, monkeypatch):
+    calls = []
+    real = text_module.fit_text_baselines
+
+    def spy(*args):
+        calls.append(args[1:])
+        return real(*args)
+
+    monkeypatch.setattr(text_module, "fit_text_baselines", spy)
+    data = _module(tmp_path, ngram_max_order=2, ngram_fit_chars=4000, seed=9)
+    sha = hashlib.sha256(TEXT.encode()).hexdigest()
+    vocab = [ord(c) for c in sorted(set(TEXT[:82]))]
+    data.load_state_dict({"vocab": vocab, "sha256": sha, "ngram_order": 3})
+    data.setup()
+    assert calls == [(len(data.vocab), 2, 3, 4000, 9)]
+    assert data.ngram_order == 3  # the stored order, not one chosen again among 2..2
+
+
+def _limited(tmp_path) -> tuple[TextDataModule, Path]:
+    data = _module(tmp_path, max_file_mb=200 / (1 << 20))  # 200 bytes
+    data.setup()
+    big = tmp_path / "big.txt"
+    big.write_text("a mat " * 50, encoding="utf-8")  # 300 bytes
+    return data, big
+
+
+def test_a_test_file_over_the_stored_limit_is_refused_with_that_advice(tmp_path):
+    data, big = _limited(tmp_path)
+    data.use_test_file(str(big))
+    with pytest.raises(DataError) as caught:
+        data.setup()
+    assert str(caught.value).endswith(
+        "MiB; give a shorter file (the limit was stored with this model)"
+    )
+    data.use_test_file(str(big), encoding="utf-8")
+    with pytest.raises(DataError, match="over data"):
+        data.setup()
+
+
+def test_the_world_and_the_epoch_come_from_the_trainer():
+    from types import SimpleNamespace
+
+    data = TextDataModule()
+    assert (data._world(), data._epoch()) == ((1, 0), 0)
+    data.trainer = SimpleNamespace(world_size=3, global_rank=2, current_epoch=5)  # type: ignore[assignment]
+    assert (data._world(), data._epoch()) == ((3, 2), 5)
+
+
+def test_the_train_loader_uses_every_character_that_divides_evenly(tmp_path, monkeypatch):
+    data = _module(tmp_path, batch_size=3)  # (82 - 1) // 3 = 27 steps a stream, none left over
+    data.setup()
+    train = data.parts["train"]
+    x = torch.cat([b.x for b in data.train_dataloader()], dim=1)
+    assert x.tolist() == [train[i * 27 : (i + 1) * 27].tolist() for i in range(3)]
+    monkeypatch.setattr(data, "_world", lambda: (2, 0))  # rank 0 of 2: 6 streams of 13
+    x = torch.cat([b.x for b in data.train_dataloader()], dim=1)
+    assert x.tolist() == [train[i * 13 : (i + 1) * 13].tolist() for i in range(3)]
+
+
+def test_one_eval_stream_reads_the_whole_part_in_one_row(tmp_path):
+    data = _module(tmp_path, eval_streams=1)
+    data.setup()
+    x = torch.cat([b.x for b in data.val_dataloader()], dim=1)
+    assert x.tolist() == [data.parts["val"][:-1].tolist()]
