@@ -370,13 +370,15 @@ def lm_run(tmp_path_factory) -> tuple[Path, dict[str, float], str]:
     """A short run on a small text file: its directory, metrics and corpus path."""
     root = tmp_path_factory.mktemp("charlm")
     corpus = _text_file(root, PROSE * 30)
-    cfg = compose_config("train", [*LM_FAST, f"data.file={corpus}"], root / "run")
+    overrides = [*LM_FAST, f"data.file={corpus}", "dynamic_eval.lr=0.05"]
+    cfg = compose_config("train", overrides, root / "run")
     return root / "run", train(cfg), corpus
 
 
 def test_training_logs_bpc_perplexity_and_baselines_on_the_same_text(lm_run):
     _, metrics, _ = lm_run
-    for key in ("val/bpc", "test/bpc", "test/ppl", "test/bpc_unigram", "test/bpc_ngram"):
+    keys = ("val/bpc", "test/bpc", "test/ppl", "test/bpc_unigram", "test/bpc_ngram")
+    for key in (*keys, "val/bpc_dynamic", "test/bpc_dynamic"):
         assert math.isfinite(metrics[key]), key
     assert math.isclose(metrics["test/ppl"], 2 ** metrics["test/bpc"], rel_tol=1e-4)
     assert metrics["test/bpc_ngram"] < metrics["test/bpc_unigram"]
@@ -399,13 +401,21 @@ def test_checkpoint_restores_vocabulary_and_eval_scores_a_new_file(lm_run, tmp_p
     new = _text_file(tmp_path, "it was the age of times, ~ new", "new.txt")
     out = tmp_path / "eval"
     result = _run(
-        ["-m", "rnnlab.eval", f"ckpt_path={best}", f"data.file={new}", f"hydra.run.dir={out}"],
+        [
+            "-m",
+            "rnnlab.eval",
+            f"ckpt_path={best}",
+            f"data.file={new}",
+            f"hydra.run.dir={out}",
+            "dynamic_eval.lr=0.05",
+        ],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr
     scored = json.loads((out / "metrics.json").read_text())
     assert scored["test/unk_chars"] == 1  # '~' is not in the training text
     assert scored["test/bpc"] != metrics["test/bpc"]
+    assert math.isfinite(scored["test/bpc_dynamic"])  # the new file, read dynamically
     # its baselines were fitted on the same training characters as the run's
     assert scored["data/ngram_fit_chars"] == metrics["data/ngram_fit_chars"]
 

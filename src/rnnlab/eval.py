@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.callbacks.progress import shows_live_bar
 from rnnlab.checkpoint import load_checkpoint, restore
+from rnnlab.dynamic_eval import check_settings, dynamic_metrics
 from rnnlab.run.command import command
 from rnnlab.run.job import run_task
 from rnnlab.utils.config import instantiate_group
@@ -29,6 +30,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     seed, datamodule, model = restore(
         load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, cfg.get("user_classes")
     )
+    dynamic = check_settings(cfg.get("dynamic_eval"), model)
     text = OmegaConf.select(cfg, "data.file")
     if text:
         datamodule.use_test_file(str(text))
@@ -41,6 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(model, datamodule=datamodule)
     metrics = {**as_floats(trainer.callback_metrics), **datamodule.data_metrics()}
     if trainer.is_global_zero:
+        metrics.update(dynamic_metrics(dynamic, model, datamodule))
         write_metrics(metrics, cfg.paths.output_dir)
         table = metrics_table(f"test metrics of {shown(cfg.ckpt_path)}:", metrics)
         log.info(table, extra=FILE_ONLY)  # the console has Lightning's table of the same numbers

@@ -33,6 +33,7 @@ from rnnlab.checkpoint import (
     plan_resume,
 )
 from rnnlab.data.base import TaskDataModule
+from rnnlab.dynamic_eval import check_settings, dynamic_metrics
 from rnnlab.run.command import command
 from rnnlab.run.job import in_multirun, resume_command, run_sweep_job, run_task
 from rnnlab.search.trial import trial_callbacks
@@ -205,6 +206,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model = build_data_and_model(cfg)
+    dynamic = check_settings(cfg.get("dynamic_eval"), model)  # refused before training
     point = plan_resume(cfg)  # a bad checkpoint is refused before the trainer starts
     timer = StartupTimer()
     # a trial of an Optuna search reports each validation epoch to its study (and is pruned)
@@ -216,6 +218,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_job(trainer)
     metrics.update(datamodule.data_metrics())  # e.g. a baseline fitted on a sample: how big
+    if cfg.get("test") and trainer.is_global_zero:  # the tested (best) weights, adapting
+        metrics.update(dynamic_metrics(dynamic, model, datamodule))
     # null when no step ran (a finished run resumed), so every run writes the same keys
     metrics["time/startup_to_first_step_s"] = timer.first_step_s  # type: ignore[assignment]
     metrics["time/train_s"] = time.perf_counter() - started
