@@ -295,6 +295,7 @@ def test_sizes_the_config_does_not_give_are_not_checked():
     assert refused == _said("the data state", _part("series", "is not a list of series names"))
     check_data_state({"normalizers": [_norm(), _norm()], "series": ["a", "b"]}, per_series, P)
     check_data_state({"ngram_order": 3, "vocab": [1, 2]}, {"data": {"ngram_max_order": 3}}, P)
+    check_data_state({"ngram_order": 1}, {"data": {"ngram_max_order": 1}}, P)
     assert "its ngram_order is 2, not an order from 1 to data.ngram_max_order=1" in _refused(
         check_data_state, {"ngram_order": 2}, {"data": {"ngram_max_order": 1}}, P
     )
