@@ -19,6 +19,7 @@ import torch
 from rnnlab.checkpoint import CONFIG_KEY, DATA_KEY, METRICS_KEY, allowed_places, load_checkpoint
 from rnnlab.checkpoint.build import NotBuildable
 from rnnlab.checkpoint.rebuild import Restored, _load, _refused_as_stored, check_stored, restore
+from rnnlab.checkpoint.resume import _added_since, _defaults
 from rnnlab.checkpoint.stored import (
     TINY_SCALE,
     Malformed,
@@ -34,6 +35,7 @@ from rnnlab.data.classification import ClassificationDataModule
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.encoder import RNNEncoder
 from rnnlab.utils.errors import ConfigError, DataError
+from tests.own_classes import OwnEncoder
 
 FORMAT1 = Path(__file__).parent / "fixtures" / "checkpoint_format1.ckpt"
 P = "p.ckpt"  # the path the refusals name
@@ -564,3 +566,22 @@ def test_a_state_the_class_refuses_is_the_checkpoints():
     assert _refused(_load, _failing(RuntimeError("size mismatch\nmore")), {}, P, "the w") == (
         _said("the w", "is not what rnnlab wrote (size mismatch)")
     )
+
+
+# --- resume.py: settings a class gained after the checkpoint was written ------------------------
+def test_a_setting_added_since_is_the_same_when_left_at_its_default(genuine, places):
+    """A format-1 checkpoint's encoder has no locked_input_dropout (added since): a resumed
+    run that leaves it at the class's default builds the same model; any other value differs."""
+    stored = genuine[CONFIG_KEY]
+    assert "locked_input_dropout" not in stored["model"]["encoder"]
+    current = copy.deepcopy(stored)
+    current["model"]["encoder"].update(locked_input_dropout=0.0, weight_drop=0.0, unknown=0.0)
+    current["model"]["encoder"]["hidden_size"] = 16  # stored: never skipped
+    current["data"]["max_file_mb"] = 5
+    skip = _added_since(stored, current, places)
+    assert {"model.encoder.locked_input_dropout", "model.encoder.weight_drop"} <= skip
+    assert not skip & {"model.encoder.unknown", "model.encoder.hidden_size", "model.encoder.cell"}
+    current["model"]["encoder"]["locked_input_dropout"] = 0.5
+    assert "model.encoder.locked_input_dropout" not in _added_since(stored, current, places)
+    assert _defaults(RNNEncoder)["hidden_size"] == 64 and "input_size" not in _defaults(RNNEncoder)
+    assert _defaults(OwnEncoder) == _defaults(RNNEncoder)

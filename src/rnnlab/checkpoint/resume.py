@@ -8,19 +8,22 @@ the new directory holds everything of the run.
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.checkpoint.allowlist import allowed_places
+from rnnlab.checkpoint.allowlist import Place, allowed_places
 from rnnlab.checkpoint.diff import first_difference
 from rnnlab.checkpoint.format import CONFIG_KEY, DATA_KEY, load_checkpoint, save_atomically
 from rnnlab.checkpoint.rebuild import check_stored
 from rnnlab.checkpoint.stored import check_data_state
 from rnnlab.checkpoint.training_state import check_training_state
+from rnnlab.checkpoint.weights import _built_nodes
 from rnnlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -131,6 +134,39 @@ def _part(config: Any, dotted: str) -> Any:
     return config
 
 
+def _added_since(
+    stored: dict[str, Any], current: dict[Any, Any], places: Mapping[str, Place]
+) -> set[str]:
+    """The settings a checkpoint of an earlier release lacks (its class gained them since) that
+    this run leaves at the class's default: the stored run built the same object without them."""
+    same: set[str] = set()
+    for part in ("data", "model"):
+        for where, node, cls in _built_nodes(stored.get(part), part, places):
+            now = _part(current, where)
+            defaults = _defaults(cls)
+            for key, value in now.items() if isinstance(now, dict) else ():
+                if key not in node and key in defaults and defaults[key] == value:
+                    same.add(f"{where}.{key}")
+    return same
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default of each keyword argument ``cls`` takes, following ``**kwargs`` up to the
+    base classes (as ``build`` finds its settings)."""
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        for p in parameters:
+            if p.default is not inspect.Parameter.empty:
+                found.setdefault(p.name, p.default)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            break
+    return found
+
+
 def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     """Read the checkpoint a run resumes from and check that resuming it makes sense: the same
     data, model and weight-averaging settings, and no fewer epochs asked for than it already
@@ -151,8 +187,9 @@ def plan_resume(cfg: DictConfig) -> ResumePoint | None:
     assert isinstance(current, dict)
     # the weight averaging too: its checkpoints hold the average where the weights belong, so
     # a run resumed without it (or with another decay) would continue from the wrong weights
+    skip = _MAY_DIFFER | _added_since(stored, current, places)
     for part in ("data", "model", "callbacks.weight_averaging"):
-        found = first_difference(_part(stored, part), _part(current, part), part, _MAY_DIFFER)
+        found = first_difference(_part(stored, part), _part(current, part), part, skip)
         if found:
             raise ConfigError(
                 f"cannot resume from {source}: {found.where} is {found.first!r} in the checkpoint "
