@@ -178,3 +178,9 @@ def check_training(cfg: DictConfig) -> None:
             f"trainer.max_epochs={epochs} trains nothing; set it to 1 or more "
             "(or -1 to train until early stopping or max_steps ends the run)"
         )
+    averaging = OmegaConf.select(cfg, "callbacks.weight_averaging", default=None)
+    if isinstance(averaging, DictConfig) and "nonmono" in averaging and "decay" in averaging:
+        raise ConfigError(
+            "model/optimizer=ntasgd averages the weights itself, and callbacks=ema would too: "
+            "drop callbacks=ema (or choose another optimizer)"
+        )
