@@ -119,3 +119,43 @@ def test_evaluation_loss_has_no_penalty():
 def test_out_of_range_settings_are_refused_with_their_name(setting, value):
     with pytest.raises(ConfigError, match=f"model.{setting}="):
         _model(**{setting: value})
+
+
+@pytest.mark.slow
+def test_every_regulariser_trains_under_ddp_on_two_processes(tmp_path):
+    import json
+
+    from tests.test_charlm import LM_FAST, PROSE, _text_file
+    from tests.test_cli import _run
+
+    corpus = _text_file(tmp_path, PROSE * 30)
+    run_dir = tmp_path / "ddp"
+    regularisers = [
+        "model.encoder.dropout=0",
+        "model.encoder.locked_input_dropout=0.1",
+        "model.encoder.locked_layer_dropout=0.2",
+        "model.encoder.locked_output_dropout=0.2",
+        "model.encoder.weight_drop=0.3",
+        "model.embedding_dropout=0.1",
+        "model.ar=1",
+        "model.tar=1",
+    ]
+    done = _run(
+        [
+            "-m",
+            "rnnlab.train",
+            *LM_FAST,
+            f"data.file={corpus}",
+            "model.encoder.num_layers=2",
+            *regularisers,
+            "data.batch_size=2",
+            "trainer=ddp_cpu",
+            "trainer.devices=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["test/bpc"] < metrics["test/bpc_unigram"]
