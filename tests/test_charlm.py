@@ -506,6 +506,21 @@ def test_sampling_leaves_training_state_and_global_random_state_alone():
     assert len(one) == 30 and set(one) <= set("abc ")
 
 
+def test_the_generate_method_draws_as_the_sampler_does_even_at_a_tiny_temperature():
+    vocab = Vocabulary(list("abc "))
+    model = _model(len(vocab)).train()
+    for temperature, top_k in ((0.7, 0), (1.0, 2), (1e-300, 0)):
+        ids = model.generate(
+            vocab.encode("ab").tolist(), 25, temperature, top_k, torch.Generator().manual_seed(9)
+        )
+        text = sample_text(model, vocab, "ab", 25, temperature, top_k, seed=9)
+        assert vocab.decode(ids) == text and model.training
+    # at 1e-300 the draw is greedy: float32 division would have made inf and NaN of it
+    with torch.no_grad():
+        greedy = model.generate([1], 1, 1e-300, 0, torch.Generator().manual_seed(0))
+        assert greedy[0] == int(model(torch.tensor([[1]]))[0][0, -1, 1:].argmax()) + 1
+
+
 @pytest.mark.parametrize(
     ("text", "settings", "message"),
     [

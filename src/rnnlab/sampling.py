@@ -73,7 +73,9 @@ class SteppingModel(Protocol):
     def train(self, mode: bool = True) -> Any: ...
 
 
-def draw(scores: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator) -> int:
+def draw(
+    scores: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None
+) -> int:
     """One character id from the next-character ``scores`` (vocab,) by ``softmax(scores /
     temperature)`` over the ``top_k`` most likely (0: all), never ``<unk>``.
 
@@ -108,13 +110,13 @@ def check_prompt(vocab: Vocabulary, prompt: str) -> None:
     _prompt_ids(vocab, prompt)
 
 
-def _step_ids(
+def step_ids(
     model: SteppingModel,
     prompt: list[int],
     length: int,
     temperature: float,
     top_k: int,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
 ) -> Generator[int, None, None]:
     """``length`` ids after ``prompt``, each yielded as soon as it is drawn (state carried)."""
     with torch.no_grad():  # never open across a yield: the caller's own code runs there
@@ -151,7 +153,7 @@ def stream_text(
     was_training = model.training
     model.eval()
     try:
-        with contextlib.closing(_step_ids(model, ids, length, temperature, top_k, generator)) as it:
+        with contextlib.closing(step_ids(model, ids, length, temperature, top_k, generator)) as it:
             for drawn in it:
                 yield vocab.decode([drawn])
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -245,22 +245,14 @@ class LanguageModel(SequenceModule):
     ) -> list[int]:
         """``length`` character ids following ``prompt``, sampled one at a time with the state
         carried (O(length)), from ``softmax(logits / temperature)`` restricted to the ``top_k``
-        most likely (0: all). Draws come from ``generator`` (a CPU generator), not the global
-        random state."""
+        most likely (0: all), exactly as ``rnnlab.sampling`` draws. Draws come from
+        ``generator`` (a CPU generator; None: the global random state)."""
+        from rnnlab.sampling import SteppingModel, step_ids  # float64 draws, never <unk>
+
         was_training = self.training
         self.eval()
         try:
-            logits, state = self(torch.tensor([prompt], device=self.device))
-            scores, drawn = logits[:, -1], []
-            for _ in range(length):
-                scores = scores.float().cpu() / temperature
-                scores[:, UNKNOWN_ID] = -math.inf
-                if 0 < top_k < self.vocab_size:
-                    kth = scores.topk(top_k, dim=-1).values[:, -1:]
-                    scores = scores.masked_fill(scores < kth, -math.inf)
-                nxt = torch.multinomial(scores.softmax(dim=-1), 1, generator=generator)[:, 0]
-                drawn.append(int(nxt))
-                scores, state = self.step(nxt.to(self.device), state)
+            stepping = cast("SteppingModel", self)  # what it is; mypy reads device as settable
+            return list(step_ids(stepping, prompt, length, temperature, top_k, generator))
         finally:
             self.train(was_training)
-        return drawn
