@@ -21,6 +21,8 @@ from rnnlab.checkpoint.training_state import (
     _check_like,
     _fresh_loops,
     _kind_problem,
+    _optional,
+    _string,
     check_training_state,
 )
 
@@ -119,6 +121,8 @@ def test_loops_like_a_fresh_trainers(ck, check, refused):
     assert refused(ck) == _said("loops.fit_loop", "lacks 'epoch_progress'")
     ck["loops"] = None
     assert refused(ck) == _said("loops", "is None, not a mapping")
+    ck["loops"] = [1]
+    assert refused(ck) == _said("loops", "is [1], not a mapping")
 
 
 def test_fresh_loops_are_every_loops_and_keep_logging_as_it_was():
@@ -149,6 +153,18 @@ def test_kinds_of_values():
     assert _kind_problem([0.0, 0.0], torch.ones(2)) is not None
     assert _kind_problem(None, None) is None and _kind_problem(0, None) == "is 0, not like None"
     assert _kind_problem(b"x", b"y") is None and _kind_problem("x", b"y") is not None
+
+
+def test_like_compares_numbers_as_numbers_unless_counts_are_asked_for():
+    _check_like({"a": -1, "b": 2.5}, {"a": 1, "b": 1}, "w", P)
+    with pytest.raises(Malformed, match=r"w\.a is -1, not like 1"):
+        _check_like({"a": -1}, {"a": 1}, "w", P, counts=True)
+
+
+def test_optional_checks_take_none_or_what_the_check_takes():
+    optional = _optional(_string)
+    assert optional(None) is True and optional("a") is True
+    assert optional(1) is False
 
 
 def test_like_refuses_keys_lightning_does_not_write_unless_told():
@@ -218,6 +234,19 @@ def test_required_fields_must_be_there(ck, refused, name, field):
     ck["callbacks"].setdefault(name, {"latest_update_step": 0}).pop(field)
     short = name.split("{")[0]
     assert refused(ck) == _said(f"callbacks.{short}", f"lacks {field!r}")
+
+
+def test_a_missing_optional_field_does_not_end_the_checks(ck, refused):
+    mc = ck["callbacks"][MC]
+    del mc["monitor"]  # optional, and the first of them
+    mc["last_model_path"] = "x.txt"  # the last
+    assert refused(ck) == _said("callbacks.ModelCheckpoint.last_model_path", "is 'x.txt'")
+
+
+def test_a_callback_is_known_by_the_name_before_its_first_brace(ck, refused):
+    state = ck["callbacks"].pop(ES)
+    ck["callbacks"]["EarlyStopping{'monitor': {'nested': 1}}"] = {**state, "stopped_epoch": "x"}
+    assert refused(ck) == _said("callbacks.EarlyStopping.stopped_epoch", "is 'x'")
 
 
 def test_optional_fields_and_values_that_pass(ck, check):
@@ -304,7 +333,15 @@ def test_groups_like_a_fresh_optimisers(ck, check, refused):
 
 
 @pytest.mark.parametrize(
-    "params", [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 4], [0, 1, 2, 3, 4, 6], [0, 1, 2, 3, 4, True]]
+    "params",
+    [
+        [0, 1, 2, 3, 4],
+        [0, 1, 2, 3, 4, 4],
+        [0, 1, 2, 3, 4, 6],
+        [0, 1, 2, 3, 4, True],
+        [0, True, 2, 3, 4, 5],  # every index once, as a set sees it
+        [0, 1.0, 2, 3, 4, 5],
+    ],
 )
 def test_the_groups_name_each_parameter_once(ck, refused, params):
     _group(ck)["params"] = params
