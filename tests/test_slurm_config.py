@@ -150,3 +150,43 @@ def test_the_local_cluster_config_and_its_refusal(monkeypatch, tmp_path):
         "SLURM is not installed (no munged, slurmctld, slurmd, sbatch, srun, squeue, sinfo, "
         "scontrol, scancel); apt-get install slurmctld slurmd slurm-client munge"
     )
+
+
+def _uncompleted(tmp_path: Path) -> Exception:
+    from submitit.core.utils import UncompletedJobError
+
+    # submitit's own wording (submitit/core/core.py, Job.results)
+    result = tmp_path / ".submitit" / "17_1" / "17_1_0_result.pkl"
+    return UncompletedJobError(
+        f"Job 17_1 (task: 0) with path {result}\n"
+        "has not produced any output (state: CANCELLED by 0)\n"
+        "Error stream produced:\n----------------------------------------\nslurmstepd: CANCELLED"
+    )
+
+
+def test_a_cluster_job_that_ended_without_a_result_is_one_line(tmp_path):
+    assert slurm.unfinished_job(_uncompleted(tmp_path)) == (
+        "SLURM job 17_1 ended without a result (state: CANCELLED by 0); its output and error "
+        f"streams are in {tmp_path / '.submitit' / '17_1'}"
+    )
+    assert slurm.unfinished_job(RuntimeError("Job 17_1 (task: 0) with path x")) is None
+
+
+def test_the_submitting_command_ends_in_that_line_and_exit_status_1(tmp_path, monkeypatch, capsys):
+    from rnnlab.run import command as run_command
+    from rnnlab.train import job
+
+    def cancelled(*args, **kwargs):
+        raise _uncompleted(tmp_path)
+
+    monkeypatch.setattr(run_command, "run", cancelled)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["rnnlab.train", "-m", "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        run_command.command("train", job)
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {slurm.unfinished_job(_uncompleted(tmp_path))}"
+    ]

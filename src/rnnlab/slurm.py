@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -243,3 +244,27 @@ class SlurmJobs(Callback):
         cpus = use_allocated_cpus()
         if cpus is not None:
             log.info("OMP_NUM_THREADS=%d: the CPUs SLURM gave this task", cpus)
+
+
+# submitit's message when a job ended without a result: its first two lines
+_UNCOMPLETED = re.compile(
+    r"Job (?P<job>\S+) \(task: \d+\) with path (?P<path>.+)\n"
+    r"has not produced any output \(state: (?P<state>[^\n]*)\)"
+)
+
+
+def unfinished_job(exc: BaseException) -> str | None:
+    """One line for a cluster job that ended without a result (cancelled, killed, out of
+    memory), which submitit raises as ``UncompletedJobError`` in the submitting command; None
+    for any other exception."""
+    if type(exc).__name__ != "UncompletedJobError":
+        return None
+    found = _UNCOMPLETED.search(str(exc))
+    if found is None:
+        return f"a cluster job of this sweep ended without a result: {str(exc).splitlines()[0]}"
+    state = found["state"].removesuffix(")")
+    folder = Path(found["path"]).parent
+    return (
+        f"SLURM job {found['job']} ended without a result (state: {state}); its output and "
+        f"error streams are in {folder}"
+    )

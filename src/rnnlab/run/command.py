@@ -35,6 +35,7 @@ from rnnlab.run.directory import (
     remove_fresh_sweep_dir,
 )
 from rnnlab.run.job import exit_on_interrupt
+from rnnlab.slurm import unfinished_job
 from rnnlab.utils.config import config_dir
 from rnnlab.utils.errors import ConfigError, UserError
 from rnnlab.utils.overrides import parse_overrides
@@ -182,6 +183,13 @@ def command(config_name: str, job: TaskFunction) -> None:
             line = exc if isinstance(exc, UserError) else composition_error(exc, config_name, [])
             print(f"error: {line}", file=sys.stderr)
             sys.exit(2)
+        except Exception as exc:
+            # a cluster job cancelled or killed: not a mistake, but no traceback either
+            unfinished = unfinished_job(exc)
+            if unfinished is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(f"error: {unfinished}", file=sys.stderr)
+            sys.exit(1)
 
 
 def check(config_name: str, argv: list[str]) -> DictConfig:
