@@ -6,7 +6,6 @@ lines as an editor does, header = line 1) or the row (DataFrames count rows from
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +71,12 @@ def read_csv(
     raw = read_input(path, setting, max_file_mb, limit_advice)
     try:
         frame = pd.read_csv(io.BytesIO(raw))
-        header = next(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")), [])
+        # the header row as written (pandas renames repeats): its first row, not a decoded copy
+        # of the whole file
+        first = pd.read_csv(io.BytesIO(raw), header=None, nrows=1, dtype=str, keep_default_na=False)
+        header = first.iloc[0].tolist() if len(first) else []
     # ParserError, EmptyDataError and UnicodeDecodeError are ValueErrors
-    except (ValueError, csv.Error) as exc:
+    except ValueError as exc:
         raise DataError(f"cannot read {path} as CSV: {first_line(exc)}") from exc
     # pandas renames a repeated column ('co2' -> 'co2.1') and the first one would win silently
     twice = sorted({name for name in header if header.count(name) > 1})
