@@ -257,3 +257,13 @@ def test_counting_each_order_is_logged_at_debug(caplog):
         "Kneser-Ney: counting 1-grams of 4 characters",
         "Kneser-Ney: counting 2-grams of 4 characters",
     ]
+
+
+def test_ids_past_the_training_texts_score_as_an_unseen_character_of_a_string():
+    # a string model's unseen characters are id 0, below its base; an id model's may lie past
+    # it, and must not be read as any seen id (such as 1, the key an unseen one must not get)
+    from_string = KneserNey("ababba", 3, 4)
+    from_ids = KneserNey(np.array([1, 2, 1, 2, 2, 1]), 3, 4)
+    for order in (1, 2, 3):
+        expected = from_string.with_order(order).nll("azbay").tolist()
+        assert from_ids.with_order(order).nll(np.array([1, 5, 2, 1, 7])).tolist() == expected
