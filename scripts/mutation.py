@@ -61,9 +61,19 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
     "src/rnnlab/models/encoder.py": (
         "tests/test_encoder_mutants.py",
+        "tests/test_encoder_regularisers.py",
         "tests/test_encoder.py",
         "tests/test_diagnostics_values.py",
         "tests/test_diagnostics.py",
+    ),
+    "src/rnnlab/models/regularisers.py": (
+        "tests/test_encoder_regularisers.py",
+        "tests/test_encoder.py",
+    ),
+    "src/rnnlab/models/layerwise.py": (
+        "tests/test_encoder_regularisers.py",
+        "tests/test_encoder.py",
+        "tests/test_diagnostics_values.py",
     ),
     # the text modules: values checked in-process (test_charlm.py trains models or starts
     # commands, minutes per surviving mutant, and its values are checked here on tiny inputs)
