@@ -226,3 +226,20 @@ def test_bad_settings_are_refused_in_one_line_with_their_names(settings, message
     with pytest.raises(ConfigError, match=message) as refused:
         RNNEncoder(FEATURES, HIDDEN, **settings)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_language_model_path_starts_from_the_state_it_is_given(cell):
+    # only the output mask: training's outputs are evaluation's, from the same state, times it
+    torch.manual_seed(0)
+    encoder = RNNEncoder(
+        FEATURES, HIDDEN, num_layers=2, cell=cell, bidirectional=False, locked_output_dropout=0.5
+    )
+    x, _ = _batch((6, 6, 6))
+    with torch.no_grad():
+        _, state = encoder.eval().sequence(x)  # the state a first window leaves
+        expected, _ = encoder.sequence(x, state)
+        trained, _ = encoder.train().sequence(x, state)
+    kept = trained != 0
+    assert 0 < kept.sum() < kept.numel()
+    torch.testing.assert_close(trained[kept], 2 * expected[kept])
