@@ -291,5 +291,5 @@ def test_unknown_optimiser_is_refused_before_the_run_with_the_options():
         check("train", ["model/optimizer=adagard"])
     assert str(info.value) == (
         "In 'model/classifier': Could not find 'model/optimizer/adagard'; Available options in "
-        "'model/optimizer': adam, adamw, sgd"
+        "'model/optimizer': adam, adamw, ntasgd, sgd"
     )
