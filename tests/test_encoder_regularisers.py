@@ -89,7 +89,8 @@ def test_the_input_mask_is_one_per_sequence_the_same_at_every_step(impl):
     assert x.grad is not None
     dropped = x.grad == 0  # a dropped input feature gets no gradient at any step
     assert _constant_over_time(dropped, lengths)
-    assert 0 < dropped.sum() < dropped.numel()
+    valid = (torch.arange(x.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
+    assert 0 < (dropped & valid).sum() < valid.sum() * x.shape[-1]  # padding gets none anyway
 
 
 @pytest.mark.parametrize("impl", ["packed", "padded"])
@@ -138,15 +139,15 @@ def test_the_mask_between_layers_is_one_per_sequence_the_same_at_every_step(monk
 def test_weight_drop_masks_weight_hh_once_per_forward_and_never_the_parameter(monkeypatch):
     calls = _recording_kernels(monkeypatch)
     torch.manual_seed(0)
-    encoder = RNNEncoder(FEATURES, HIDDEN, bidirectional=False, weight_drop=0.5).train()
+    encoder = RNNEncoder(FEATURES, HIDDEN, bidirectional=False, weight_drop=0.3).train()
     stored = {k: v.clone() for k, v in encoder.state_dict().items()}
     x, lengths = _batch((6, 6, 6))
     encoder(x, lengths).sum().backward()
     raw = encoder.rnn.weight_hh_l0
     given_hh = calls[0][1][1]
     dropped = given_hh == 0
-    assert 0.3 < dropped.float().mean() < 0.7  # about half the connections, elementwise
-    torch.testing.assert_close(given_hh[~dropped], 2 * raw[~dropped].detach())
+    assert 0.15 < dropped.float().mean() < 0.45  # about 30 % of the connections, elementwise
+    torch.testing.assert_close(given_hh[~dropped], raw[~dropped].detach() / 0.7)
     assert raw.grad is not None and (raw.grad[dropped] == 0).all()  # dropped: no gradient
     assert encoder.state_dict().keys() == stored.keys()  # the raw weights, no mask
     assert all(torch.equal(v, stored[k]) for k, v in encoder.state_dict().items())
@@ -212,20 +213,31 @@ def test_no_warning_from_the_kernels_in_training():
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"weight_drop": 1.0}, r"model.encoder.weight_drop=1.0 must be in \[0, 1\)"),
-        ({"locked_input_dropout": -0.1}, "model.encoder.locked_input_dropout=-0.1"),
-        ({"locked_output_dropout": float("nan")}, "model.encoder.locked_output_dropout=nan"),
-        ({"locked_layer_dropout": 0.3}, "acts between stacked layers: set .*num_layers >= 2"),
+        ({"weight_drop": 1.0}, "model.encoder.weight_drop=1.0 must be in [0, 1)"),
+        (
+            {"locked_input_dropout": -0.1},
+            "model.encoder.locked_input_dropout=-0.1 must be in [0, 1)",
+        ),
+        (
+            {"locked_output_dropout": float("nan")},
+            "model.encoder.locked_output_dropout=nan must be in [0, 1)",
+        ),
+        (
+            {"locked_layer_dropout": 0.3},
+            "model.encoder.locked_layer_dropout acts between stacked layers: set "
+            "model.encoder.num_layers >= 2, or use locked_input_dropout / locked_output_dropout",
+        ),
         (
             {"locked_layer_dropout": 0.3, "num_layers": 2, "dropout": 0.2},
-            "both drop between layers: set one of them to 0",
+            "model.encoder.dropout and model.encoder.locked_layer_dropout both drop between "
+            "layers: set one of them to 0",
         ),
     ],
 )
 def test_bad_settings_are_refused_in_one_line_with_their_names(settings, message):
-    with pytest.raises(ConfigError, match=message) as refused:
+    with pytest.raises(ConfigError) as refused:
         RNNEncoder(FEATURES, HIDDEN, **settings)
-    assert "\n" not in str(refused.value)
+    assert str(refused.value) == message
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
