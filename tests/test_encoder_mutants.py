@@ -225,7 +225,7 @@ def test_the_packed_path_keeps_every_step_of_the_padded_batch():
 def test_each_direction_gets_its_own_one_layer_initial_state(monkeypatch, cell, learned_init):
     """The fused kernel runs one layer and direction: its initial state is that one's row of
     h0 (and c0), shape (1, batch, hidden); without a learned state, zeros."""
-    from rnnlab.models import encoder as module
+    from rnnlab.models import layerwise as module
 
     seen: list[tuple[torch.Tensor, ...]] = []
     kernel = module.KERNELS[cell]
@@ -257,7 +257,7 @@ def test_each_direction_gets_its_own_one_layer_initial_state(monkeypatch, cell, 
 def test_only_the_kernels_warning_about_non_contiguous_weights_is_silenced(monkeypatch):
     """cuDNN warns on every call that one direction's weights are a view into the module's
     flat buffer (expected here); any other warning of the kernel still shows."""
-    from rnnlab.models import encoder as module
+    from rnnlab.models import layerwise as module
 
     kernel = module.KERNELS["gru"]
 

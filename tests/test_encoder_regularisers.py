@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn.utils.rnn import pad_sequence
 
-from rnnlab.models import encoder as encoder_module
+from rnnlab.models import layerwise
 from rnnlab.models.encoder import RNNEncoder
 from rnnlab.utils.errors import ConfigError
 from tests.test_encoder import (
@@ -108,14 +108,14 @@ def test_the_output_mask_is_one_per_sequence_the_same_at_every_step(impl):
 def _recording_kernels(monkeypatch) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
     """Every call of the fused kernels: the inputs and the weights they were given."""
     calls: list[tuple[torch.Tensor, list[torch.Tensor]]] = []
-    for cell, kernel in list(encoder_module.KERNELS.items()):
+    for cell, kernel in list(layerwise.KERNELS.items()):
 
         def recording(inputs, *args, _kernel=kernel):
             weights = next(a for a in args if isinstance(a, list))
             calls.append((inputs, weights))
             return _kernel(inputs, *args)
 
-        monkeypatch.setitem(encoder_module.KERNELS, cell, recording)
+        monkeypatch.setitem(layerwise.KERNELS, cell, recording)
     return calls
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.capabilities import TextGenerator
+from rnnlab.models.language import detached
 from rnnlab.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def dynamic_nll(
                 if grad is not None:
                     param.sub_(lr * grad)
                 param.sub_(decay * (param - start_value))
-        state = tuple(s.detach() for s in after) if isinstance(after, tuple) else after.detach()
+        state = detached(after)
     return torch.cat(scores).cpu().double().numpy() if scores else np.zeros(0)
 
 

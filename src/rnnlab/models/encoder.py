@@ -23,12 +23,6 @@ NONLINEARITIES = ("tanh", "relu")  # of the vanilla RNN only
 IMPLS = ("auto", "packed", "padded")
 # a recurrent state: h, or (h, c) for an LSTM; each (layers * directions, batch, hidden)
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-# The fused kernels nn.RNN/LSTM/GRU call themselves, one layer and direction at a time here.
-KERNELS: dict[str, Callable[..., Any]] = {
-    "rnn": torch.rnn_tanh,
-    "lstm": torch.lstm,
-    "gru": torch.gru,
-}
 
 
 def _choice(kind: str, value: str, allowed: tuple[str, ...] | list[str]) -> str:
@@ -283,7 +277,7 @@ class RNNEncoder(nn.Module):
             hx = h0[index : index + 1]
         if self.recorded is not None:
             return layerwise.direction_unrolled(self, inputs, layer, direction, hx, weights)
-        kernel = torch.rnn_relu if self.nonlinearity == "relu" else KERNELS[self.cell]
+        kernel = layerwise.kernel_of(self)
         with warnings.catch_warnings():
             # cuDNN asks for the module's flat weight buffer; one direction's weights are a view
             # into it, which it copies per call (the cost is in scripts/bench/encoder_paths.py)

@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from rnnlab.models.encoder import RNNEncoder, State
 
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# The fused kernels nn.RNN/LSTM/GRU call themselves, run here one layer (and direction) at a time.
+KERNELS: dict[str, Callable[..., Any]] = {
+    "rnn": torch.rnn_tanh,
+    "lstm": torch.lstm,
+    "gru": torch.gru,
+}
 # One step of each cell, for the unrolled path that diagnostics record hidden states from.
 CELL_STEPS: dict[str, Callable[..., Any]] = {
     "rnn": torch.rnn_tanh_cell,
@@ -59,9 +65,8 @@ def _slice(state: Any, start: int, stop: int, order: torch.Tensor | None = None)
     return tuple(cut) if isinstance(state, tuple) else cut[0]
 
 
-def _kernel(encoder: RNNEncoder) -> Any:
-    from rnnlab.models.encoder import KERNELS
-
+def kernel_of(encoder: RNNEncoder) -> Any:
+    """The fused kernel of ``encoder``'s cell (and nonlinearity)."""
     return torch.rnn_relu if encoder.nonlinearity == "relu" else KERNELS[encoder.cell]
 
 
@@ -86,7 +91,7 @@ def forward_packed(
             data = data * masks.between[layer][row_sequence]
         weights = [w for d in range(directions) for w in layer_weights(encoder, layer, d, masks)]
         hx = _slice(state, layer * directions, (layer + 1) * directions, packed.sorted_indices)
-        result = _kernel(encoder)(
+        result = kernel_of(encoder)(
             data, packed.batch_sizes, hx, weights, True, 1, 0.0, True, bidirectional
         )
         data, last = result[0], [result[1]]
@@ -113,7 +118,7 @@ def sequence(
             inputs = masks.locked(inputs, masks.between[layer])
         hx = _slice(state, layer, layer + 1)
         weights = layer_weights(encoder, layer, 0, masks)
-        result = _kernel(encoder)(inputs, hx, weights, True, 1, 0.0, True, False, True)
+        result = kernel_of(encoder)(inputs, hx, weights, True, 1, 0.0, True, False, True)
         inputs, finals = result[0], [*finals, result[1:]]
     after: State
     if encoder.cell == "lstm":
