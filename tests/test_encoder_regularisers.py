@@ -255,3 +255,39 @@ def test_the_language_model_path_starts_from_the_state_it_is_given(cell):
     kept = trained != 0
     assert 0 < kept.sum() < kept.numel()
     torch.testing.assert_close(trained[kept], 2 * expected[kept])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_state_a_regularised_window_leaves_is_carried_into_the_next(cell):
+    # an output mask changes outputs, not the recurrence: the state after a training window is
+    # the plain one, shaped to go into the next window
+    torch.manual_seed(0)
+    encoder = RNNEncoder(
+        FEATURES, HIDDEN, num_layers=2, cell=cell, bidirectional=False, locked_output_dropout=0.5
+    )
+    x, _ = _batch((6, 6, 6))
+    with torch.no_grad():
+        _, plain = encoder.eval().sequence(x)
+        _, trained = encoder.train().sequence(x)
+        encoder.sequence(x, trained)  # the next window starts from it
+
+    def parts(state):
+        return list(state) if isinstance(state, tuple) else [state]
+
+    assert len(parts(trained)) == len(parts(plain)) == (2 if cell == "lstm" else 1)
+    for a, b in zip(parts(trained), parts(plain), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("pooling", ["none", "last"])
+def test_the_packed_path_keeps_the_batch_length_and_pools_without_an_output_mask(pooling):
+    # a batch padded past its longest sequence (total length 9, longest 6), and weight drop
+    # alone (no output mask): the packed path gives what the padded path gives
+    torch.manual_seed(0)
+    encoder = RNNEncoder(FEATURES, HIDDEN, num_layers=2, pooling=pooling, weight_drop=0.4)
+    sequences = _sequences([6, 4, 2], seed=4)
+    x = torch.nn.functional.pad(pad_sequence(sequences, batch_first=True), (0, 0, 0, 3))
+    lengths = torch.tensor([6, 4, 2])
+    packed, padded = _seeded(encoder, x, lengths, "packed"), _seeded(encoder, x, lengths, "padded")
+    assert packed[0].shape == padded[0].shape
+    torch.testing.assert_close(packed[0], padded[0], rtol=1e-5, atol=1e-5)
