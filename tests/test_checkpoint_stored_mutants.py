@@ -30,7 +30,7 @@ from rnnlab.checkpoint.stored import (
     is_count,
     is_number,
 )
-from rnnlab.checkpoint.weights import _built_nodes, _check_size, check_weights
+from rnnlab.checkpoint.weights import _check_size, built_nodes, check_weights
 from rnnlab.data.classification import ClassificationDataModule
 from rnnlab.models.classifier import SequenceClassifier
 from rnnlab.models.encoder import RNNEncoder
@@ -389,19 +389,19 @@ def test_check_size_takes_lists_and_the_bound_itself():
 
 def test_built_nodes_are_each_object_with_its_class(genuine, places):
     model = genuine[CONFIG_KEY]["model"]
-    found = [(where, cls) for where, _, cls in _built_nodes(model, "model", places)]
+    found = [(where, cls) for where, _, cls in built_nodes(model, "model", places)]
     assert found == [
         ("model", SequenceClassifier),
         ("model.encoder", RNNEncoder),
         ("model.optimizer", torch.optim.AdamW),
         ("model.scheduler", torch.optim.lr_scheduler.ReduceLROnPlateau),
     ]
-    nodes = {where: node for where, node, _ in _built_nodes(model, "model", places)}
+    nodes = {where: node for where, node, _ in built_nodes(model, "model", places)}
     assert nodes["model.encoder"] is model["encoder"]
-    assert list(_built_nodes(model, "elsewhere", places)) == []
-    assert list(_built_nodes(None, "model", places)) == []
+    assert list(built_nodes(model, "elsewhere", places)) == []
+    assert list(built_nodes(None, "model", places)) == []
     unknown = {**model, "_target_": "x.Y"}
-    assert next(w for w, _, _ in _built_nodes(unknown, "model", places)) == "model.encoder"
+    assert next(w for w, _, _ in built_nodes(unknown, "model", places)) == "model.encoder"
 
 
 # --- rebuild.py ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from rnnlab.checkpoint.format import CONFIG_KEY, DATA_KEY, load_checkpoint, save
 from rnnlab.checkpoint.rebuild import check_stored
 from rnnlab.checkpoint.stored import check_data_state
 from rnnlab.checkpoint.training_state import check_training_state
-from rnnlab.checkpoint.weights import _built_nodes
+from rnnlab.checkpoint.weights import built_nodes
 from rnnlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def _added_since(
     this run leaves at the class's default: the stored run built the same object without them."""
     same: set[str] = set()
     for part in ("data", "model"):
-        for where, node, cls in _built_nodes(stored.get(part), part, places):
+        for where, node, cls in built_nodes(stored.get(part), part, places):
             now = _part(current, where)
             defaults = _defaults(cls)
             for key, value in now.items() if isinstance(now, dict) else ():

@@ -39,7 +39,7 @@ def check_weights(
     ):
         raise Malformed(path, what, "are not a mapping of names to tensors")
     numbers = sum(tensor.numel() for tensor in weights.values())
-    for where, node, cls in _built_nodes(model_config, "model", places):
+    for where, node, cls in built_nodes(model_config, "model", places):
         for key in getattr(cls, SIZES_ATTRIBUTE, ()):
             if key in node:
                 _check_size(node[key], f"{where}.{key}", numbers, path)
@@ -78,7 +78,7 @@ def _check_size(value: Any, where: str, numbers: int, path: Path | str) -> None:
             )
 
 
-def _built_nodes(
+def built_nodes(
     node: Any, place: str, places: Mapping[str, Place]
 ) -> Iterator[tuple[str, dict[str, Any], type]]:
     """Each object the config builds under ``place``: where, its settings and its class."""
@@ -90,4 +90,4 @@ def _built_nodes(
         yield place, node, cls
     for key, value in node.items():
         if f"{place}.{key}" in places:
-            yield from _built_nodes(value, f"{place}.{key}", places)
+            yield from built_nodes(value, f"{place}.{key}", places)

@@ -167,8 +167,9 @@ MAX_SEED = 2**32 - 1
 
 
 def check_training(cfg: DictConfig) -> None:
-    """A training run's seed and length: a seed the seeding functions accept, and at least one
-    epoch (``trainer.max_epochs=0`` would test an untrained model and report it as a result)."""
+    """A training run's seed, length and weight averaging: a seed the seeding functions accept,
+    at least one epoch (``trainer.max_epochs=0`` would test an untrained model and report it as a
+    result), and one averaging callback, not NT-ASGD's and EMA's merged into one."""
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
