@@ -145,7 +145,7 @@ def _times(table: Table, column: str) -> np.ndarray:
     return parsed.to_numpy()
 
 
-def _show_value(value: object) -> str:
+def show_value(value: object) -> str:
     """Text quoted, numbers plain (numpy would print ``np.float64(inf)``)."""
     return repr(value) if isinstance(value, str) else str(value)
 
@@ -157,7 +157,7 @@ def _numbers(table: Table, column: str) -> np.ndarray:
     if len(bad):
         raise DataError(
             f"{table.where} {table.row(bad[0])}: column {column!r} holds "
-            f"{_show_value(raw.iloc[bad[0]])}, not a finite number"
+            f"{show_value(raw.iloc[bad[0]])}, not a finite number"
         )
     unfit = np.flatnonzero(outside_float32(values))
     if len(unfit):

@@ -22,11 +22,37 @@ from torch.utils.data import Dataset, default_collate
 
 from rnnlab.batch import Batch, ForecastExtras, TargetScaling
 from rnnlab.data.normalize import Normalizer
+from rnnlab.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 # the forecasts every window with targets carries beside its own (Batch.baselines)
 BASELINES = ("naive", "seasonal_naive")
+
+
+def check_window_settings(lookback: int, horizon: int, stride: int, season_length: int) -> None:
+    for key, value in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
+        if int(value) < 1:
+            raise ConfigError(f"data.{key} must be >= 1, got {value}")
+    if not 1 <= season_length <= lookback:
+        raise ConfigError(
+            f"data.season_length must lie in [1, lookback={lookback}], got {season_length}; "
+            "the seasonal-naive baseline may only read the model's own input window"
+        )
+
+
+def check_split_settings(
+    val_start: object, test_start: object, val_fraction: float, test_fraction: float
+) -> None:
+    if (val_start is None) != (test_start is None):
+        raise ConfigError("set both data.val_start and data.test_start, or neither")
+    if val_start is None and not (
+        val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1
+    ):
+        raise ConfigError(
+            "data.val_fraction and data.test_fraction must be > 0 with a sum below 1, got "
+            f"{val_fraction} and {test_fraction}"
+        )
 
 
 def window_origins(start: int, end: int, lookback: int, horizon: int, stride: int) -> list[int]:
@@ -116,12 +142,21 @@ def causal_fill(observed: np.ndarray, origin: int, fallback: np.ndarray) -> np.n
 @dataclass(frozen=True)
 class WindowSpec:
     """The shape of every window: ``lookback`` input steps, then ``horizon`` target steps of the
-    first ``num_targets`` columns; the seasonal-naive baseline repeats ``season_length`` steps."""
+    first ``num_targets`` columns; the seasonal-naive baseline repeats ``season_length`` steps.
+    ``known``: the columns known over the horizon too (future covariates, calendar); when there
+    are any, the inputs go on over the horizon (``WindowDataset``) and the last column is
+    ``is_future``."""
 
     lookback: int
     horizon: int
     num_targets: int
     season_length: int
+    known: tuple[int, ...] = ()
+
+    @property
+    def steps(self) -> int:
+        """Input steps of a window."""
+        return self.lookback + self.horizon if self.known else self.lookback
 
 
 @dataclass
@@ -145,7 +180,9 @@ class WindowDataset(Dataset):
 
     A window whose inputs have gaps in ``observed`` fills them from values before its own origin
     only (``causal_fill``), so no input reads a value at or after the forecast origin, its
-    targets included."""
+    targets included. With columns known over the horizon (``spec.known``) the ``horizon``
+    steps after the history read those columns at the forecast times, every other column
+    holding its last value of the history, and ``is_future`` (the last column) at 1."""
 
     def __init__(
         self,
@@ -178,9 +215,14 @@ class WindowDataset(Dataset):
         shift, scale = data.normalizer.shift, data.normalizer.scale
         assert shift is not None and scale is not None
         x, raw_inputs = self._window_inputs(s, t)
+        if spec.known:
+            ahead, known = raw_inputs[-1].repeat(spec.horizon, 1), list(spec.known)
+            ahead[:, known] = data.raw[t : t + spec.horizon, known]
+            ahead[:, -1] = 1.0
+            x = torch.cat([x, data.normalizer.transform(ahead)])
         item: dict[str, Any] = {
             "x": x,
-            "lengths": spec.lookback,
+            "lengths": spec.steps,
             "shift": shift[:targets],
             "scale": scale[:targets],
             "series": s,
@@ -223,6 +265,14 @@ def mase_scale(train_targets: torch.Tensor, season: int) -> torch.Tensor:
     train_targets = train_targets.double()  # a float32 sum of large differences overflows
     scale = (train_targets[season:] - train_targets[:-season]).abs().mean(dim=0)
     return torch.where(scale > 0, scale, torch.full_like(scale, float("nan"))).float()
+
+
+def first_step_at(times: np.ndarray, start: str | float) -> int:
+    """Index of the first of ``times`` at or after ``start`` (parsed like the time column)."""
+    if np.issubdtype(times.dtype, np.datetime64):
+        point = np.datetime64(pd.Timestamp(str(start)).to_datetime64(), "ns")
+        return int(np.searchsorted(times.astype("datetime64[ns]"), point, side="left"))
+    return int(np.searchsorted(times, float(start), side="left"))
 
 
 def warn_undefined_mase(

@@ -1,0 +1,404 @@
+"""Future-known covariates, static columns and calendar features of the forecaster's data: the
+window layout (history, then the horizon's known inputs and ``is_future``), causality, the
+refusals, and what reaches the checkpoint."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnlab.checkpoint.format import CONFIG_KEY, DATA_KEY
+from rnnlab.data.covariates import calendar_features
+from rnnlab.data.forecast import ForecastDataModule
+from rnnlab.predict import predict
+from rnnlab.train import train
+from rnnlab.utils.errors import ConfigError, DataError
+from tests.conftest import FAST, compose_config
+
+
+def _frame(n: int = 60, seed: int = 0, series: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in range(series):
+        promo = (rng.random(n) < 0.4).astype(float)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "date": pd.date_range("2021-01-01", periods=n, freq="D"),
+                    "store": f"s{s}",
+                    "y": 10 + 5 * promo + rng.normal(size=n),
+                    "price": rng.normal(size=n),
+                    "promo": promo,
+                    "size": 100.0 * (s + 1),
+                    "kind": "big" if s % 2 else "small",
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _module(frame: pd.DataFrame, **kwargs) -> ForecastDataModule:
+    settings_ = {
+        "frame": frame,
+        "time_column": "date",
+        "target_columns": ["y"],
+        "lookback": 6,
+        "horizon": 3,
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+    }
+    return ForecastDataModule(**{**settings_, **kwargs})
+
+
+def test_future_inputs_follow_the_history_with_last_values_and_is_future():
+    frame = _frame()
+    module = _module(
+        frame,
+        covariate_columns=["price"],
+        future_covariate_columns=["promo"],
+        calendar=["weekday"],
+        normalize="none",
+    )
+    module.setup("fit")
+    # y, price, promo, sin and cos of the weekday, is_future
+    assert module.model_settings()["encoder"]["input_size"] == 6
+    item = module.dataset("train")[0]
+    t = item["origin"]
+    x = item["x"]
+    assert x.shape == (6 + 3, 6) and item["lengths"] == 9
+    history, ahead = x[:6], x[6:]
+    raw = frame[["y", "price", "promo"]].to_numpy(dtype=np.float32)
+    np.testing.assert_array_equal(history[:, :3].numpy(), raw[t - 6 : t])
+    # targets and past covariates hold their last observed value; promo its future value
+    np.testing.assert_array_equal(ahead[:, 0].numpy(), np.full(3, raw[t - 1, 0]))
+    np.testing.assert_array_equal(ahead[:, 1].numpy(), np.full(3, raw[t - 1, 1]))
+    np.testing.assert_array_equal(ahead[:, 2].numpy(), raw[t : t + 3, 2])
+    weekday = calendar_features(frame["date"].to_numpy()[t - 6 : t + 3], ["weekday"])
+    np.testing.assert_allclose(x[:, 3:5].numpy(), weekday, atol=1e-6)
+    assert x[:, 5].tolist() == [0.0] * 6 + [1.0] * 3
+    # the baselines and the history still read the lookback steps only
+    assert item["history"].shape == (6, 1)
+    assert item["naive"].tolist() == [[raw[t - 1, 0]]] * 3
+
+
+def test_without_known_columns_windows_are_the_history_alone():
+    module = _module(_frame(), covariate_columns=["price"])
+    module.setup("fit")
+    item = module.dataset("val")[0]
+    assert item["x"].shape == (6, 2) and item["lengths"] == 6
+    assert module.model_settings()["encoder"]["input_size"] == 2
+    assert "static_categories" not in module.state_dict()
+
+
+def test_calendar_features_are_sin_cos_pairs_of_their_cycles():
+    times = pd.to_datetime(["2021-01-01 06:00", "2021-07-02 18:00", "2020-12-31 00:00"]).to_numpy()
+    names = ["month", "weekday", "day_of_month", "day_of_year", "week_of_year", "hour"]
+    features = calendar_features(times, names)
+    angles = np.arctan2(features[:, 0::2], features[:, 1::2]) % (2 * np.pi) / (2 * np.pi)
+    # 1 January 2021: a Friday, ISO week 53 of 2020 (a year of 53 weeks)
+    np.testing.assert_allclose(angles[0], [0, 4 / 7, 0, 0, 52 / 53, 6 / 24], atol=1e-9)
+    np.testing.assert_allclose(
+        angles[1], [6 / 12, 4 / 7, 1 / 31, 182 / 365, 25 / 52, 18 / 24], atol=1e-9
+    )
+    np.testing.assert_allclose(angles[2][3], 365 / 366, atol=1e-9)  # 2020: a leap year
+    np.testing.assert_allclose(np.hypot(features[:, 0::2], features[:, 1::2]), 1.0)
+
+
+def test_static_columns_numeric_normalised_others_one_hot():
+    frame = _frame(series=3)
+    module = _module(frame, series_column="store", static_columns=["size", "kind"])
+    module.setup("fit")
+    assert module.known.categories == {"kind": ["big", "small"]}
+    assert module.model_settings()["encoder"]["input_size"] == 1 + 1 + 2
+    for s, (size, kind) in enumerate([(100, "small"), (200, "big"), (300, "small")]):
+        x = module.series[s].inputs
+        assert torch.allclose(x[:, 1], torch.full_like(x[:, 1], (size - 200) / np.sqrt(20000 / 3)))
+        one_hot = [float(kind == "big"), float(kind == "small")]
+        normalizer = module.normalizers[0]
+        raw = x[:, 2:] * normalizer.scale[2:] + normalizer.shift[2:]
+        assert torch.allclose(raw, torch.tensor([one_hot] * len(x)), atol=1e-6)
+    assert module.state_dict()["static_categories"] == {"kind": ["big", "small"]}
+
+
+def test_per_series_statistics_keep_static_columns_apart():
+    frame = _frame(series=2)
+    module = _module(frame, series_column="store", static_columns=["size"], per_series=True)
+    module.setup("fit")
+    first, second = (module.series[s].inputs[0, 1].item() for s in (0, 1))
+    assert first == pytest.approx(-1.0) and second == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("edit", "kwargs", "message"),
+    [
+        (
+            lambda f: f.assign(size=f["size"].where(f.index != 70, 5.0)),
+            {"static_columns": ["size"]},
+            "data frame series 's1': static column 'size' holds 200.0 on row 60 but 5.0 on "
+            "row 70; give each series one value",
+        ),
+        (
+            lambda f: f.assign(kind=f["kind"].where(f.index != 3)),
+            {"static_columns": ["kind"]},
+            "data frame row 3: static column 'kind' is empty; give every row of series 's0' "
+            "its value",
+        ),
+        (
+            lambda f: f.assign(promo=f["promo"].where(f.index != 4)),
+            {"future_covariate_columns": ["promo"], "missing": "ffill"},
+            "data frame row 4: future covariate 'promo' is empty; give it a value on every row "
+            "(it is known in advance)",
+        ),
+        (
+            lambda f: f,
+            {"static_columns": ["colour"]},
+            "data frame has no column 'colour' (columns: ",
+        ),
+    ],
+)
+def test_bad_covariate_data_is_refused_in_one_line(edit, kwargs, message):
+    module = _module(edit(_frame(series=2)), series_column="store", **kwargs)
+    with pytest.raises(DataError) as refused:
+        module.setup("fit")
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+def test_bad_covariate_settings_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"^unknown data.calendar feature 'season'; choose"):
+        _module(_frame(), calendar=["season"])
+    with pytest.raises(ConfigError, match=r"^data.calendar names 'month' twice"):
+        _module(_frame(), calendar=["month", "month"])
+    with pytest.raises(ConfigError, match=r"^column 'promo' is named in two data settings"):
+        _module(_frame(), covariate_columns=["promo"], future_covariate_columns=["promo"])
+    numbers = _frame().assign(date=np.arange(60))
+    with pytest.raises(ConfigError) as refused:
+        _module(numbers, calendar=["month"]).setup("fit")
+    assert str(refused.value) == (
+        "data.calendar=['month'] needs dates, but data frame time column 'date' holds numbers; "
+        "set data.calendar=[] or write the times as dates"
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    length=st.integers(20, 50),
+    lookback=st.integers(1, 6),
+    horizon=st.integers(1, 4),
+)
+def test_no_input_reads_what_is_unknown_at_the_origin(data, length, lookback, horizon):
+    """Change every target and past covariate at and after a window's origin, and every future
+    covariate beyond the horizon (not known at the origin): no input of the window changes;
+    a future covariate inside the horizon does change it."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    values = rng.normal(size=(length, 3)) * 10  # target, past covariate, future covariate
+    holes = data.draw(st.lists(st.integers(1, length - 1), max_size=length // 3))
+    values[holes, data.draw(st.integers(0, 1))] = np.nan
+    index = data.draw(st.integers(0, 10**6))
+
+    def window(series: np.ndarray) -> dict:
+        frame = pd.DataFrame(
+            {
+                "t": pd.date_range("2022-01-01", periods=length, freq="D"),
+                "y": series[:, 0],
+                "p": series[:, 1],
+                "f": series[:, 2],
+            }
+        )
+        module = _module(
+            frame,
+            time_column="t",
+            covariate_columns=["p"],
+            future_covariate_columns=["f"],
+            calendar=["weekday", "day_of_year"],
+            lookback=lookback,
+            horizon=horizon,
+            normalize="none",  # inputs equal raw values: statistics may change with the data
+            missing="interpolate",
+        )
+        try:
+            module.setup("fit")
+        except DataError:  # e.g. a series too short for its parts; nothing to check
+            return {}
+        windows = [w for split in ("train", "val", "test") for w in module.windows[split]]
+        dataset = module.dataset("train")
+        dataset.windows = windows
+        return dataset[index % len(windows)]
+
+    before = window(values)
+    if not before:
+        return
+    origin = before["origin"]
+    changed = values.copy()
+    changed[origin:, :2] = rng.normal(size=changed[origin:, :2].shape) * 1000
+    changed[origin:, 1][rng.random(length - origin) < 0.3] = np.nan  # gaps may move too
+    changed[origin + horizon :, 2] = rng.normal(size=changed[origin + horizon :, 2].shape) * 1000
+    after = window(changed)
+    assert after["origin"] == origin
+    torch.testing.assert_close(after["x"], before["x"], rtol=0, atol=0)
+    torch.testing.assert_close(after["history"], before["history"], rtol=0, atol=0)
+    assert not torch.isnan(before["x"]).any()
+    known = changed.copy()
+    step = origin + data.draw(st.integers(0, horizon - 1))
+    known[step, 2] += 1.0
+    assert not torch.equal(window(known)["x"], after["x"])
+
+
+# --- end to end: training, prediction, checkpoints ----------------------------------------------
+def _promo_csv(path, n: int = 200, seed: int = 0) -> str:
+    """A target that the promotion flag of the same day sets (10 or 15, small noise)."""
+    frame = _frame(n, seed)[["date", "y", "promo"]]
+    frame["y"] = 10 + 5 * frame["promo"] + np.random.default_rng(seed + 1).normal(size=n) * 0.2
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+PROMO_RUN = [
+    *FAST,
+    "experiment=forecast_csv",
+    "data.time_column=date",
+    "data.target_columns=[y]",
+    "data.lookback=7",
+    "data.horizon=3",
+    "data.season_length=7",
+    "data.batch_size=16",
+    "trainer.max_epochs=8",
+    "model.optimizer.lr=0.02",
+    "model.encoder.hidden_size=16",
+    "logger=none",
+    "seed=0",
+]
+
+
+@pytest.fixture(scope="module")
+def promo_runs(tmp_path_factory):
+    """The same run with the promotion as a future covariate and without it."""
+    folder = tmp_path_factory.mktemp("promo")
+    csv = _promo_csv(folder / "promo.csv")
+    runs = {}
+    for name, extra in (("with", ["data.future_covariate_columns=[promo]"]), ("without", [])):
+        cfg = compose_config("train", [*PROMO_RUN, f"data.file={csv}", *extra], folder / name)
+        runs[name] = (folder / name / "checkpoints" / "best.ckpt", train(cfg))
+    return csv, runs
+
+
+def test_a_future_covariate_that_sets_the_target_is_learnt(promo_runs):
+    _, runs = promo_runs
+    with_promo, without = runs["with"][1], runs["without"][1]
+    # without it, the target is a coin flip between 10 and 15: MAE about 2.5
+    assert without["test/mae"] > 2.0
+    assert with_promo["test/mae"] < 0.5 * without["test/mae"]
+    assert with_promo["test/mae"] < with_promo["test/mae_seasonal_naive"]
+
+
+def _predict(ckpt, source, output) -> pd.DataFrame:
+    overrides = [f"ckpt_path={ckpt}", f"input={source}", f"output={output}"]
+    predict(compose_config("predict", [*overrides, "trainer.accelerator=cpu"], output.parent))
+    return pd.read_csv(output)
+
+
+def test_predict_reads_the_future_rows_and_follows_them(promo_runs, tmp_path):
+    csv, runs = promo_runs
+    history = pd.read_csv(csv).iloc[-20:]
+    last = pd.Timestamp(history["date"].iloc[-1])
+    forecasts = {}
+    for plan in ([1.0, 0.0, 1.0], [0.0, 1.0, 0.0]):
+        future = pd.DataFrame(
+            {
+                "date": [str((last + pd.Timedelta(days=k + 1)).date()) for k in range(3)],
+                "y": np.nan,
+                "promo": plan,
+            }
+        )
+        path = tmp_path / f"input{plan[0]:.0f}.csv"
+        pd.concat([history, future]).to_csv(path, index=False)
+        table = _predict(runs["with"][0], path, tmp_path / f"out{plan[0]:.0f}.csv")
+        assert table["date"].tolist() == future["date"].tolist()
+        forecasts[plan[0]] = table["y"].to_numpy()
+        promoted = table["y"][np.array(plan) == 1]
+        assert promoted.min() > table["y"][np.array(plan) == 0].max() + 2.5
+    assert np.all(np.abs(forecasts[1.0] - forecasts[0.0]) > 2.5)  # only the plan differs
+
+
+def test_predict_without_the_future_rows_says_which_are_needed(promo_runs, tmp_path):
+    csv, runs = promo_runs
+    path = tmp_path / "history.csv"
+    rows = pd.read_csv(csv).iloc[-20:]
+    rows.iloc[:-1].assign(y=lambda f: f["y"].where(f.index < rows.index[-2])).to_csv(
+        path, index=False
+    )
+    with pytest.raises(DataError) as refused:
+        _predict(runs["with"][0], path, tmp_path / "out.csv")
+    assert str(refused.value) == (
+        f"{path}: the model reads future covariates ['promo'] over the 3 steps after the last "
+        "target value (line 19), but 1 rows follow it; add the 3 rows to forecast, targets "
+        "empty and ['promo'] filled"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+NEW_SETTINGS = ("future_covariate_columns", "static_columns", "calendar")
+
+
+def test_a_checkpoint_from_before_them_predicts_and_resumes(promo_runs, tmp_path, caplog):
+    """A checkpoint whose stored data settings lack the three (written before they existed)
+    predicts as the same run's checkpoint with them does, and a run resumes from it."""
+    csv, runs = promo_runs
+    ckpt = runs["without"][0]
+    checkpoint = torch.load(ckpt, weights_only=True)
+    assert [checkpoint[CONFIG_KEY]["data"].pop(k) for k in NEW_SETTINGS] == [[], [], []]
+    old = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    old.parent.mkdir(parents=True)
+    torch.save(checkpoint, old)
+    history = tmp_path / "history.csv"
+    pd.read_csv(csv).iloc[-20:].to_csv(history, index=False)
+    now = _predict(ckpt, history, tmp_path / "now" / "out.csv")
+    before = _predict(old, history, tmp_path / "before" / "out.csv")
+    pd.testing.assert_frame_equal(before, now)
+    # the run left in its folder resumes with today's settings at their defaults
+    torch.save(checkpoint, old.parent / "best.ckpt")
+    overrides = [*PROMO_RUN, f"data.file={csv}", "trainer.max_epochs=9"]
+    with caplog.at_level(logging.WARNING, logger="rnnlab"):
+        train(compose_config("train", overrides, tmp_path / "resumed"))
+    assert f"resuming from {old}, left in this run directory" in caplog.text
+
+
+def test_static_and_calendar_inputs_predict_from_the_history_alone(tmp_path):
+    """Calendar features need no future rows (the next time stamps give them); a series whose
+    static category the model never saw is refused in one line."""
+    frame = _frame(80, series=2)[["date", "store", "y", "kind"]]
+    frame.to_csv(tmp_path / "stores.csv", index=False)
+    overrides = [
+        *PROMO_RUN,
+        f"data.file={tmp_path / 'stores.csv'}",
+        "data.series_column=store",
+        "data.static_columns=[kind]",
+        "data.calendar=[weekday,month]",
+        "trainer.max_epochs=1",
+    ]
+    train(compose_config("train", overrides, tmp_path / "run"))
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert torch.load(ckpt, weights_only=True)[DATA_KEY]["static_categories"] == {
+        "kind": ["big", "small"]
+    }
+    history = frame.groupby("store").tail(10)
+    history.to_csv(tmp_path / "history.csv", index=False)
+    table = _predict(ckpt, tmp_path / "history.csv", tmp_path / "out" / "forecast.csv")
+    assert table["store"].tolist() == ["s0"] * 3 + ["s1"] * 3
+    assert table["date"].tolist()[:3] == ["2021-03-22", "2021-03-23", "2021-03-24"]
+    assert np.isfinite(table["y"]).all()
+    history.assign(kind="medium").to_csv(tmp_path / "unseen.csv", index=False)
+    with pytest.raises(DataError) as refused:
+        _predict(ckpt, tmp_path / "unseen.csv", tmp_path / "out" / "unseen_forecast.csv")
+    assert str(refused.value) == (
+        f"{tmp_path / 'unseen.csv'} series 's0': static column 'kind' holds 'medium', a "
+        "category the model never saw (it knows ['big', 'small']); forecast it with a model "
+        "trained on it"
+    )
