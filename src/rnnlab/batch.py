@@ -57,10 +57,16 @@ class TargetScaling:
 class ForecastExtras:
     """What a forecasting window with targets adds: MASE's denominator ``mase_scale`` (batch,
     targets), from each series' training part, and ``history`` (batch, lookback, targets), the
-    raw target inputs, for figures."""
+    raw target inputs, for figures. ``residual_quantiles`` (horizon, targets, levels), where the
+    data gives them, are quantiles of the seasonal-naive forecast's errors on the training part
+    in units of ``mase_scale``, at ``RESIDUAL_LEVELS``: that baseline's forecast intervals."""
 
     mase_scale: torch.Tensor
     history: torch.Tensor
+    residual_quantiles: torch.Tensor | None = None
+
+
+RESIDUAL_LEVELS = (torch.arange(1000, dtype=torch.float64) + 0.5) / 1000
 
 
 @dataclass

@@ -104,6 +104,11 @@ def load_member(checkpoint: Path, user_classes: Sequence[str] = ()) -> Member:
             f"{checkpoint} is a {type(model).__name__}'s; an ensemble averages classifiers, "
             "sequence regressors or forecasters"
         )
+    if getattr(getattr(model, "output", None), "probabilistic", False):
+        raise DataError(
+            f"{checkpoint} forecasts a distribution or quantiles; an ensemble averages point "
+            "forecasts: ensemble runs trained without model.distribution and model.quantiles"
+        )
     return Member(checkpoint, loaded[CONFIG_KEY], datamodule.state_dict(), datamodule, model)
 
 

@@ -81,10 +81,19 @@ def forecast_figure(
             history = window["history"]
             past = range(-len(history), 0)
             future = range(len(window["actual"]))
+            # intervals (horizon, 2: low, high) shaded under the lines, the widest lightest
+            bands = sorted((n for n in window if n.endswith("interval")), reverse=True)
+            for k, name in enumerate(bands):
+                low, high = window[name].numpy().T
+                color = plotting.role_color("forecast")
+                ax.fill_between(
+                    future, low, high, color=color, alpha=0.15 + 0.15 * k, linewidth=0, label=name
+                )
             for role, steps in (("history", past), ("actual", future), ("forecast", future)):
                 color = plotting.role_color(role)
                 ax.plot(steps, window[role].numpy(), color=color, label=role)
-            others = [name for name in window if name not in ("history", "actual", "forecast")]
+            drawn = ("history", "actual", "forecast", *bands)
+            others = [name for name in window if name not in drawn]
             for k, name in enumerate(others):
                 color = plotting.role_color(name, k)
                 ax.plot(future, window[name].numpy(), color=color, linestyle="--", label=name)
@@ -165,14 +174,18 @@ class ForecastFigure(L.Callback):
     ) -> None:
         if not isinstance(batch, Batch) or batch.forecast is None or batch.index is None:
             return
-        if not isinstance(outputs, torch.Tensor) or batch.y is None:
+        # a probabilistic forecaster returns a dict: the forecasts and their intervals
+        bands = dict(outputs) if isinstance(outputs, dict) else {}
+        forecasts = bands.pop("prediction", outputs)
+        if not isinstance(forecasts, torch.Tensor) or batch.y is None:
             return
         for row, index in enumerate(batch.index.tolist()):
             if index in self.chosen:
                 window = {
                     "history": batch.forecast.history[row, :, 0].cpu(),
                     "actual": batch.y[row, :, 0].cpu(),
-                    "forecast": outputs[row, :, 0].detach().cpu(),
+                    "forecast": forecasts[row, :, 0].detach().cpu(),
+                    **{name: band[row, :, 0].cpu() for name, band in bands.items()},
                 }
                 if "seasonal_naive" in batch.baselines:
                     window["seasonal naive"] = batch.baselines["seasonal_naive"][row, :, 0].cpu()

@@ -137,7 +137,9 @@ class SequenceModule(L.LightningModule):
         self.stage_step(batch, "val")
         return None
 
-    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor | None:
+    def test_step(
+        self, batch: Any, batch_idx: int
+    ) -> torch.Tensor | dict[str, torch.Tensor] | None:
         self.stage_step(batch, "test")
         return None
 

@@ -14,7 +14,9 @@ from torch import nn
 from rnnlab.batch import Batch
 from rnnlab.models.base import SequenceModule, StageMetrics
 from rnnlab.models.encoder import SequenceEncoder
+from rnnlab.models.interval_scores import Scores
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
+from rnnlab.models.predictive import Probabilistic, output_of
 from rnnlab.utils.errors import ConfigError, choice
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -67,14 +69,21 @@ class SequenceRegressor(SequenceModule):
         metrics: list[str] | tuple[str, ...] = ("mae", "rmse"),
         baselines: list[str] | tuple[str, ...] = (),
         monitor: str = "val/loss",
+        distribution: str | None = None,
+        quantiles: list[float] | tuple[float, ...] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
         choice(loss, LOSSES, "model.loss", "loss")
         self.encoder = encoder
         self.horizon, self.num_targets = horizon, num_targets
         self.target_names = list(target_names or [f"target_{i}" for i in range(num_targets)])
+        self.output = output_of(distribution, quantiles)
+        self.scores = (
+            Scores(self.output, quantiles) if isinstance(self.output, Probabilistic) else None
+        )
         self.head = nn.Sequential(
-            nn.Dropout(head_dropout), nn.Linear(encoder.output_size, horizon * num_targets)
+            nn.Dropout(head_dropout),
+            nn.Linear(encoder.output_size, horizon * num_targets * self.output.width),
         )
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.relative = relative
@@ -84,10 +93,13 @@ class SequenceRegressor(SequenceModule):
         # baseline's, one collection per stage and forecaster (a shared one mixes their states)
         self.stage_metrics = StageMetrics(
             lambda stage: {
-                name: regression_metrics(
-                    self.metric_names, "", "" if name == "model" else f"_{name}"
-                )
-                for name in ["model", *self.baselines]
+                **{
+                    name: regression_metrics(
+                        self.metric_names, "", "" if name == "model" else f"_{name}"
+                    )
+                    for name in ["model", *self.baselines]
+                },
+                **(self.scores.metrics(self.baselines) if self.scores else {}),
             },
             stages=("val", "test"),
             shown=lambda stage, name: name == "model",
@@ -111,30 +123,46 @@ class SequenceRegressor(SequenceModule):
                 )
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Normalised forecasts (batch, horizon, targets) for padded ``x`` and its ``lengths``."""
+        """Normalised forecasts (batch, horizon, targets) for padded ``x`` and its ``lengths``;
+        a probabilistic output's parameters add a last dimension (``rnnlab.models.predictive``)."""
+        values = self._outputs(x, lengths)
+        return values if self.output.probabilistic else values[..., 0]
+
+    def _outputs(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The output's parameters (batch, horizon, targets, width), normalised."""
+        shape = (-1, self.horizon, self.num_targets, self.output.width)
         if not self.relative:
-            return self.head(self.encoder(x, lengths)).view(-1, self.horizon, self.num_targets)
+            return self.output.arrange(self.head(self.encoder(x, lengths)).view(shape))
         targets = self.num_targets
         last = x[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1, :targets]
         shifted = torch.cat([x[..., :targets] - last[:, None], x[..., targets:]], dim=-1)
-        change = self.head(self.encoder(shifted, lengths)).view(-1, self.horizon, targets)
-        return change + last[:, None]
+        change = self.output.arrange(self.head(self.encoder(shifted, lengths)).view(shape))
+        moved = self.output.location_mask().to(x.device)  # which parameters are locations
+        return change + last[:, None, :, None] * moved
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        normalised = self(batch.x, batch.lengths)
-        target = batch.target_scaling().normalise(batch.targets())
-        return self.loss_fn(normalised, target), normalised
+        values = self(batch.x, batch.lengths)  # forward: an ensemble replays it (Replay)
+        values = values if self.output.probabilistic else values[..., None]
+        scaling = batch.target_scaling()
+        target = scaling.normalise(batch.targets())
+        if isinstance(self.output, Probabilistic):
+            return self.output.loss(values, target, scaling), values
+        return self.loss_fn(values[..., 0], target), values
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
         return self._loss(batch)[0]
 
     def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, normalised = self._loss(batch)
+        loss, values = self._loss(batch)
         self.log_loss(stage, loss, len(batch))
-        return loss, batch.target_scaling().denormalise(normalised.detach())
+        return loss, values.detach()
 
-    def _evaluate(self, batch: Batch, stage: str) -> torch.Tensor:
-        _, prediction = self._step(batch, stage)
+    def _evaluate(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score a batch; its forecasts in original units and the output's parameters."""
+        _, values = self._step(batch, stage)
+        prediction = self.output.point(values, batch.target_scaling())
+        if self.scores is not None:
+            self.scores.update(self.stage_metrics, stage, values, batch, self._metric_dtype())
         y, wide = batch.targets(), self._metric_dtype()
         extra = {}
         if batch.forecast is not None:
@@ -143,7 +171,7 @@ class SequenceRegressor(SequenceModule):
         for name in ["model", *self.baselines]:
             forecast = prediction if name == "model" else batch.baselines[name]
             self.stage_metrics.update(stage, name, forecast.to(wide), target, **extra)
-        return prediction
+        return prediction, values
 
     def _metric_dtype(self) -> torch.dtype:
         """Metrics are computed in float64: squared errors of values near float32's range would
@@ -162,12 +190,24 @@ class SequenceRegressor(SequenceModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._evaluate(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The forecasts in original units; with a probabilistic output, a dict of them
+        (``prediction``) and their central intervals (``Scores.intervals``), for figures."""
+        prediction, values = self._evaluate(batch, "test")
+        if self.scores is None:
+            return prediction
+        return {"prediction": prediction, **self.scores.intervals(values, batch.target_scaling())}
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        normalised = self(batch.x, batch.lengths)
-        return {"prediction": batch.target_scaling().denormalise(normalised).cpu()}
+        values, scaling = self._outputs(batch.x, batch.lengths), batch.target_scaling()
+        predicted = {"prediction": self.output.point(values, scaling).float().cpu()}
+        if self.scores is not None:
+            levels = self.scores.levels
+            predicted["quantiles"] = (
+                self.scores.output.quantiles(values, scaling, levels).float().cpu()
+            )
+            predicted["levels"] = torch.tensor(levels, dtype=torch.float64)
+        return predicted
 
     def forward_output(self, average: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Averaged predictions (original units) on the normalised scale ``forward`` gives, by
