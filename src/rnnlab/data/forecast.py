@@ -21,8 +21,14 @@ from torch.utils.data import DataLoader
 
 from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
+from rnnlab.data.covariates import (
+    KnownInputs,
+    check_complete,
+    check_named_once,
+)
+from rnnlab.data.forecast_input import read_prediction_input
 from rnnlab.data.forecast_output import prediction_table
-from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, check_max_file_mb
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.residual_quantiles import residual_quantiles
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
@@ -33,7 +39,10 @@ from rnnlab.data.windows import (
     WindowDataset,
     WindowIndex,
     WindowSpec,
+    check_split_settings,
+    check_window_settings,
     collate_windows,
+    first_step_at,
     mase_scale,
     origin_array,
     warn_undefined_mase,
@@ -64,6 +73,11 @@ class ForecastDataModule(TaskDataModule):
         time_column: str = "time",
         target_columns: list[str] | tuple[str, ...] = ("value",),
         covariate_columns: list[str] | tuple[str, ...] = (),
+        # lists, never changed here: a resumed run's [] then equals a setting added since
+        # (checkpoint.resume), where () would not
+        future_covariate_columns: list[str] | tuple[str, ...] = [],  # noqa: B006
+        static_columns: list[str] | tuple[str, ...] = [],  # noqa: B006
+        calendar: list[str] | tuple[str, ...] = [],  # noqa: B006
         series_column: str | None = None,
         lookback: int = 52,
         horizon: int = 13,
@@ -93,29 +107,19 @@ class ForecastDataModule(TaskDataModule):
                 "set exactly one of data.file=<your.csv> (experiment=forecast_csv) and "
                 "data.source (shipped: co2)"
             )
-        for key, value in (("lookback", lookback), ("horizon", horizon), ("stride", stride)):
-            if int(value) < 1:
-                raise ConfigError(f"data.{key} must be >= 1, got {value}")
-        if not 1 <= season_length <= lookback:
-            raise ConfigError(
-                f"data.season_length must lie in [1, lookback={lookback}], got {season_length}; "
-                "the seasonal-naive baseline may only read the model's own input window"
-            )
-        if (val_start is None) != (test_start is None):
-            raise ConfigError("set both data.val_start and data.test_start, or neither")
-        if val_start is None and not (
-            val_fraction > 0 and test_fraction > 0 and val_fraction + test_fraction < 1
-        ):
-            raise ConfigError(
-                "data.val_fraction and data.test_fraction must be > 0 with a sum below 1, got "
-                f"{val_fraction} and {test_fraction}"
-            )
+        check_window_settings(lookback, horizon, stride, season_length)
+        check_split_settings(val_start, test_start, val_fraction, test_fraction)
         if not list(target_columns):
             raise ConfigError("data.target_columns is empty; name at least one target column")
         self.file, self.source, self.frame = file, source, frame
         self.time_column = time_column
         self.target_columns = [str(c) for c in target_columns]
         self.covariate_columns = [str(c) for c in covariate_columns]
+        self.future_covariate_columns = [str(c) for c in future_covariate_columns]
+        check_named_once([*self.columns, *map(str, static_columns), time_column, series_column])
+        self.known = KnownInputs.of(
+            self.columns, self.future_covariate_columns, static_columns, calendar
+        )
         self.series_column = series_column
         self.lookback, self.horizon, self.stride = int(lookback), int(horizon), int(stride)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
@@ -137,9 +141,9 @@ class ForecastDataModule(TaskDataModule):
     # --- columns and tables ------------------------------------------------------------------
     @property
     def columns(self) -> list[str]:
-        """Model input columns: the targets first (the model reads the last target from them),
-        then the covariates."""
-        return self.target_columns + self.covariate_columns
+        """The file's numeric input columns: the targets first (the model reads the last target
+        from them), then the past and the future covariates; the inputs of ``known`` follow."""
+        return self.target_columns + self.covariate_columns + self.future_covariate_columns
 
     @property
     def num_targets(self) -> int:
@@ -170,20 +174,13 @@ class ForecastDataModule(TaskDataModule):
         return split_series(table, self.time_column, self.columns, self.series_column, training)
 
     # --- splitting ---------------------------------------------------------------------------
-    def _boundary(self, times: np.ndarray, start: str | float) -> int:
-        """Index of the first step at or after ``start`` (parsed like the time column)."""
-        if np.issubdtype(times.dtype, np.datetime64):
-            point = np.datetime64(pd.Timestamp(str(start)).to_datetime64(), "ns")
-            return int(np.searchsorted(times.astype("datetime64[ns]"), point, side="left"))
-        return int(np.searchsorted(times, float(start), side="left"))
-
     def parts(self, series: Series) -> tuple[int, int, int]:
         """(train_end, val_end, length): train = [0, train_end), val = [train_end, val_end),
         test = [val_end, length)."""
         n = len(series.times)
         if self.val_start is not None:
-            train_end = self._boundary(series.times, self.val_start)
-            val_end = max(train_end, self._boundary(series.times, self.test_start))  # type: ignore[arg-type]
+            train_end = first_step_at(series.times, self.val_start)
+            val_end = max(train_end, first_step_at(series.times, self.test_start))  # type: ignore[arg-type]
         else:
             n_test, n_val = round(n * self.test_fraction), round(n * self.val_fraction)
             train_end, val_end = n - n_val - n_test, n - n_test
@@ -206,10 +203,12 @@ class ForecastDataModule(TaskDataModule):
         if restored and self.per_series and [s.name for s in all_series] != self.series_names:
             raise DataError(f"{table.where}: its series differ from those in the checkpoint")
         self.series_names = [s.name for s in all_series]
+        places = [self._where(series, table) for series in all_series]
+        static = self.known.rows(table, all_series, places, self.time_column, fit=not restored)
         table.frame = table.frame.iloc[:0]  # read: messages need only its name and row numbers
         origins: dict[str, list[np.ndarray]] = {split: [] for split in SPLITS}
         raws, observed, train_parts = [], [], []
-        for series in all_series:
+        for series, static_row in zip(all_series, static, strict=True):
             train_end, val_end, n = self.parts(series)
             if n < self.lookback + self.horizon:
                 raise DataError(
@@ -217,13 +216,15 @@ class ForecastDataModule(TaskDataModule):
                     f"horizon = {self.lookback + self.horizon}; lower data.lookback/horizon"
                 )
             bounds = [(0, train_end), (train_end, val_end), (val_end, n)]
+            check_complete(series, n, table, self.known.future)
             values = fill_missing(series, self.missing, bounds, table, self.columns)
-            raws.append(torch.tensor(values, dtype=torch.float32))
+            extra = self.known.block(static_row, series.times)
+            raws.append(torch.tensor(np.hstack([values, extra]), dtype=torch.float32))
             train_parts.append(raws[-1][:train_end])
             # the gaps themselves, for windows to fill from their own past (WindowDataset)
             gaps = self.missing == "interpolate" and bool(np.isnan(series.values).any())
             # a copy: series.values is a view of every series' values, freed after set-up
-            observed.append(series.values.copy() if gaps else None)
+            observed.append(np.hstack([series.values, extra]) if gaps else None)
             for split, (start, end) in zip(SPLITS, bounds, strict=True):
                 origins[split].append(
                     origin_array(start, end, self.lookback, self.horizon, self.stride)
@@ -239,7 +240,6 @@ class ForecastDataModule(TaskDataModule):
         if not restored:
             self._fit_normalizers(train_parts)
         scales = [mase_scale(p[:, : self.num_targets], self.season_length) for p in train_parts]
-        places = [self._where(series, table) for series in all_series]
         warn_undefined_mase(scales, places, self.target_columns, self.season_length)
         # the seasonal-naive baseline's intervals (scored beside a probabilistic model's)
         self.residual_table = residual_quantiles(train_parts, scales, self.spec)
@@ -249,49 +249,25 @@ class ForecastDataModule(TaskDataModule):
         ]
 
     def _fit_normalizers(self, train_parts: list[torch.Tensor]) -> None:
+        self.normalizers = [Normalizer(self.method).fit(train_parts)]
         if self.per_series:
+            common = self.normalizers[0]
             self.normalizers = [Normalizer(self.method).fit([p]) for p in train_parts]
-        else:
-            self.normalizers = [Normalizer(self.method).fit(train_parts)]
+            self.known.share_static(self.normalizers, common)
 
     def normalizer(self, series: int) -> Normalizer:
         return self.normalizers[series if self.per_series else 0]
 
     def setup_predict(self, path: str) -> None:
-        """Read ``path``: recent history of each series in the training format; the forecast
-        starts after each series' last row. Kept apart from the training data."""
-        if Path(path).suffix.lower() == ".ts":
-            raise DataError(
-                f"{path} is a .ts file, but this checkpoint is a forecasting model: "
-                f"input must be a CSV with columns {[self.time_column, *self.columns]}"
-            )
-        table = read_csv(path, "input", self.max_file_mb, STORED_LIMIT)
-        series = self._series(table, training=False)
-        if self.per_series:
-            unknown = [s.name for s in series if s.name not in self.series_names]
-            if unknown:
-                raise DataError(
-                    f"{table.where}: series {unknown[0]!r} was not in the training data, and "
-                    "this model normalises per series (data.per_series=true)"
-                )
-        data = []
-        for s in series:
-            n = len(s.times)
-            if n < self.lookback:
-                raise DataError(
-                    f"{self._where(s, table)} has {n} rows; the model reads the last "
-                    f"lookback = {self.lookback} steps"
-                )
-            values = fill_missing(s, self.missing, [(0, n)], table, self.columns)
-            index = self.series_names.index(s.name) if self.per_series else 0
-            raw = torch.tensor(values, dtype=torch.float32)
-            data.append(SeriesData(raw, self.normalizers[index]))
-        self.predict_series, self.predict_data = series, data
+        """Read ``path``: recent history of each series in the training format (and the rows
+        after it that carry the future-known inputs); the forecast starts after each series'
+        last target value. Kept apart from the training data."""
+        self.predict_series, self.predict_data = read_prediction_input(self, path)
 
     # --- model settings, loaders -------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:
         return {
-            "encoder": {"input_size": len(self.columns)},
+            "encoder": {"input_size": len(self.columns) + self.known.width},
             "horizon": self.horizon,
             "num_targets": self.num_targets,
         }
@@ -304,7 +280,9 @@ class ForecastDataModule(TaskDataModule):
 
     @property
     def spec(self) -> WindowSpec:
-        return WindowSpec(self.lookback, self.horizon, self.num_targets, self.season_length)
+        return WindowSpec(
+            self.lookback, self.horizon, self.num_targets, self.season_length, self.known.columns
+        )
 
     def dataset(self, split: str) -> WindowDataset:
         if split == "predict":
@@ -338,10 +316,12 @@ class ForecastDataModule(TaskDataModule):
         return {
             "series": list(self.series_names),
             "normalizers": [n.state_dict() for n in self.normalizers],
+            **self.known.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.series_names = list(state_dict["series"])
+        self.known.load_state_dict(state_dict)
         self.normalizers = []
         for state in state_dict["normalizers"]:
             normalizer = Normalizer(self.method)
