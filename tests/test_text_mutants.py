@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.data import corpus
+from rnnlab.data import corpus, text_cache
 from rnnlab.data import text as text_module
 from rnnlab.data.corpus import (
     Vocabulary,
@@ -796,8 +796,10 @@ def test_the_class_defaults_are_the_configs():
     conf = yaml.safe_load((Path(config_dir()) / "data" / "text.yaml").read_text())
     defaults = inspect.signature(TextDataModule).parameters
     for name, value in conf.items():
-        if name not in ("_target_", "seed"):
+        if name not in ("_target_", "seed", "cache_dir"):
             assert defaults[name].default == value, name
+    # the config's cache folder is under paths.log_dir; a module built without one caches nothing
+    assert conf["cache_dir"] == "${paths.log_dir}/cache" and defaults["cache_dir"].default is None
     data = TextDataModule()
     assert (data.batch_size, data.bptt, data.eval_streams, data.ngram_max_order) == (32, 128, 8, 7)
     assert data.num_workers == 0  # the text is in memory: no worker processes
@@ -821,13 +823,13 @@ def test_the_first_character_of_the_text_is_in_the_vocabulary(tmp_path):
 
 def test_setup_passes_the_stored_order_and_the_seed_to_the_baselines(tmp_path, monkeypatch):
     calls = []
-    real = text_module.fit_text_baselines
+    real = text_cache.fit_text_baselines
 
     def spy(*args):
         calls.append(args[1:])
         return real(*args)
 
-    monkeypatch.setattr(text_module, "fit_text_baselines", spy)
+    monkeypatch.setattr(text_cache, "fit_text_baselines", spy)
     data = _module(tmp_path, ngram_max_order=2, ngram_fit_chars=4000, seed=9)
     sha = hashlib.sha256(TEXT.encode()).hexdigest()
     vocab = [ord(c) for c in sorted(set(TEXT[:82]))]

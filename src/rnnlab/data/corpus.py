@@ -4,7 +4,10 @@ documentation), reading a user's file, its fingerprint, and the character vocabu
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
+import os
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab.batch import UNKNOWN_ID as UNK
-from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input, too_large
 from rnnlab.utils.errors import ConfigError, DataError
 
 # the first byte-order marks of UTF-32 before UTF-16's (UTF-32-LE's begins with UTF-16-LE's)
@@ -77,29 +80,126 @@ def read_text(
     codec = _check_encoding(encoding)
     raw = read_input(path, "data.file", max_file_mb, limit_advice)
     if _nul_is_one_zero_byte(codec) and b"\x00" in raw:
-        offset = raw.index(b"\x00")
-        mark = _byte_order_mark(raw)
-        hint = (
-            f"; it looks like {mark} text (it starts with a byte-order mark): set "
-            f"data.encoding={mark}"
-            if mark
-            else "; give a text file (UTF-16 or UTF-32 text needs data.encoding=utf-16 or utf-32)"
-        )
-        raise DataError(f"data.file={path} looks binary (a NUL byte at offset {offset}){hint}")
+        raise _nul_byte(path, raw.index(b"\x00"), raw)
     try:
         text = raw.decode(codec.name)
     except UnicodeError as exc:  # UnicodeDecodeError, or a codec's own (idna, punycode)
-        advice = encoding_advice or "set data.encoding to the file's encoding (e.g. latin-1)"
-        where = f"the byte at offset {exc.start}" if hasattr(exc, "start") else "the text"
-        raise DataError(f"data.file={path}: {where} is not valid {encoding}; {advice}") from exc
+        raise _undecodable(path, encoding, exc, 0, encoding_advice) from exc
     del raw
     at = text.find("\x00")
     if at >= 0:
-        raise DataError(
-            f"data.file={path} looks binary (a NUL character at character {at} in {encoding}); "
-            "give a text file"
-        )
+        raise _nul_character(path, at, encoding)
     return text
+
+
+def _nul_byte(path: str | Path, offset: int, head: bytes) -> DataError:
+    mark = _byte_order_mark(head)
+    hint = (
+        f"; it looks like {mark} text (it starts with a byte-order mark): set data.encoding={mark}"
+        if mark
+        else "; give a text file (UTF-16 or UTF-32 text needs data.encoding=utf-16 or utf-32)"
+    )
+    return DataError(f"data.file={path} looks binary (a NUL byte at offset {offset}){hint}")
+
+
+def _undecodable(
+    path: str | Path, encoding: str, exc: UnicodeError, offset: int, advice: str | None
+) -> DataError:
+    """The refusal of bytes that do not decode; ``offset``: where the bytes decoded began."""
+    advice = advice or "set data.encoding to the file's encoding (e.g. latin-1)"
+    start = getattr(exc, "start", None)
+    where = f"the byte at offset {offset + start}" if start is not None else "the text"
+    return DataError(f"data.file={path}: {where} is not valid {encoding}; {advice}")
+
+
+def _nul_character(path: str | Path, at: int, encoding: str) -> DataError:
+    return DataError(
+        f"data.file={path} looks binary (a NUL character at character {at} in {encoding}); "
+        "give a text file"
+    )
+
+
+# bytes read at once by the streaming readers: bounds their memory whatever the file's size
+BLOCK_BYTES = 1 << 26
+
+
+def text_blocks(
+    path: str | Path,
+    encoding: str,
+    max_file_mb: float = DEFAULT_MAX_FILE_MB,
+    block_bytes: int = BLOCK_BYTES,
+) -> Iterator[str]:
+    """The text of ``path`` as ``read_text`` reads it (the same refusals, with the same
+    offsets), decoded ``block_bytes`` bytes at a time: an incremental decoder keeps a character
+    whose bytes a block boundary splits for the next block, so the blocks joined are the text."""
+    codec = _check_encoding(encoding)
+    zero_is_nul = _nul_is_one_zero_byte(codec)
+    decoder = codec.incrementaldecoder()
+    offset, characters, head = 0, 0, b""
+    raws = file_blocks(path, max_file_mb, block_bytes)
+    for raw in raws:
+        head += raw[: 4 - len(head)]  # a byte-order mark's bytes, for the refusal's advice
+        if zero_is_nul and b"\x00" in raw:
+            raise _nul_byte(path, offset + raw.index(b"\x00"), head)
+        pending = len(decoder.getstate()[0])  # bytes of the last block the decoder still holds
+        try:
+            text = decoder.decode(raw, final=not raw)
+        except UnicodeError as exc:
+            refusal = _undecodable(path, encoding, exc, offset - pending, None)
+            at = offset + len(raw)
+            for later in raws if zero_is_nul else ():  # read_text names a NUL byte first
+                head += later[: 4 - len(head)]
+                if b"\x00" in later:
+                    raise _nul_byte(path, at + later.index(b"\x00"), head) from None
+                at += len(later)
+            raise refusal from exc
+        at = text.find("\x00")
+        if at >= 0:
+            raise _nul_character(path, characters + at, encoding)
+        offset, characters = offset + len(raw), characters + len(text)
+        if text:
+            yield text
+
+
+def file_blocks(
+    path: str | Path, max_file_mb: float, block_bytes: int = BLOCK_BYTES
+) -> Iterator[bytes]:
+    """The bytes of the regular file at ``path``, ``block_bytes`` at a time, then one empty
+    block; the refusals of ``inputs.read_input`` (not a regular file, over ``max_file_mb``)."""
+    limit = int(max_file_mb * (1 << 20))
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise DataError(f"data file {path} does not exist; check data.file") from exc
+        raise DataError(f"cannot read data.file={path}: {exc.strerror}; check the path") from exc
+    with os.fdopen(fd, "rb", buffering=0) as stream:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise DataError(f"data.file={path} is a directory; give a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise DataError(
+                f"data.file={path} is not a regular file (a device, pipe or socket); "
+                "give a file on disk"
+            )
+        if info.st_size > limit:
+            raise DataError(too_large("data.file", path, info.st_size, max_file_mb, RAISE_LIMIT))
+        os.set_blocking(fd, True)
+        total = 0
+        while True:
+            try:
+                raw = stream.read(block_bytes)
+            except OSError as exc:
+                raise DataError(
+                    f"cannot read data.file={path}: {exc.strerror}; check the file"
+                ) from exc
+            total += len(raw or b"")
+            if total > limit:
+                raise DataError(too_large("data.file", path, None, max_file_mb, RAISE_LIMIT))
+            yield raw or b""
+            if not raw:
+                return
 
 
 # characters converted at once: bounds the temporary copies of a long text

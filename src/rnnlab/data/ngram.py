@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnnlab.data.cache import drop_pages
+
 log = logging.getLogger(__name__)
 
 # characters per block of a sampled training text (n-grams never span two blocks)
@@ -53,7 +55,7 @@ def _ids_of(text: Text, chars: dict[str, int] | None) -> np.ndarray:
     ids = np.asarray(text)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise TypeError("a text is a string or a 1-D array of integer ids")
-    if len(ids) and int(ids.min()) < 0:
+    if len(ids) and np.issubdtype(ids.dtype, np.signedinteger) and int(ids.min()) < 0:
         raise ValueError("character ids must be >= 0")
     return ids
 
@@ -78,7 +80,11 @@ def unigram_nll(train: Text, text: Text, vocab_size: int) -> np.ndarray:
     chars = _char_ids(train)
     train_ids, ids = _ids_of(train, chars), _ids_of(text, chars)
     size = max(int(train_ids.max(initial=0)), int(ids.max(initial=0))) + 1
-    counts = np.bincount(train_ids, minlength=size)
+    # counted a chunk at a time: np.bincount widens its input to int64 (8 bytes a character)
+    counts = np.zeros(size, dtype=np.int64)
+    for start in range(0, len(train_ids), _CHUNK):
+        counts += np.bincount(train_ids[start : start + _CHUNK], minlength=size)
+    drop_pages(train_ids)  # a memory-mapped text read through need not stay resident
     total = len(train_ids) + vocab_size
     per_id = np.fromiter(
         (-math.log((c + 1) / total) for c in counts.tolist()), dtype=np.float64, count=size

@@ -14,10 +14,10 @@ masked), whatever the number of processes, so the score is that of the whole tex
 one process or many. Every character from the second on is predicted exactly once, and the
 n-gram baselines score the same characters.
 
-Memory: the text is kept as one array of character ids of the smallest unsigned type that
-holds the vocabulary (one byte a character for up to 255 distinct characters), the parts are
-views of it, and batches are widened to int64 one window at a time; the corpus string lives
-only while ``setup`` reads it.
+Memory: the text is one array of character ids of the smallest unsigned type that holds the
+vocabulary (a byte a character up to 255 distinct ones), the parts are views of it, and batches
+are widened to int64 a window at a time. A ``file`` is read through the disk cache
+(``data.cache_dir``, ``text_cache``): the ids are memory-mapped, never the whole text in memory.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from torch.utils.data import DataLoader
 
 from rnnlab.batch import UNKNOWN_ID as UNK
 from rnnlab.data.base import TaskDataModule
-from rnnlab.data.corpus import Vocabulary, WideIds, default_corpus, fingerprint, read_text
+from rnnlab.data.cache import usable_folder
+from rnnlab.data.corpus import Vocabulary, WideIds, default_corpus, read_text
 from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
 from rnnlab.data.memory import check_text_fits
-from rnnlab.data.progress import setup_step
 from rnnlab.data.streams import (
     Chunks,
     check_part_sizes,
@@ -47,23 +47,23 @@ from rnnlab.data.streams import (
     row_lengths,
     to_rows,
 )
-from rnnlab.data.text_baselines import fit_text_baselines
+from rnnlab.data.text_cache import CorpusIds, baselines, cached_corpus, from_text
 from rnnlab.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-# The default data.ngram_fit_chars: the n-gram baseline of a longer train part is fitted on a
-# sample of this many characters (about 20 s and 0.6 GiB to fit on one core).
+# The default data.ngram_fit_chars: a longer train part's n-gram baseline is fitted on a sample
+# of this many characters (about 20 s and 0.6 GiB to fit on one core).
 NGRAM_FIT_CHARS = 10_000_000
 
 
 class TextDataModule(TaskDataModule):
-    """A text file (``file``, ``encoding``) or, by default, the Python documentation every
-    CPython carries; see the module docstring for the layout.
+    """A text file (``file``, ``encoding``; cached in ``cache_dir``) or, by default, the Python
+    documentation every CPython carries; see the module docstring for the layout. Members of an
+    ensemble may cache in different folders (``split_settings``).
 
     The vocabulary, the corpus's SHA-256 and the n-gram order chosen on val are this module's
     ``state_dict``: a restored module uses that vocabulary and refuses a corpus that changed.
-
     Loaders: this module builds its own ``train/val/test_dataloader`` instead of giving the
     base's ``loader`` a ``dataset`` of examples and a ``collate``. With the state carried from
     batch ``i`` to batch ``i + 1`` (truncated BPTT), a batch is not a draw of independent
@@ -72,9 +72,10 @@ class TextDataModule(TaskDataModule):
     order (no sampler, shuffling or length buckets), from the main process (workers would
     each replay the streams), from this rank's contiguous block of streams under DDP, with
     window lengths that follow the epoch (``random_bptt``). None of the base's sampler, batch
-    size or collate applies. There is no prediction file format either: ``setup_predict``
-    refuses and names ``instead_of_predict``.
+    size or collate applies. No prediction file format: see ``instead_of_predict``.
     """
+
+    split_settings = TaskDataModule.split_settings | {"cache_dir"}
 
     instead_of_predict = (
         "a language model samples text with rnnlab.generate ckpt_path=... and scores one with "
@@ -94,6 +95,7 @@ class TextDataModule(TaskDataModule):
         ngram_max_order: int = 7,
         ngram_fit_chars: int = NGRAM_FIT_CHARS,
         max_file_mb: float = DEFAULT_MAX_FILE_MB,
+        cache_dir: str | None = None,
         seed: int = 0,
     ) -> None:
         # the text is in memory; a worker process would only add latency
@@ -122,6 +124,10 @@ class TextDataModule(TaskDataModule):
         self.eval_streams = eval_streams
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.ngram_max_order, self.ngram_fit_chars = ngram_max_order, ngram_fit_chars
+        # the cache: its folder, the text's entry there, and whether this run built or reused it
+        self.cache_dir, self.cache_state = cache_dir, "off"
+        self.cache_folder: Path | None = None
+        self.cache_entry: str | None = None
         self.vocab: Vocabulary | None = None
         self.sha256: str | None = None
         self.ngram_order: int | None = None
@@ -150,69 +156,59 @@ class TextDataModule(TaskDataModule):
         check_text_fits(self.file, held_out, self.ngram_max_order, self.ngram_fit_chars)
         return read_text(self.file, self.encoding, self.max_file_mb), f"data.file={self.file}"
 
+    def _corpus(self) -> tuple[CorpusIds, str]:
+        """Every character's id: a file's from the disk cache (built if need be), else read."""
+        fractions = (self.val_fraction, self.test_fraction)
+        if self.file is not None:
+            self.cache_folder = usable_folder(self.cache_dir)
+        if self.file is None or self.cache_folder is None:
+            text, where = self.source()
+            return from_text(text, self.vocab, *fractions, where), where
+        check_text_fits(self.file, sum(fractions), self.ngram_max_order, self.ngram_fit_chars)
+        corpus, self.cache_entry, built = cached_corpus(
+            self.cache_folder, self.file, self.encoding, self.max_file_mb, fractions, self.vocab
+        )
+        self.cache_state = "built" if built else "reused"
+        return corpus, f"data.file={self.file}"
+
     def setup(self, stage: str | None = None) -> None:
         if self.ids:
             return
-        text, where = self.source()
-        with setup_step(f"{where}: checking {len(text):,} characters", len(text)):
-            digest = fingerprint(text)
+        corpus, where = self._corpus()
+        digest, val_at, test_at, ids = corpus.digest, corpus.val_at, corpus.test_at, corpus.ids
         if self.sha256 is not None and digest != self.sha256:
             raise DataError(
                 f"{where} is not the text this model was trained on (SHA-256 {digest[:12]}, "
                 f"expected {self.sha256[:12]}); restore that text, or train a new model"
             )
-        val_at = len(text) - round(len(text) * (self.val_fraction + self.test_fraction))
-        test_at = len(text) - round(len(text) * self.test_fraction)
         test_text = None
         if self.test_file is not None:
             test_text, where = self._read_test_file(self.test_file), f"data.file={self.test_file}"
         sizes = {
             "train": val_at,
             "val": test_at - val_at,
-            "test": len(text) - test_at if test_text is None else len(test_text),
+            "test": len(ids) - test_at if test_text is None else len(test_text),
         }
         check_part_sizes(sizes, where, self.batch_size, self.bptt)
         if self.vocab is None:
-            with setup_step("finding the training text's characters", val_at):
-                self.vocab = Vocabulary.of(text, 0, val_at)
-            self.sha256 = digest
+            self.vocab, self.sha256 = corpus.vocab, digest
         vocab = self.vocab
-        end = test_at if test_text is not None else len(text)
-        with setup_step(f"encoding {end:,} characters as {vocab.dtype} ids", end):
-            ids = vocab.compact_ids(text, 0, end)
-        del text
         self.ids = {"train": ids[:val_at], "val": ids[val_at:test_at], "test": ids[test_at:]}
         if test_text is not None:
             self.ids["test"] = vocab.compact_ids(test_text)
         for name in ("val", "test"):
-            unseen = int((self.ids[name] == UNK).sum())
-            if unseen:
-                log.warning(
-                    "%s: %d characters of the %s part are not in the training text "
-                    "(scored as <unk>)",
-                    where,
-                    unseen,
-                    name,
-                )
-        found = fit_text_baselines(
-            self.ids,
-            len(vocab),
-            self.ngram_max_order,
-            self.ngram_order,
-            self.ngram_fit_chars,
-            self.seed,
-        )
+            if unseen := int((self.ids[name] == UNK).sum()):
+                message = "%s: %d characters of the %s part are not in the training text (%s)"
+                log.warning(message, where, unseen, name, "scored as <unk>")
+        # the test part of another file (rnnlab.eval data.file=...) is scored, not cached
+        entry = (self.cache_folder, self.cache_entry) if test_text is None else (None, None)
+        settings = (self.ngram_max_order, self.ngram_order, self.ngram_fit_chars, self.seed)
+        found = baselines(self.ids, len(vocab), *settings, entry)
         self.baselines, self.ngram_order = found.nll, found.order
         self.fitted = found.metrics(sizes["train"])
-        log.info(
-            "%s: %d/%d/%d characters (train/val/test), %d symbols, SHA-256 %s",
-            where,
-            sizes["train"],
-            sizes["val"],
-            sizes["test"],
-            len(vocab),
-            digest[:12],
-        )
+        counts = "/".join(str(sizes[name]) for name in ("train", "val", "test"))
+        message = "%s: %s characters (train/val/test), %d symbols, SHA-256 %s"
+        log.info(message, where, counts, len(vocab), digest[:12])
 
     # --- the task contract -------------------------------------------------------------------
     def model_settings(self) -> dict[str, Any]:
