@@ -101,8 +101,9 @@ def _extended_csv(example: str, rows_per_series: int, seed: int = 0) -> str:
     """The documented rows, then generated ones (seeded) until every series has
     ``rows_per_series``. The first column is the time (dates); a column of words names the
     series; every other column is a number, continued as a random walk from its last value with
-    the documented number of decimals. The columns are the example's: nothing is taken from the
-    command, so a command naming other columns fails in training."""
+    the documented number of decimals; the first column of words names the series, any other
+    holds its series' value throughout (a static column). The columns are the example's: nothing
+    is taken from the command, so a command naming other columns fails in training."""
     table = list(csv.reader(io.StringIO(example)))
     header, rows = table[0], [r for r in table[1:] if r]
     rng = np.random.default_rng(seed)
@@ -111,7 +112,6 @@ def _extended_csv(example: str, rows_per_series: int, seed: int = 0) -> str:
         return re.fullmatch(r"-?\d+(\.\d+)?", text) is not None
 
     words = [i for i in range(1, len(header)) if not all(is_number(r[i]) for r in rows)]
-    assert len(words) <= 1, f"more than one non-numeric column besides the time: {header}"
     series_at = words[0] if words else None
     by_series: dict[str, list[list[str]]] = {}
     for row in rows:
@@ -126,7 +126,7 @@ def _extended_csv(example: str, rows_per_series: int, seed: int = 0) -> str:
             row = list(last)
             row[0] = (times[-1] + k * step).date().isoformat()
             for i, text in enumerate(last):
-                if i == 0 or i == series_at:
+                if i == 0 or i in words:
                     continue
                 decimals = len(text.split(".")[1]) if "." in text else 0
                 value = float(row[i]) * (1 + 0.05 * rng.standard_normal())
@@ -155,7 +155,8 @@ def test_extended_csv_keeps_the_documented_rows_and_orders_each_series():
     ("page", "where"),
     [
         ("README.md", "## Your own data|week,"),
-        ("docs/your-data.md", "sales.csv"),
+        ("docs/your-data.md", "sales.csv (the first rows)"),
+        ("docs/your-data.md", "sales.csv (with a promotion plan"),
     ],
 )
 def test_forecasting_csv_example_trains_with_its_command(tmp_path, monkeypatch, page, where):
