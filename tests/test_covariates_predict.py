@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rnnlab.checkpoint.format import CONFIG_KEY, DATA_KEY
+from rnnlab.eval import evaluate
 from rnnlab.predict import predict
 from rnnlab.train import train
 from rnnlab.utils.errors import DataError
@@ -150,8 +151,11 @@ def test_static_and_calendar_inputs_predict_from_the_history_alone(tmp_path):
         "data.calendar=[weekday,month]",
         "trainer.max_epochs=1",
     ]
-    train(compose_config("train", overrides, tmp_path / "run"))
+    metrics = train(compose_config("train", overrides, tmp_path / "run"))
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    # evaluated from the checkpoint alone: its categories, not refitted ones
+    cfg = compose_config("eval", [f"ckpt_path={ckpt}", "trainer.accelerator=cpu"], tmp_path / "e")
+    assert evaluate(cfg)["test/mae"] == pytest.approx(metrics["test/mae"], rel=1e-6)
     assert torch.load(ckpt, weights_only=True)[DATA_KEY]["static_categories"] == {
         "kind": ["big", "small"]
     }
