@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +300,23 @@ def test_two_processes_building_at_once_end_with_one_valid_entry(text_file, tmp_
         tmp_path, str(text_file), "utf-8", 1024, (0.1, 0.1), None
     )
     assert not built and corpus.ids.tolist() == expected
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc/self/statm")
+def test_drop_pages_gives_back_what_a_pass_over_a_mapped_array_read(tmp_path):
+    values = np.arange(1 << 25, dtype=np.uint16)  # 64 MiB
+    np.save(tmp_path / "values.npy", values)
+    mapped = np.load(tmp_path / "values.npy", mmap_mode="c")
+    before = _resident_bytes()
+    assert int(mapped.max()) == (1 << 16) - 1  # reads every page
+    read = _resident_bytes()
+    assert read - before > mapped.nbytes // 2
+    cache.drop_pages(mapped[:10])  # a view gives back the whole mapping
+    assert _resident_bytes() - before < mapped.nbytes // 4
+    assert np.array_equal(mapped, values)  # read again from the file, unchanged
+    cache.drop_pages(values)  # an array in memory: nothing to give back
+    assert int(values[-1]) == (1 << 16) - 1

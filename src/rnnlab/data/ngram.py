@@ -84,7 +84,7 @@ def unigram_nll(train: Text, text: Text, vocab_size: int) -> np.ndarray:
     counts = np.zeros(size, dtype=np.int64)
     for start in range(0, len(train_ids), _CHUNK):
         counts += np.bincount(train_ids[start : start + _CHUNK], minlength=size)
-    drop_pages(train_ids)  # a memory-mapped text read through need not stay resident
+    drop_pages(train)  # a memory-mapped text read through need not stay resident
     total = len(train_ids) + vocab_size
     per_id = np.fromiter(
         (-math.log((c + 1) / total) for c in counts.tolist()), dtype=np.float64, count=size
@@ -337,4 +337,5 @@ def sample_blocks(ids: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, i
     wanted = max(1, min(blocks, limit // SAMPLE_BLOCK))
     chosen = np.sort(np.random.default_rng(seed).choice(blocks, size=wanted, replace=False))
     sample = np.concatenate([ids[b * SAMPLE_BLOCK : (b + 1) * SAMPLE_BLOCK] for b in chosen])
+    drop_pages(ids)  # the pages read ahead around the blocks of a memory-mapped text
     return sample, SAMPLE_BLOCK
