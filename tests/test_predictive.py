@@ -13,15 +13,9 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from rnnlab.batch import TargetScaling
+from rnnlab.models.distributions import NegativeBinomial, Normal, StudentT, output_of
 from rnnlab.models.encoder import RNNEncoder
-from rnnlab.models.predictive import (
-    NegativeBinomial,
-    Normal,
-    Point,
-    Quantiles,
-    StudentT,
-    output_of,
-)
+from rnnlab.models.predictive import Point, Quantiles
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.utils.errors import ConfigError, DataError
 

@@ -126,7 +126,7 @@ def test_a_point_forecaster_logs_no_interval_metrics(tmp_path_factory, sales_csv
 
 def test_an_ensemble_of_distributions_is_refused_in_one_line(distribution_run):
     _, ckpt, _ = distribution_run
-    with pytest.raises(DataError, match="an ensemble averages point forecasts"):
+    with pytest.raises(DataError, match="an ensemble averages direct point forecasts"):
         load_member(ckpt)
 
 
@@ -191,3 +191,27 @@ def test_forecast_figure_shades_each_interval():
     labels = sorted(c.get_label() for c in shaded)
     assert labels == ["80% interval", "95% interval"]
     assert "forecast" in [line.get_label() for line in figure.axes[0].lines]
+
+
+def test_autoregressive_decoder_trains_scores_and_predicts_its_draws(
+    tmp_path_factory, sales_csv, tmp_path
+):
+    overrides = _overrides(
+        sales_csv,
+        "model.distribution=negative_binomial",
+        "model.decoder=autoregressive",
+        "model.encoder.bidirectional=false",
+        "model.num_samples=40",
+    )
+    ckpt, metrics = _train(tmp_path_factory, overrides)
+    for key in ("crps", "pinball", "coverage_80", "coverage_95", "interval_width_80", "mae"):
+        assert np.isfinite(metrics[f"test/{key}"]), key
+    table = _predict(ckpt, sales_csv, tmp_path / "out.csv")
+    assert list(table.columns) == ["shop", "step", "day", "sales", "p10", "p50", "p90"]
+    assert (table["p10"] <= table["p90"]).all()
+    np.testing.assert_array_equal(
+        table[["p10", "p50", "p90"]], table[["p10", "p50", "p90"]].round()
+    )
+    # the same seed draws the same forecasts
+    again = _predict(ckpt, sales_csv, tmp_path / "again.csv")
+    pd.testing.assert_frame_equal(table, again)

@@ -91,6 +91,8 @@ class Batch:
     baselines: dict[str, torch.Tensor] = field(default_factory=dict)
     scaling: TargetScaling | None = None
     forecast: ForecastExtras | None = None
+    # the last input steps that lie at forecast times (inputs known in advance; 0: none)
+    future_rows: int = 0
 
     def __len__(self) -> int:
         return len(self.x)
@@ -116,6 +118,6 @@ class Batch:
         changes: dict[str, Any] = {
             f.name: _moved(getattr(self, f.name), device)
             for f in dataclasses.fields(self)
-            if f.name != "lengths"
+            if f.name not in ("lengths", "future_rows")
         }
         return dataclasses.replace(self, **changes)

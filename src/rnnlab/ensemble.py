@@ -104,10 +104,12 @@ def load_member(checkpoint: Path, user_classes: Sequence[str] = ()) -> Member:
             f"{checkpoint} is a {type(model).__name__}'s; an ensemble averages classifiers, "
             "sequence regressors or forecasters"
         )
-    if getattr(getattr(model, "output", None), "probabilistic", False):
+    probabilistic = getattr(getattr(model, "output", None), "probabilistic", False)
+    if probabilistic or getattr(model, "decoder", "direct") != "direct":
         raise DataError(
-            f"{checkpoint} forecasts a distribution or quantiles; an ensemble averages point "
-            "forecasts: ensemble runs trained without model.distribution and model.quantiles"
+            f"{checkpoint} forecasts a distribution, quantiles or autoregressive draws; an "
+            "ensemble averages direct point forecasts: ensemble runs trained without "
+            "model.distribution, model.quantiles and model.decoder=autoregressive"
         )
     return Member(checkpoint, loaded[CONFIG_KEY], datamodule.state_dict(), datamodule, model)
 

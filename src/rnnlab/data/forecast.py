@@ -292,6 +292,7 @@ class ForecastDataModule(TaskDataModule):
 
     def collate(self, items: list[dict[str, Any]]) -> Batch:
         batch = collate_windows(items)
+        batch.future_rows = self.horizon if self.known.has_future else 0
         if batch.forecast is not None:
             batch.forecast.residual_quantiles = getattr(self, "residual_table", None)
         return batch

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.batch import Batch
+from rnnlab.models.autoregressive import DECODERS, Autoregressive, check_encoder
 from rnnlab.models.base import SequenceModule, StageMetrics
+from rnnlab.models.distributions import output_of
 from rnnlab.models.encoder import SequenceEncoder
 from rnnlab.models.interval_scores import Scores
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
-from rnnlab.models.predictive import Probabilistic, output_of
+from rnnlab.models.predictive import Probabilistic, Samples
 from rnnlab.utils.errors import ConfigError, choice
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -71,6 +73,8 @@ class SequenceRegressor(SequenceModule):
         monitor: str = "val/loss",
         distribution: str | None = None,
         quantiles: list[float] | tuple[float, ...] | None = None,
+        decoder: str = "direct",
+        num_samples: int = 100,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
         choice(loss, LOSSES, "model.loss", "loss")
@@ -78,12 +82,22 @@ class SequenceRegressor(SequenceModule):
         self.horizon, self.num_targets = horizon, num_targets
         self.target_names = list(target_names or [f"target_{i}" for i in range(num_targets)])
         self.output = output_of(distribution, quantiles)
-        self.scores = (
-            Scores(self.output, quantiles) if isinstance(self.output, Probabilistic) else None
-        )
+        choice(decoder, DECODERS, "model.decoder", "decoder")
+        if num_samples < 1:
+            raise ConfigError(f"model.num_samples must be >= 1, got {num_samples}")
+        self.decoder, self.num_samples = decoder, int(num_samples)
+        # the autoregressive decoder: a head per step; its forecasts are draws (Samples)
+        self.autoregressive: Autoregressive | None = None
+        steps = horizon
+        if decoder == "autoregressive":
+            check_encoder(encoder)
+            self.autoregressive = Autoregressive(self.output, horizon, num_targets, relative)
+            steps = 1
+        scored = Samples() if self.autoregressive else self.output
+        self.scores = Scores(scored, quantiles) if isinstance(scored, Probabilistic) else None
         self.head = nn.Sequential(
             nn.Dropout(head_dropout),
-            nn.Linear(encoder.output_size, horizon * num_targets * self.output.width),
+            nn.Linear(encoder.output_size, steps * num_targets * self.output.width),
         )
         self.loss_name, self.loss_fn = loss, LOSSES[loss]
         self.relative = relative
@@ -141,10 +155,14 @@ class SequenceRegressor(SequenceModule):
         return change + last[:, None, :, None] * moved
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        values = self(batch.x, batch.lengths)  # forward: an ensemble replays it (Replay)
-        values = values if self.output.probabilistic else values[..., None]
         scaling = batch.target_scaling()
         target = scaling.normalise(batch.targets())
+        if self.autoregressive is not None:  # teacher forcing
+            encoder = check_encoder(self.encoder)
+            values = self.autoregressive.teacher_forced(encoder, self.head, batch, target)
+        else:
+            values = self(batch.x, batch.lengths)  # forward: an ensemble replays it (Replay)
+            values = values if self.output.probabilistic else values[..., None]
         if isinstance(self.output, Probabilistic):
             return self.output.loss(values, target, scaling), values
         return self.loss_fn(values[..., 0], target), values
@@ -157,10 +175,27 @@ class SequenceRegressor(SequenceModule):
         self.log_loss(stage, loss, len(batch))
         return loss, values.detach()
 
-    def _evaluate(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score a batch; its forecasts in original units and the output's parameters."""
+    def sampled(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The autoregressive decoder's ``num_samples`` draws of each forecast (batch, horizon,
+        targets, draws; one draw for a point output), from a generator seeded by the run's
+        seed and the batch: the same forecasts on every run."""
+        assert self.autoregressive is not None
+        paths = self.num_samples if self.output.probabilistic else 1
+        generator = torch.Generator(self.device)
+        generator.manual_seed(torch.initial_seed() + batch_idx)
+        encoder = check_encoder(self.encoder)
+        return self.autoregressive.sample(encoder, self.head, batch, paths, generator)
+
+    def _evaluate(
+        self, batch: Batch, stage: str, batch_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score a batch; its forecasts in original units and what the scores read: the
+        output's parameters, or the autoregressive decoder's draws."""
         _, values = self._step(batch, stage)
-        prediction = self.output.point(values, batch.target_scaling())
+        if self.autoregressive is not None:
+            values = self.sampled(batch, batch_idx)
+        output = self.scores.output if self.scores else self.output
+        prediction = output.point(values, batch.target_scaling())
         if self.scores is not None:
             self.scores.update(self.stage_metrics, stage, values, batch, self._metric_dtype())
         y, wide = batch.targets(), self._metric_dtype()
@@ -188,19 +223,24 @@ class SequenceRegressor(SequenceModule):
         return self._step(batch, "train")[0]
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+        self._evaluate(batch, "val", batch_idx)
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """The forecasts in original units; with a probabilistic output, a dict of them
         (``prediction``) and their central intervals (``Scores.intervals``), for figures."""
-        prediction, values = self._evaluate(batch, "test")
+        prediction, values = self._evaluate(batch, "test", batch_idx)
         if self.scores is None:
             return prediction
         return {"prediction": prediction, **self.scores.intervals(values, batch.target_scaling())}
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        values, scaling = self._outputs(batch.x, batch.lengths), batch.target_scaling()
-        predicted = {"prediction": self.output.point(values, scaling).float().cpu()}
+        scaling = batch.target_scaling()
+        if self.autoregressive is not None:
+            values = self.sampled(batch, batch_idx)
+        else:
+            values = self._outputs(batch.x, batch.lengths)
+        output = self.scores.output if self.scores else self.output
+        predicted = {"prediction": output.point(values, scaling).float().cpu()}
         if self.scores is not None:
             levels = self.scores.levels
             predicted["quantiles"] = (
