@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnlab.data.covariates import calendar_features
+from rnnlab.data.covariates import KnownInputs, calendar_features
 from rnnlab.data.forecast import ForecastDataModule
 from rnnlab.utils.errors import ConfigError, DataError
 
@@ -91,15 +91,18 @@ def test_without_known_columns_windows_are_the_history_alone():
 
 
 def test_calendar_features_are_sin_cos_pairs_of_their_cycles():
-    times = pd.to_datetime(["2021-01-01 06:00", "2021-07-02 18:00", "2020-12-31 00:00"]).to_numpy()
+    stamps = ["2021-01-01 06:00", "2021-07-02 18:45", "2020-12-31 00:00", "2014-06-15 00:00"]
+    times = pd.to_datetime(stamps).to_numpy()
     names = ["month", "weekday", "day_of_month", "day_of_year", "week_of_year", "hour"]
     features = calendar_features(times, names)
     angles = np.arctan2(features[:, 0::2], features[:, 1::2]) % (2 * np.pi) / (2 * np.pi)
     # 1 January 2021: a Friday, ISO week 53 of 2020 (a year of 53 weeks)
     np.testing.assert_allclose(angles[0], [0, 4 / 7, 0, 0, 52 / 53, 6 / 24], atol=1e-9)
     np.testing.assert_allclose(
-        angles[1], [6 / 12, 4 / 7, 1 / 31, 182 / 365, 25 / 52, 18 / 24], atol=1e-9
+        angles[1], [6 / 12, 4 / 7, 1 / 31, 182 / 365, 25 / 52, 18.75 / 24], atol=1e-9
     )
+    # 2014 has 52 ISO weeks (its 29 December already lies in week 1 of 2015)
+    np.testing.assert_allclose(angles[3][4], 23 / 52, atol=1e-9)
     np.testing.assert_allclose(angles[2][3], 365 / 366, atol=1e-9)  # 2020: a leap year
     np.testing.assert_allclose(np.hypot(features[:, 0::2], features[:, 1::2]), 1.0)
 
@@ -132,10 +135,10 @@ def test_per_series_statistics_keep_static_columns_apart():
     ("edit", "kwargs", "message"),
     [
         (
-            lambda f: f.assign(size=f["size"].where(f.index != 70, 5.0)),
+            lambda f: f.assign(size=f["size"].where(f.index != 60, 5.0)),
             {"static_columns": ["size"]},
-            "data frame series 's1': static column 'size' holds 200.0 on row 60 but 5.0 on "
-            "row 70; give each series one value",
+            "data frame series 's1': static column 'size' holds 5.0 on row 60 but 200.0 on "
+            "row 61; give each series one value",
         ),
         (
             lambda f: f.assign(kind=f["kind"].where(f.index != 3)),
@@ -152,7 +155,8 @@ def test_per_series_statistics_keep_static_columns_apart():
         (
             lambda f: f,
             {"static_columns": ["colour"]},
-            "data frame has no column 'colour' (columns: ",
+            "data frame has no column 'colour' (columns: ['date', 'store', 'y', 'price', "
+            "'promo', 'size', 'kind']); fix the file or data.static_columns",
         ),
     ],
 )
@@ -165,8 +169,12 @@ def test_bad_covariate_data_is_refused_in_one_line(edit, kwargs, message):
 
 
 def test_bad_covariate_settings_are_refused_in_one_line():
-    with pytest.raises(ConfigError, match=r"^unknown data.calendar feature 'season'; choose"):
+    with pytest.raises(ConfigError) as unknown:
         _module(_frame(), calendar=["season"])
+    assert str(unknown.value) == (
+        "unknown data.calendar feature 'season'; choose from month, weekday, day_of_month, "
+        "day_of_year, week_of_year, hour"
+    )
     with pytest.raises(ConfigError, match=r"^data.calendar names 'month' twice"):
         _module(_frame(), calendar=["month", "month"])
     with pytest.raises(ConfigError, match=r"^column 'promo' is named in two data settings"):
@@ -243,3 +251,52 @@ def test_no_input_reads_what_is_unknown_at_the_origin(data, length, lookback, ho
     step = origin + data.draw(st.integers(0, horizon - 1))
     known[step, 2] += 1.0
     assert not torch.equal(window(known)["x"], after["x"])
+
+
+def test_a_restored_model_keeps_its_categories_and_refuses_what_it_never_saw():
+    """The checkpoint's categories, not the new data's, give the one-hot columns; a category or a
+    text the model never saw in a column is refused in one line naming the series."""
+    frame = _frame(series=2)
+    trained = _module(frame, series_column="store", static_columns=["kind", "size"])
+    trained.setup("fit")
+    state = trained.state_dict()
+
+    def restored(data: pd.DataFrame) -> ForecastDataModule:
+        module = _module(data, series_column="store", static_columns=["kind", "size"])
+        module.load_state_dict(state)
+        return module
+
+    one_kind = restored(frame.assign(kind="small"))
+    one_kind.setup("fit")
+    assert one_kind.known.categories == {"kind": ["big", "small"]}
+    torch.testing.assert_close(one_kind.series[1].raw[:, 1:3], trained.series[0].raw[:, 1:3])
+    with pytest.raises(DataError) as unseen:
+        restored(frame.assign(kind="medium")).setup("fit")
+    assert str(unseen.value) == (
+        "data frame series 's0': static column 'kind' holds 'medium', a category the model never "
+        "saw (it knows ['big', 'small']); forecast it with a model trained on it"
+    )
+    with pytest.raises(DataError) as text:
+        restored(frame.assign(size="large")).setup("fit")
+    assert str(text.value) == (
+        "data frame series 's0': static column 'size' holds 'large', but the model was trained "
+        "on numbers in it; give a number"
+    )
+    older = _module(frame)  # a checkpoint from before static columns has no categories
+    older.load_state_dict({k: v for k, v in state.items() if k != "static_categories"})
+    assert older.known.categories == {}
+
+
+def test_a_value_that_is_not_a_finite_number_makes_a_static_column_categorical():
+    frame = _frame(series=2)
+    frame["size"] = np.where(frame["store"] == "s0", np.inf, 3.0)
+    module = _module(frame, series_column="store", static_columns=["size"])
+    module.setup("fit")
+    assert module.known.categories == {"size": ["3.0", "inf"]}
+    assert np.isfinite(module.series[0].inputs.numpy()).all()
+
+
+def test_future_covariates_keep_their_places_among_the_inputs():
+    known = KnownInputs.of(["y", "price", "promo", "holiday"], ["promo", "holiday"], [], ["hour"])
+    assert known.future == {2: "promo", 3: "holiday"}
+    assert known.columns == (2, 3, 4, 5) and known.width == 3

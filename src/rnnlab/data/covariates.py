@@ -39,24 +39,21 @@ def check_calendar(names: Sequence[str]) -> list[str]:
     return names
 
 
-def _cycle(index: pd.DatetimeIndex, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _cycle(index: pd.DatetimeIndex, name: str) -> tuple[np.ndarray, np.ndarray | float]:
     """(position, length) of each time in the cycle of calendar feature ``name``, from 0."""
-    ones = np.ones(len(index))
     if name == "month":
-        return np.asarray(index.month - 1, float), 12 * ones
+        return np.asarray(index.month - 1), 12.0
     if name == "weekday":
-        return np.asarray(index.weekday, float), 7 * ones
+        return np.asarray(index.weekday), 7.0
     if name == "day_of_month":
-        return np.asarray(index.day - 1, float), np.asarray(index.days_in_month, float)
+        return np.asarray(index.day - 1), np.asarray(index.days_in_month)
     if name == "day_of_year":
-        return np.asarray(index.dayofyear - 1, float), 365 + np.asarray(index.is_leap_year, float)
+        return np.asarray(index.dayofyear - 1), 365 + np.asarray(index.is_leap_year)
     if name == "week_of_year":  # ISO weeks: 52 or 53 in a year, the last holding 28 December
         iso = index.isocalendar()
-        years = iso["year"].to_numpy(dtype=np.int64)
-        ends = pd.to_datetime(pd.DataFrame({"year": years, "month": 12, "day": 28}))
-        weeks = ends.dt.isocalendar()["week"].to_numpy(dtype=float)
-        return iso["week"].to_numpy(dtype=float) - 1, weeks
-    return np.asarray(index.hour + index.minute / 60, float), 24 * ones
+        ends = pd.to_datetime(pd.DataFrame({"year": iso["year"], "month": 12, "day": 28}))
+        return iso["week"].to_numpy(float) - 1, ends.dt.isocalendar()["week"].to_numpy(float)
+    return np.asarray(index.hour + index.minute / 60), 24.0
 
 
 def calendar_features(times: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -235,7 +232,7 @@ class KnownInputs:
                     f"model never saw (it knows {known}); forecast it with a model trained on it"
                 )
             row.extend(float(str(value) == c) for c in known)
-        return np.asarray(row, dtype=float)
+        return np.array(row)
 
     def block(self, static: np.ndarray, times: np.ndarray) -> np.ndarray:
         """(time, width): the static row at every step, the calendar features of ``times`` and
