@@ -135,9 +135,9 @@ def test_per_series_statistics_keep_static_columns_apart():
     ("edit", "kwargs", "message"),
     [
         (
-            lambda f: f.assign(size=f["size"].where(f.index != 60, 5.0)),
+            lambda f: f.assign(size=f["size"].where(f.index != 60, 5.0).where(f.index != 61, 7.0)),
             {"static_columns": ["size"]},
-            "data frame series 's1': static column 'size' holds 5.0 on row 60 but 200.0 on "
+            "data frame series 's1': static column 'size' holds 5.0 on row 60 but 7.0 on "
             "row 61; give each series one value",
         ),
         (
@@ -151,6 +151,11 @@ def test_per_series_statistics_keep_static_columns_apart():
             {"future_covariate_columns": ["promo"], "missing": "ffill"},
             "data frame row 4: future covariate 'promo' is empty; give it a value on every row "
             "(it is known in advance)",
+        ),
+        (
+            lambda f: f.iloc[:61],  # series s1 has one row: its static value is that row's
+            {"static_columns": ["size"]},
+            "data frame series 's1' has 1 time steps, fewer than lookback + horizon = 9",
         ),
         (
             lambda f: f,
