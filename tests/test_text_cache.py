@@ -320,3 +320,21 @@ def test_drop_pages_gives_back_what_a_pass_over_a_mapped_array_read(tmp_path):
     assert np.array_equal(mapped, values)  # read again from the file, unchanged
     cache.drop_pages(values)  # an array in memory: nothing to give back
     assert int(values[-1]) == (1 << 16) - 1
+
+
+def test_two_byte_ids_are_checked_whole_whatever_the_read_size(tmp_path):
+    text = "".join(chr(0x4E00 + i) for i in range(300)) * 3  # 300 distinct: uint16 ids
+    path = tmp_path / "wide.txt"
+    path.write_text(text, encoding="utf-8")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    settings = (folder, str(path), "utf-8", 1024, (0.1, 0.1), None)
+    corpus, name, built = text_cache.cached_corpus(*settings, block_bytes=3)
+    assert built and corpus.ids.dtype == np.uint16
+    ids = np.load(folder / name / "ids.npy")
+    ids[-1] = len(corpus.vocab)  # one past the largest id, in the last read
+    np.save(folder / name / "ids.npy", ids)
+    again, _, built = text_cache.cached_corpus(*settings, block_bytes=3)
+    assert built and int(again.ids[-1]) < len(again.vocab)
+    _, _, built = text_cache.cached_corpus(*settings, block_bytes=3)
+    assert not built

@@ -99,11 +99,12 @@ def _checked(vocab: Vocabulary, length: int, block: int) -> Any:
         ids = arrays["ids"]
         if ids.dtype != vocab.dtype or ids.shape != (length,):
             raise cache.InvalidEntry(f"ids.npy is {ids.dtype} {ids.shape}")
+        size = max(ids.itemsize, block - block % ids.itemsize)  # whole ids in every read
         with open(ids.filename, "rb") as stream:  # type: ignore[attr-defined]
             stream.seek(ids.offset)  # type: ignore[attr-defined]
-            while chunk := stream.read(block):
-                values = np.frombuffer(chunk[: len(chunk) - len(chunk) % ids.itemsize], ids.dtype)
-                if len(values) and int(values.max()) >= len(vocab):
+            while chunk := stream.read(size):
+                values = np.frombuffer(chunk, ids.dtype)
+                if int(values.max()) >= len(vocab):
                     raise cache.InvalidEntry("an id beyond the vocabulary")
 
     return check
