@@ -63,6 +63,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # the forecaster's known inputs: values checked in-process (test_covariates_predict.py
     # trains models; a mutant reached by its fixture would run minutes per test)
     "src/rnnlab/data/covariates.py": ("tests/test_covariates.py", "tests/test_forecast.py"),
+    "src/rnnlab/data/forecast_input.py": ("tests/test_covariates.py", "tests/test_forecast.py"),
     "src/rnnlab/models/encoder.py": (
         "tests/test_encoder_mutants.py",
         "tests/test_encoder_regularisers.py",

@@ -305,3 +305,71 @@ def test_future_covariates_keep_their_places_among_the_inputs():
     known = KnownInputs.of(["y", "price", "promo", "holiday"], ["promo", "holiday"], [], ["hour"])
     assert known.future == {2: "promo", 3: "holiday"}
     assert known.columns == (2, 3, 4, 5) and known.width == 3
+
+
+def _fitted(frame: pd.DataFrame, **kwargs) -> ForecastDataModule:
+    module = _module(frame, normalize="none", **kwargs)
+    module.setup("fit")
+    return module
+
+
+def test_prediction_input_reads_the_rows_after_the_last_target(tmp_path):
+    frame = _frame()
+    module = _fitted(frame, covariate_columns=["price"], future_covariate_columns=["promo"])
+    rows = frame[["date", "y", "price", "promo"]].iloc[:10].copy()
+    rows.loc[7:, ["y", "price"]] = np.nan  # three rows ahead: the horizon's promotion plan
+    rows.loc[7:, "promo"] = [1.0, 0.0, 1.0]
+    rows.to_csv(tmp_path / "plan.csv", index=False)
+    module.setup_predict(str(tmp_path / "plan.csv"))
+    [history] = module.predict_series
+    assert len(history.times) == 7 and history.times[-1] == rows["date"].iloc[6]
+    x = module.dataset("predict")[0]["x"]
+    assert x.shape == (9, 4)
+    expected = rows[["y", "price", "promo"]].to_numpy(dtype=np.float32)[1:7]
+    np.testing.assert_array_equal(x[:6, :3].numpy(), expected)
+    assert x[6:, 2].tolist() == [1.0, 0.0, 1.0]  # the plan, not the last promotion
+    assert x[6:, 0].tolist() == [expected[-1, 0]] * 3 and x[6:, 1].tolist() == [expected[-1, 1]] * 3
+    assert x[:, 3].tolist() == [0.0] * 6 + [1.0] * 3
+    rows.iloc[:9].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError) as short:
+        module.setup_predict(str(tmp_path / "short.csv"))
+    assert str(short.value) == (
+        f"{tmp_path / 'short.csv'}: the model reads future covariates ['promo'] over the 3 steps "
+        "after the last target value (line 8), but 2 rows follow it; add the 3 rows to "
+        "forecast, targets empty and ['promo'] filled"
+    )
+    rows.assign(promo=rows["promo"].where(rows.index != 8)).to_csv(
+        tmp_path / "gap.csv", index=False
+    )
+    with pytest.raises(DataError, match=r"gap\.csv line 10: future covariate 'promo' is empty"):
+        module.setup_predict(str(tmp_path / "gap.csv"))
+    rows.iloc[3:].to_csv(tmp_path / "few.csv", index=False)
+    with pytest.raises(DataError) as few:
+        module.setup_predict(str(tmp_path / "few.csv"))
+    assert str(few.value) == (
+        f"{tmp_path / 'few.csv'} has 4 rows with a target value; the model reads the last "
+        "lookback = 6 steps"
+    )
+
+
+def test_calendar_features_ahead_come_from_the_next_time_stamps(tmp_path):
+    frame = _frame()
+    module = _fitted(frame, calendar=["weekday"])
+    frame[["date", "y"]].iloc[:8].to_csv(tmp_path / "history.csv", index=False)
+    module.setup_predict(str(tmp_path / "history.csv"))
+    x = module.dataset("predict")[0]["x"]
+    days = pd.date_range(frame["date"].iloc[2], periods=9, freq="D").to_numpy()
+    np.testing.assert_allclose(x[:, 1:3].numpy(), calendar_features(days, ["weekday"]), atol=1e-6)
+    assert x[6:, 0].tolist() == [frame["y"].iloc[7].astype(np.float32)] * 3
+
+
+def test_without_known_inputs_the_prediction_input_is_history_to_its_last_row(tmp_path):
+    frame = _frame()
+    module = _fitted(frame, missing="ffill")
+    rows = frame[["date", "y"]].iloc[:9].copy()
+    rows.loc[7:, "y"] = np.nan  # filled forward as before: the forecast starts after row 8
+    rows.to_csv(tmp_path / "history.csv", index=False)
+    module.setup_predict(str(tmp_path / "history.csv"))
+    assert len(module.predict_series[0].times) == 9
+    x = module.dataset("predict")[0]["x"]
+    assert x.shape == (6, 1) and x[-1, 0] == np.float32(frame["y"].iloc[6])
