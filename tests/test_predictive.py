@@ -13,6 +13,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from rnnlab.batch import TargetScaling
+from rnnlab.models import intervals
 from rnnlab.models.distributions import NegativeBinomial, Normal, StudentT, output_of
 from rnnlab.models.encoder import RNNEncoder
 from rnnlab.models.predictive import Point, Quantiles
@@ -169,3 +170,27 @@ def test_a_point_model_keeps_its_shapes():
     assert out.shape == (2, 3, 1)
     assert model.head[1].out_features == 3
     assert _model("student_t").head[1].out_features == 9
+
+
+def test_quantile_crps_is_that_of_the_distribution_they_describe():
+    # actuals drawn from a standard normal; quantiles of that normal at the 100 grid levels
+    # score its exact CRPS (within 1 %); three of its quantiles describe a coarser distribution,
+    # which must score worse on average (the CRPS is proper), whereas twice their mean pinball
+    # loss alone would score better than the truth
+    actual = torch.from_numpy(np.random.default_rng(0).normal(size=(4000, 1, 1)))
+    unit = TargetScaling(torch.zeros(4000, 1), torch.ones(4000, 1))
+    exact = intervals.crps_normal(torch.tensor(0.0), torch.tensor(1.0), actual)
+
+    def scored(levels):
+        values = torch.from_numpy(stats.norm.ppf(levels)).expand(4000, 1, 1, len(levels))
+        return values, Quantiles(levels).crps(values, unit, actual)
+
+    grid = [(i + 0.5) / 100 for i in range(100)]
+    torch.testing.assert_close(scored(grid)[1], exact, rtol=0.01, atol=0)
+    coarse = [0.025, 0.5, 0.975]
+    values, found = scored(coarse)
+    assert found.mean() > exact.mean()
+    pinball = intervals.pinball(
+        values, actual[..., None], torch.tensor(coarse, dtype=torch.float64)
+    )
+    assert 2 * pinball.mean() < exact.mean()
