@@ -1,0 +1,396 @@
+"""Probabilistic recurrent peers on rnnlab's forecasting test windows: darts' ``RNNModel`` and
+``BlockRNNModel`` (LSTM, Gaussian likelihood) and neuralforecast's ``DeepAR`` (its default
+Student-t distribution), scored as rnnlab scores its own test windows.
+
+    python scripts/peers_forecast.py                      # every peer, seeds 201 202 203
+    python scripts/peers_forecast.py --peers deepar --seeds 201
+    python scripts/peers_forecast.py --write-docs         # also write it into docs/results.md
+
+darts and neuralforecast are not rnnlab dependencies: run the script in a virtual environment
+of its own (docs/results.md, "Probabilistic peers", gives the commands). The windows are those of
+``experiment=forecast`` (weekly CO2, lookback 104, horizon 26, the chronological 70/15/15 split,
+gaps forward-filled): the config is composed, its ForecastDataModule set up, and every test
+window's targets checked against the series the peers read. Each peer trains on the train part
+and stops early on the validation part's windows (their targets in the val part, their inputs
+reaching back into train), then forecasts every test window from its own origin, reading only
+the history before it, with ``SAMPLES`` sample paths per window. Scores, in ppm, averaged over
+every window and step as rnnlab's test metrics are: the CRPS of the samples
+(``rnnlab.models.intervals.crps_from_samples``), the pinball loss at 0.1, 0.5 and 0.9, the
+coverage of the central 80 % and 95 % intervals and the 80 % interval's width (the samples'
+empirical quantiles), and the MAE of the samples' median.
+
+neuralforecast's DeepAR reports quantiles, not sample paths: its forecast at each step is a
+Student-t (it feeds its mean back as the next input), whose parameters the script asks for
+(``return_params=True``, the same model) and draws the samples from, per step.
+
+Seeds 201, 202 and 203: from the set rnnlab's results never chose anything on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from docs_tables import read_block, write_block
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+MARKER = "peers:forecast"
+SEEDS = (201, 202, 203)
+SAMPLES = 200  # sample paths per test window
+LEVELS = (0.1, 0.5, 0.9)  # the pinball loss's levels (rnnlab's default for a distribution)
+KEYS = ("crps", "pinball", "coverage_80", "coverage_95", "interval_width_80", "mae")
+
+# Training budgets, sized for a few minutes a run on one CPU thread. Architectures are each
+# library's defaults unless named here.
+DARTS_EPOCHS = 30  # at most; early stopping on the validation loss, patience below
+DARTS_PATIENCE = 3
+DEEPAR_STEPS = 1000  # at most (the library's default); validation every DEEPAR_CHECK steps
+DEEPAR_CHECK = 50
+DEEPAR_PATIENCE = 3  # validations without improvement before it stops
+# training windows per step: the library's default, 1024, took 4 s a step here (an hour a run)
+DEEPAR_WINDOWS = 64
+
+
+@dataclass(frozen=True)
+class Windows:
+    """One series (original units, gaps filled) and the windows rnnlab cuts from it: the train
+    part is ``[0, train_end)``, val ``[train_end, val_end)``, test ``[val_end, len(values))``;
+    ``origins`` are the test windows' first target steps."""
+
+    values: np.ndarray
+    train_end: int
+    val_end: int
+    lookback: int
+    horizon: int
+    origins: np.ndarray
+    where: str
+
+    def actuals(self) -> np.ndarray:
+        """(windows, horizon): each test window's targets."""
+        return np.stack([self.values[o : o + self.horizon] for o in self.origins])
+
+
+def forecast_windows(overrides: Sequence[str] = ()) -> Windows:
+    """The series and test windows of ``experiment=forecast`` (with ``overrides``), as its
+    ForecastDataModule holds them; refuses a setting the peers cannot follow (several series
+    or targets, covariates, a stride other than 1) and checks every test window's targets and
+    inputs against the series."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from rnnlab.utils.config import config_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=forecast", *overrides])
+    GlobalHydra.instance().clear()
+    data = instantiate(cfg.data)
+    data.setup()
+    if len(data.series) != 1 or len(data.columns) != 1 or data.known.width or data.stride != 1:
+        raise SystemExit(
+            "error: the peers read one series with one target column, no covariates and "
+            "data.stride=1; drop the overrides that change that"
+        )
+    values = data.series[0].raw[:, 0].double().numpy()
+    # the bounds of its one series, as the DataModule splits it (re-read from the source)
+    train_end, val_end, _ = data.parts(data._series(data._table())[0])
+    origins = np.asarray(data.windows["test"].origins, dtype=np.int64)
+    windows = Windows(
+        values, train_end, val_end, data.lookback, data.horizon, origins, data.display_name()
+    )
+    dataset = data.dataset("test")
+    for index, origin in enumerate(origins):
+        item = dataset[index]
+        if item["origin"] != origin or not np.array_equal(
+            item["y"][:, 0].double().numpy(), values[origin : origin + data.horizon]
+        ):
+            raise SystemExit(f"error: test window {index} differs from the DataModule's")
+        history = item["history"][:, 0].double().numpy()
+        if not np.array_equal(history, values[origin - data.lookback : origin]):
+            raise SystemExit(f"error: test window {index}'s inputs differ from the DataModule's")
+    return windows
+
+
+def sample_quantiles(samples: torch.Tensor, levels: Sequence[float]) -> dict[float, torch.Tensor]:
+    """The samples' empirical quantiles (linear between order statistics) at ``levels``."""
+    at = torch.tensor(list(levels), dtype=samples.dtype)
+    found = torch.quantile(samples, at, dim=-1)
+    return {q: found[i] for i, q in enumerate(levels)}
+
+
+def score(samples: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """Means over every window and step of the scores of ``samples`` (windows, horizon, paths)
+    at ``actual`` (windows, horizon), as rnnlab's ``test/`` interval metrics are computed, and
+    the MAE of the samples' median."""
+    from rnnlab.models.intervals import INTERVAL_ENDS, crps_from_samples, interval_values
+
+    drawn = torch.as_tensor(samples, dtype=torch.float64)
+    truth = torch.as_tensor(actual, dtype=torch.float64)
+    if drawn.shape[:-1] != truth.shape or drawn.shape[-1] < 2:
+        raise ValueError(f"samples {tuple(drawn.shape)} do not fit actuals {tuple(truth.shape)}")
+    quantile_at = sample_quantiles(drawn, sorted({*LEVELS, *INTERVAL_ENDS}))
+    values = interval_values(quantile_at, crps_from_samples(drawn, truth), truth, LEVELS)
+    values["mae"] = (quantile_at[0.5] - truth).abs()
+    return {key: float(values[key].mean()) for key in KEYS}
+
+
+# --- the peers ------------------------------------------------------------------------------
+def _darts_forecasts(windows: Windows, seed: int, block: bool) -> np.ndarray:
+    """(windows, horizon, SAMPLES) of darts' RNNModel (``block``: BlockRNNModel), LSTM with a
+    Gaussian likelihood, trained on the train part with the best validation epoch kept."""
+    import pandas as pd
+    from darts import TimeSeries
+    from darts.dataprocessing.transformers import Scaler
+    from darts.models import BlockRNNModel, RNNModel
+    from darts.utils.likelihood_models import GaussianLikelihood
+    from pytorch_lightning.callbacks import EarlyStopping
+    from sklearn.preprocessing import StandardScaler
+
+    # first differences, step t holding values[t] - values[t-1]: the level leaves the training
+    # range in the test part (a model of levels missed by 17 ppm), and rnnlab reads values
+    # relative to the last one; lookback - 1 differences read the same lookback values
+    steps = pd.RangeIndex(1, len(windows.values))
+    series = TimeSeries.from_times_and_values(steps, np.diff(windows.values).astype(np.float32))
+    scaler = Scaler(StandardScaler())  # zscore fitted on the train part, as rnnlab's
+    scaler.fit(series[: windows.train_end - 1])
+    scaled = scaler.transform(series)
+    train = scaled[: windows.train_end - 1]
+    # the validation windows: targets in the val part, inputs reaching back into train
+    val = scaled[windows.train_end - windows.lookback : windows.val_end - 1]
+    common = {
+        "input_chunk_length": windows.lookback - 1,
+        "likelihood": GaussianLikelihood(),
+        "n_epochs": DARTS_EPOCHS,
+        "random_state": seed,
+        "save_checkpoints": True,
+        "force_reset": True,
+        "pl_trainer_kwargs": {
+            "accelerator": "cpu",
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "callbacks": [EarlyStopping("val_loss", patience=DARTS_PATIENCE)],
+        },
+    }
+    kind: Callable[..., object]
+    with tempfile.TemporaryDirectory(prefix="rnnlab-peers-") as folder:
+        name = f"{'block' if block else 'rnn'}{seed}"
+        if block:
+            kind = BlockRNNModel
+            model = BlockRNNModel(
+                model="LSTM",
+                output_chunk_length=windows.horizon,
+                work_dir=folder,
+                model_name=name,
+                **common,
+            )
+        else:
+            kind = RNNModel
+            model = RNNModel(
+                model="LSTM",
+                training_length=windows.lookback - 1 + windows.horizon,
+                work_dir=folder,
+                model_name=name,
+                **common,
+            )
+        model.fit(train, val_series=val, verbose=False)
+        print(f"{name}: stopped after {model.epochs_trained} epochs", file=sys.stderr)
+        best = kind.load_from_checkpoint(name, work_dir=folder, best=True)  # type: ignore[attr-defined]
+        torch.manual_seed(seed)
+        forecasts = best.historical_forecasts(
+            scaled,
+            start=int(windows.origins[0]),
+            start_format="value",
+            forecast_horizon=windows.horizon,
+            stride=1,
+            retrain=False,
+            last_points_only=False,
+            overlap_end=False,
+            num_samples=SAMPLES,
+            verbose=False,
+        )
+    starts = [int(f.start_time()) for f in forecasts]
+    if starts != windows.origins.tolist():
+        raise SystemExit("error: darts forecast other windows than rnnlab's test windows")
+    changes = np.stack([scaler.inverse_transform(f).all_values()[:, 0, :] for f in forecasts])
+    last = windows.values[windows.origins - 1]
+    return last[:, None, None] + np.cumsum(changes.astype(np.float64), axis=1)
+
+
+def darts_rnn(windows: Windows, seed: int) -> np.ndarray:
+    return _darts_forecasts(windows, seed, block=False)
+
+
+def darts_block_rnn(windows: Windows, seed: int) -> np.ndarray:
+    return _darts_forecasts(windows, seed, block=True)
+
+
+def deepar(windows: Windows, seed: int) -> np.ndarray:
+    """(windows, horizon, SAMPLES) of neuralforecast's DeepAR (Student-t), trained on the train
+    part with early stopping on the val part, drawn from its per-step Student-t parameters."""
+    import pandas as pd
+    from neuralforecast import NeuralForecast
+    from neuralforecast.losses.pytorch import DistributionLoss
+    from neuralforecast.models import DeepAR
+
+    n = len(windows.values)
+    frame = pd.DataFrame({"unique_id": "series", "ds": np.arange(n), "y": windows.values})
+    model = DeepAR(
+        h=windows.horizon,
+        input_size=windows.lookback,
+        # the default loss, asked to return the distribution's parameters beside its quantiles
+        loss=DistributionLoss(distribution="StudentT", level=[80, 90], return_params=True),
+        max_steps=DEEPAR_STEPS,
+        val_check_steps=DEEPAR_CHECK,
+        early_stop_patience_steps=DEEPAR_PATIENCE,
+        windows_batch_size=DEEPAR_WINDOWS,
+        scaler_type="standard",  # each window scaled by its own history (default: none)
+        random_seed=seed,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+    )
+    forecast = NeuralForecast(models=[model], freq=1).cross_validation(
+        frame,
+        val_size=windows.val_end - windows.train_end,
+        test_size=n - windows.val_end,
+        n_windows=None,
+        step_size=1,
+        refit=False,
+    )
+    forecast = forecast.sort_values(["cutoff", "ds"])
+    origins = forecast["cutoff"].to_numpy()[:: windows.horizon] + 1
+    if origins.tolist() != windows.origins.tolist():
+        raise SystemExit("error: neuralforecast forecast other windows than rnnlab's test windows")
+    shape = (len(windows.origins), windows.horizon)
+    df, loc, scale = (
+        torch.tensor(forecast[f"DeepAR-{p}"].to_numpy(dtype=np.float64)).reshape(shape)
+        for p in ("df", "loc", "scale")
+    )
+    torch.manual_seed(seed)
+    drawn = torch.distributions.StudentT(df, loc, scale).sample((SAMPLES,))
+    return drawn.permute(1, 2, 0).numpy()
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str  # the table's row
+    library: str  # the distribution that provides it
+    run: Callable[[Windows, int], np.ndarray]
+
+
+PEERS = {
+    "darts_rnn": Peer("darts `RNNModel` (LSTM, Gaussian)", "darts", darts_rnn),
+    "darts_block_rnn": Peer("darts `BlockRNNModel` (LSTM, Gaussian)", "darts", darts_block_rnn),
+    "deepar": Peer("neuralforecast `DeepAR` (Student-t)", "neuralforecast", deepar),
+}
+
+
+# --- the table ------------------------------------------------------------------------------
+def mean_std(values: Sequence[float], digits: int) -> str:
+    """``mean ± sample standard deviation`` (the mean alone for one value)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def seed_range(seeds: Sequence[int]) -> str:
+    ordered = sorted(seeds)
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}–{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
+def table(results: Mapping[str, Sequence[dict[str, float]]], seeds: Sequence[int]) -> list[str]:
+    """One row per peer: each score's mean ± standard deviation over the seeds."""
+    lines = [
+        "| peer | seeds | test CRPS (ppm) | pinball | coverage 80 % | coverage 95 % "
+        "| 80 % width | MAE of median | minutes per run |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, runs in results.items():
+        cells = [PEERS[key].name, seed_range(seeds)]
+        for score_key, digits in zip(KEYS, (3, 3, 3, 3, 2, 3), strict=True):
+            cells.append(mean_std([run[score_key] for run in runs], digits))
+        cells.append(f"{statistics.mean(run['minutes'] for run in runs):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def versions(libraries: Sequence[str]) -> str:
+    names = dict.fromkeys([*libraries, "torch", "pytorch-lightning"])
+    return ", ".join(f"{name} {importlib.metadata.version(name)}" for name in names)
+
+
+def missing_libraries(keys: Sequence[str]) -> list[str]:
+    missing = []
+    for library in dict.fromkeys(PEERS[k].library for k in keys):
+        try:
+            importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(library)
+    return missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--peers", nargs="+", choices=list(PEERS), default=list(PEERS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help=f"also write the table into docs/results.md, between its {MARKER} markers",
+    )
+    args = parser.parse_args(argv)
+    if args.write_docs:
+        read_block(RESULTS_PAGE.read_text(encoding="utf-8"), MARKER, "docs/results.md")
+    missing = missing_libraries(args.peers)
+    if missing:
+        print(
+            f"error: {', '.join(missing)} not installed in this Python; make the peers' "
+            "environment as docs/results.md says (Probabilistic peers) and run the script there",
+            file=sys.stderr,
+        )
+        return 2
+    torch.set_num_threads(1)
+    windows = forecast_windows()
+    actual = windows.actuals()
+    results: dict[str, list[dict[str, float]]] = {}
+    for key in args.peers:
+        for seed in args.seeds:
+            started = time.monotonic()
+            scores = score(PEERS[key].run(windows, seed), actual)
+            scores["minutes"] = (time.monotonic() - started) / 60
+            results.setdefault(key, []).append(scores)
+            shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items())
+            print(f"{key} seed {seed}: {shown}", file=sys.stderr, flush=True)
+    lines = table(results, args.seeds)
+    notes = (
+        f"{len(windows.origins)} test windows of {windows.where} (origins {windows.origins[0]}"
+        f"–{windows.origins[-1]}), {SAMPLES} samples each; "
+        f"{versions([PEERS[k].library for k in args.peers])}."
+    )
+    block = "\n".join([*lines, "", notes])
+    print(block)
+    if args.write_docs:
+        write_block(RESULTS_PAGE, MARKER, block)
+        print(f"wrote {RESULTS_PAGE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
