@@ -144,3 +144,12 @@ def test_settings_that_cannot_work_are_refused_in_one_line():
             decoder="autoregressive",
             num_samples=0,
         )
+
+
+def test_a_point_decoder_forecasts_its_one_path_in_original_units():
+    model, batch = _model(), _batch()
+    with torch.no_grad():
+        drawn = model.sampled(batch, 3)
+        predicted = model.predict_step(batch, 3)
+    assert drawn.shape[-1] == 1 and "quantiles" not in predicted
+    torch.testing.assert_close(predicted["prediction"], drawn[..., 0])

@@ -93,8 +93,13 @@ class SequenceRegressor(SequenceModule):
             check_encoder(encoder)
             self.autoregressive = Autoregressive(self.output, horizon, num_targets, relative)
             steps = 1
-        scored = Samples() if self.autoregressive else self.output
-        self.scores = Scores(scored, quantiles) if isinstance(scored, Probabilistic) else None
+        # what forecasts and scores read: the head's parameters, or the decoder's draws
+        self.forecasts = Samples() if self.autoregressive else self.output
+        self.scores = (
+            Scores(self.forecasts, quantiles)
+            if isinstance(self.forecasts, Probabilistic) and self.output.probabilistic
+            else None
+        )
         self.head = nn.Sequential(
             nn.Dropout(head_dropout),
             nn.Linear(encoder.output_size, steps * num_targets * self.output.width),
@@ -194,8 +199,7 @@ class SequenceRegressor(SequenceModule):
         _, values = self._step(batch, stage)
         if self.autoregressive is not None:
             values = self.sampled(batch, batch_idx)
-        output = self.scores.output if self.scores else self.output
-        prediction = output.point(values, batch.target_scaling())
+        prediction = self.forecasts.point(values, batch.target_scaling())
         if self.scores is not None:
             self.scores.update(self.stage_metrics, stage, values, batch, self._metric_dtype())
         y, wide = batch.targets(), self._metric_dtype()
@@ -239,8 +243,7 @@ class SequenceRegressor(SequenceModule):
             values = self.sampled(batch, batch_idx)
         else:
             values = self._outputs(batch.x, batch.lengths)
-        output = self.scores.output if self.scores else self.output
-        predicted = {"prediction": output.point(values, scaling).float().cpu()}
+        predicted = {"prediction": self.forecasts.point(values, scaling).float().cpu()}
         if self.scores is not None:
             levels = self.scores.levels
             predicted["quantiles"] = (
