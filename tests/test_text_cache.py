@@ -190,19 +190,26 @@ def _damage_missing(entry: Path) -> None:
     (entry / "ids.npy").unlink()
 
 
+def _damage_format(entry: Path) -> None:
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["format"] = cache.CACHE_FORMAT + 1
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
 @pytest.mark.parametrize(
-    "damage",
+    ("damage", "reason"),
     [
-        _damage_truncate,
-        _damage_id_beyond_vocabulary,
-        _damage_pickle,
-        _damage_dtype,
-        _damage_meta,
-        _damage_key,
-        _damage_missing,
+        (_damage_truncate, "mmap length is greater than file size"),
+        (_damage_id_beyond_vocabulary, "an id beyond the vocabulary"),
+        (_damage_pickle, "Python objects in dtype"),
+        (_damage_dtype, "ids.npy is int64 ("),
+        (_damage_meta, "Expecting property name"),
+        (_damage_key, "its key differs"),
+        (_damage_format, "written by another version"),
+        (_damage_missing, "No such file or directory"),
     ],
 )
-def test_a_damaged_text_entry_is_rebuilt_not_trusted(text_file, tmp_path, caplog, damage):
+def test_a_damaged_text_entry_is_rebuilt_not_trusted(text_file, tmp_path, caplog, damage, reason):
     folder = tmp_path / "cache"
     _module(text_file, folder)
     (entry,) = _entries(folder)
@@ -210,7 +217,9 @@ def test_a_damaged_text_entry_is_rebuilt_not_trusted(text_file, tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         again = _module(text_file, folder)
     assert again.cache_state == "built"
-    assert any("is damaged" in r.getMessage() for r in caplog.records)
+    (warning,) = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert warning.startswith(f"the data cache {entry} is damaged (") and reason in warning
+    assert warning.endswith("): rebuilding it")
     _same(again, _module(text_file, None))
     assert _entries(folder) == [entry] and not list(folder.glob(".*"))
 
@@ -233,7 +242,10 @@ def test_a_cache_dir_that_is_a_file_falls_back_with_a_warning(text_file, tmp_pat
         module = _module(text_file, blocker / "cache")
     assert module.cache_state == "off"
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "rnnlab.data.cache"]
-    assert "cannot be used" in warning and "data.cache_dir" in warning
+    assert warning == (
+        f"data.cache_dir={blocker / 'cache'} cannot be used (Not a directory): reading the data "
+        "without the cache; set data.cache_dir to a writable folder, or null to silence this"
+    )
     _same(module, _module(text_file, None))
 
 
@@ -264,7 +276,8 @@ def test_a_writer_that_loses_the_race_leaves_the_winners_entry(tmp_path, caplog)
     with second, caplog.at_level(logging.INFO):
         second.save("values", np.arange(3))
         second.commit({"by": "second"})
-    assert any("by another process" in r.getMessage() for r in caplog.records)
+    written = f"the data cache {tmp_path / name} was written meanwhile by another process"
+    assert written in [r.getMessage() for r in caplog.records]
     info, arrays = cache.load_entry(tmp_path, name, key)
     assert info == {"by": "first"} and arrays["values"].tolist() == [0, 1, 2]
     assert [p.name for p in tmp_path.iterdir()] == [name]
@@ -338,3 +351,33 @@ def test_two_byte_ids_are_checked_whole_whatever_the_read_size(tmp_path):
     assert built and int(again.ids[-1]) < len(again.vocab)
     _, _, built = text_cache.cached_corpus(*settings, block_bytes=3)
     assert not built
+
+
+def test_entry_names_follow_the_key_not_its_order():
+    name = cache.entry_name("text", {"a": 1, "b": [2, 3]})
+    assert name == cache.entry_name("text", {"b": [2, 3], "a": 1})
+    assert name != cache.entry_name("text", {"a": 1, "b": [3, 2]})
+    assert name != cache.entry_name("scores", {"a": 1, "b": [2, 3]})
+    assert len(name) == len("text-") + 32 and int(name[5:], 16) >= 0
+
+
+def test_an_entry_is_checked_against_its_own_shapes_and_never_pickles(tmp_path):
+    key = {"k": 1}
+    name = cache.entry_name("test", key)
+    with cache.EntryWriter(tmp_path, name, key) as writer:
+        writer.save("values", np.arange(6, dtype=np.int32))
+        with pytest.raises(ValueError, match="pickle"):
+            writer.save("objects", np.array([{}, None], dtype=object))
+        writer.commit({})
+    info, arrays = cache.load_entry(tmp_path, name, key)
+    assert info == {} and list(arrays) == ["values"]
+    assert arrays["values"].tolist() == list(range(6)) and arrays["values"].dtype == np.int32
+    np.save(tmp_path / name / "values.npy", np.arange(5, dtype=np.int32))  # same dtype, shorter
+    assert cache.load_entry(tmp_path, name, key) is None
+    assert not (tmp_path / name).exists()
+
+
+def test_a_cache_dir_is_created_with_its_parents(text_file, tmp_path):
+    folder = tmp_path / "a" / "b" / "cache"
+    assert _module(text_file, folder).cache_state == "built"
+    assert len(_entries(folder)) == 1
