@@ -59,6 +59,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "tests/test_forecast.py",
         "tests/test_integrity.py",
         "tests/test_covariates.py",
+        "tests/test_window_settings.py",
     ),
     # the forecaster's known inputs: values checked in-process (test_covariates_predict.py
     # trains models; a mutant reached by its fixture would run minutes per test)
