@@ -61,6 +61,10 @@ DEEPAR_PATIENCE = 3  # validations without improvement before it stops
 DEEPAR_WINDOWS = 64
 
 
+class PeersError(Exception):
+    """A setting the peers cannot follow, or windows that differ from rnnlab's: one line."""
+
+
 @dataclass(frozen=True)
 class Windows:
     """One series (original units, gaps filled) and the windows rnnlab cuts from it: the train
@@ -98,8 +102,8 @@ def forecast_windows(overrides: Sequence[str] = ()) -> Windows:
     data = instantiate(cfg.data)
     data.setup()
     if len(data.series) != 1 or len(data.columns) != 1 or data.known.width or data.stride != 1:
-        raise SystemExit(
-            "error: the peers read one series with one target column, no covariates and "
+        raise PeersError(
+            "the peers read one series with one target column, no covariates and "
             "data.stride=1; drop the overrides that change that"
         )
     values = data.series[0].raw[:, 0].double().numpy()
@@ -115,10 +119,10 @@ def forecast_windows(overrides: Sequence[str] = ()) -> Windows:
         if item["origin"] != origin or not np.array_equal(
             item["y"][:, 0].double().numpy(), values[origin : origin + data.horizon]
         ):
-            raise SystemExit(f"error: test window {index} differs from the DataModule's")
+            raise PeersError(f"test window {index} differs from the DataModule's")
         history = item["history"][:, 0].double().numpy()
         if not np.array_equal(history, values[origin - data.lookback : origin]):
-            raise SystemExit(f"error: test window {index}'s inputs differ from the DataModule's")
+            raise PeersError(f"test window {index}'s inputs differ from the DataModule's")
     return windows
 
 
@@ -221,7 +225,7 @@ def _darts_forecasts(windows: Windows, seed: int, block: bool) -> np.ndarray:
         )
     starts = [int(f.start_time()) for f in forecasts]
     if starts != windows.origins.tolist():
-        raise SystemExit("error: darts forecast other windows than rnnlab's test windows")
+        raise PeersError("darts forecast other windows than rnnlab's test windows")
     changes = np.stack([scaler.inverse_transform(f).all_values()[:, 0, :] for f in forecasts])
     last = windows.values[windows.origins - 1]
     return last[:, None, None] + np.cumsum(changes.astype(np.float64), axis=1)
@@ -273,7 +277,7 @@ def deepar(windows: Windows, seed: int) -> np.ndarray:
     forecast = forecast.sort_values(["cutoff", "ds"])
     origins = forecast["cutoff"].to_numpy()[:: windows.horizon] + 1
     if origins.tolist() != windows.origins.tolist():
-        raise SystemExit("error: neuralforecast forecast other windows than rnnlab's test windows")
+        raise PeersError("neuralforecast forecast other windows than rnnlab's test windows")
     shape = (len(windows.origins), windows.horizon)
     df, loc, scale = (
         torch.tensor(forecast[f"DeepAR-{p}"].to_numpy(dtype=np.float64)).reshape(shape)
@@ -344,6 +348,24 @@ def missing_libraries(keys: Sequence[str]) -> list[str]:
     return missing
 
 
+def run_peers(
+    keys: Sequence[str], seeds: Sequence[int]
+) -> tuple[Windows, dict[str, list[dict[str, float]]]]:
+    """The windows, and each peer's scores (and minutes) for each seed, in order."""
+    windows = forecast_windows()
+    actual = windows.actuals()
+    results: dict[str, list[dict[str, float]]] = {}
+    for key in keys:
+        for seed in seeds:
+            started = time.monotonic()
+            scores = score(PEERS[key].run(windows, seed), actual)
+            scores["minutes"] = (time.monotonic() - started) / 60
+            results.setdefault(key, []).append(scores)
+            shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items())
+            print(f"{key} seed {seed}: {shown}", file=sys.stderr, flush=True)
+    return windows, results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -357,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.write_docs:
-        read_block(RESULTS_PAGE.read_text(encoding="utf-8"), MARKER, "docs/results.md")
+        try:
+            read_block(RESULTS_PAGE.read_text(encoding="utf-8"), MARKER, "docs/results.md")
+        except SystemExit as missing_marker:  # docs_tables' one line
+            print(missing_marker, file=sys.stderr)
+            return 2
     missing = missing_libraries(args.peers)
     if missing:
         print(
@@ -367,17 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     torch.set_num_threads(1)
-    windows = forecast_windows()
-    actual = windows.actuals()
-    results: dict[str, list[dict[str, float]]] = {}
-    for key in args.peers:
-        for seed in args.seeds:
-            started = time.monotonic()
-            scores = score(PEERS[key].run(windows, seed), actual)
-            scores["minutes"] = (time.monotonic() - started) / 60
-            results.setdefault(key, []).append(scores)
-            shown = " ".join(f"{k}={v:.4f}" for k, v in scores.items())
-            print(f"{key} seed {seed}: {shown}", file=sys.stderr, flush=True)
+    try:
+        windows, results = run_peers(args.peers, args.seeds)
+    except PeersError as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     lines = table(results, args.seeds)
     notes = (
         f"{len(windows.origins)} test windows of {windows.where} (origins {windows.origins[0]}"

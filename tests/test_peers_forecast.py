@@ -59,8 +59,24 @@ def test_the_windows_are_the_forecast_experiments_test_windows(co2_windows):
 
 
 def test_a_setting_the_peers_cannot_follow_is_refused():
-    with pytest.raises(SystemExit, match=r"data\.stride=1"):
+    with pytest.raises(SCRIPT.PeersError, match=r"data\.stride=1"):
         SCRIPT.forecast_windows(["data.stride=2"])
+
+
+def test_refusals_are_one_line_and_exit_status_2(monkeypatch, tmp_path, capsys):
+    def refused(overrides=()):
+        raise SCRIPT.PeersError("the peers read one series")
+
+    monkeypatch.setattr(SCRIPT, "missing_libraries", lambda keys: [])
+    monkeypatch.setattr(SCRIPT, "forecast_windows", refused)
+    assert SCRIPT.main(["--peers", "deepar"]) == 2
+    assert capsys.readouterr().err == "error: the peers read one series\n"
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n", encoding="utf-8")
+    monkeypatch.setattr(SCRIPT, "RESULTS_PAGE", page)
+    assert SCRIPT.main(["--write-docs"]) == 2
+    said = "error: docs/results.md has no line <!-- BEGIN peers:forecast -->\n"
+    assert capsys.readouterr().err == said
 
 
 def test_scores_of_a_known_sample_set():
