@@ -266,7 +266,8 @@ def deepar(windows: Windows, seed: int) -> np.ndarray:
         logger=False,
         enable_checkpointing=False,
     )
-    forecast = NeuralForecast(models=[model], freq=1).cross_validation(
+    peers = NeuralForecast(models=[model], freq=1)
+    forecast = peers.cross_validation(
         frame,
         val_size=windows.val_end - windows.train_end,
         test_size=n - windows.val_end,
@@ -274,6 +275,8 @@ def deepar(windows: Windows, seed: int) -> np.ndarray:
         step_size=1,
         refit=False,
     )
+    steps = len(peers.models[0].train_trajectories)  # one (step, loss) pair a training step
+    print(f"deepar{seed}: stopped after {steps} steps", file=sys.stderr)
     forecast = forecast.sort_values(["cutoff", "ds"])
     origins = forecast["cutoff"].to_numpy()[:: windows.horizon] + 1
     if origins.tolist() != windows.origins.tolist():
