@@ -150,9 +150,11 @@ def score(samples: np.ndarray, actual: np.ndarray) -> dict[str, float]:
 
 
 # --- the peers ------------------------------------------------------------------------------
-def _darts_forecasts(windows: Windows, seed: int, block: bool) -> np.ndarray:
+def _darts_forecasts(windows: Windows, seed: int, block: bool, changes: bool = True) -> np.ndarray:
     """(windows, horizon, SAMPLES) of darts' RNNModel (``block``: BlockRNNModel), LSTM with a
-    Gaussian likelihood, trained on the train part with the best validation epoch kept."""
+    Gaussian likelihood, trained on the train part with the best validation epoch kept; on the
+    series' weekly ``changes``, or on its levels with darts' reversible instance norm (each
+    window normalised by its own inputs; BlockRNNModel only)."""
     import pandas as pd
     from darts import TimeSeries
     from darts.dataprocessing.transformers import Scaler
@@ -161,19 +163,21 @@ def _darts_forecasts(windows: Windows, seed: int, block: bool) -> np.ndarray:
     from pytorch_lightning.callbacks import EarlyStopping
     from sklearn.preprocessing import StandardScaler
 
-    # first differences, step t holding values[t] - values[t-1]: the level leaves the training
-    # range in the test part (a model of levels missed by 17 ppm), and rnnlab reads values
-    # relative to the last one; lookback - 1 differences read the same lookback values
-    steps = pd.RangeIndex(1, len(windows.values))
-    series = TimeSeries.from_times_and_values(steps, np.diff(windows.values).astype(np.float32))
+    # changes: step t holds values[t] - values[t-1] (the level leaves the training range in the
+    # test part; rnnlab reads values relative to the last one); lookback - 1 changes read the
+    # same lookback values
+    lag = int(changes)
+    read = np.diff(windows.values) if changes else windows.values
+    steps = pd.RangeIndex(lag, len(windows.values))
+    series = TimeSeries.from_times_and_values(steps, read.astype(np.float32))
     scaler = Scaler(StandardScaler())  # zscore fitted on the train part, as rnnlab's
-    scaler.fit(series[: windows.train_end - 1])
+    scaler.fit(series[: windows.train_end - lag])
     scaled = scaler.transform(series)
-    train = scaled[: windows.train_end - 1]
+    train = scaled[: windows.train_end - lag]
     # the validation windows: targets in the val part, inputs reaching back into train
-    val = scaled[windows.train_end - windows.lookback : windows.val_end - 1]
+    val = scaled[windows.train_end - windows.lookback : windows.val_end - lag]
     common = {
-        "input_chunk_length": windows.lookback - 1,
+        "input_chunk_length": windows.lookback - lag,
         "likelihood": GaussianLikelihood(),
         "n_epochs": DARTS_EPOCHS,
         "random_state": seed,
@@ -188,25 +192,28 @@ def _darts_forecasts(windows: Windows, seed: int, block: bool) -> np.ndarray:
     }
     kind: Callable[..., object]
     with tempfile.TemporaryDirectory(prefix="rnnlab-peers-") as folder:
-        name = f"{'block' if block else 'rnn'}{seed}"
+        name = f"{'block' if block else 'rnn'}{'' if changes else '_levels'}{seed}"
         if block:
             kind = BlockRNNModel
             model = BlockRNNModel(
                 model="LSTM",
                 output_chunk_length=windows.horizon,
+                use_reversible_instance_norm=not changes,
+                work_dir=folder,
+                model_name=name,
+                **common,
+            )
+        elif changes:
+            kind = RNNModel
+            model = RNNModel(
+                model="LSTM",
+                training_length=windows.lookback - lag + windows.horizon,
                 work_dir=folder,
                 model_name=name,
                 **common,
             )
         else:
-            kind = RNNModel
-            model = RNNModel(
-                model="LSTM",
-                training_length=windows.lookback - 1 + windows.horizon,
-                work_dir=folder,
-                model_name=name,
-                **common,
-            )
+            raise PeersError("darts' RNNModel has no reversible instance norm: read changes")
         model.fit(train, val_series=val, verbose=False)
         print(f"{name}: stopped after {model.epochs_trained} epochs", file=sys.stderr)
         best = kind.load_from_checkpoint(name, work_dir=folder, best=True)  # type: ignore[attr-defined]
@@ -226,9 +233,11 @@ def _darts_forecasts(windows: Windows, seed: int, block: bool) -> np.ndarray:
     starts = [int(f.start_time()) for f in forecasts]
     if starts != windows.origins.tolist():
         raise PeersError("darts forecast other windows than rnnlab's test windows")
-    changes = np.stack([scaler.inverse_transform(f).all_values()[:, 0, :] for f in forecasts])
+    found = np.stack([scaler.inverse_transform(f).all_values()[:, 0, :] for f in forecasts])
+    if not changes:
+        return found.astype(np.float64)
     last = windows.values[windows.origins - 1]
-    return last[:, None, None] + np.cumsum(changes.astype(np.float64), axis=1)
+    return last[:, None, None] + np.cumsum(found.astype(np.float64), axis=1)
 
 
 def darts_rnn(windows: Windows, seed: int) -> np.ndarray:
@@ -237,6 +246,10 @@ def darts_rnn(windows: Windows, seed: int) -> np.ndarray:
 
 def darts_block_rnn(windows: Windows, seed: int) -> np.ndarray:
     return _darts_forecasts(windows, seed, block=True)
+
+
+def darts_block_rnn_levels(windows: Windows, seed: int) -> np.ndarray:
+    return _darts_forecasts(windows, seed, block=True, changes=False)
 
 
 def deepar(windows: Windows, seed: int) -> np.ndarray:
@@ -299,8 +312,13 @@ class Peer:
 
 
 PEERS = {
-    "darts_rnn": Peer("darts `RNNModel` (LSTM, Gaussian)", "darts", darts_rnn),
-    "darts_block_rnn": Peer("darts `BlockRNNModel` (LSTM, Gaussian)", "darts", darts_block_rnn),
+    "darts_rnn": Peer("darts `RNNModel` (LSTM, Gaussian), weekly changes", "darts", darts_rnn),
+    "darts_block_rnn": Peer(
+        "darts `BlockRNNModel` (LSTM, Gaussian), weekly changes", "darts", darts_block_rnn
+    ),
+    "darts_block_rnn_levels": Peer(
+        "darts `BlockRNNModel` (LSTM, Gaussian), levels with RIN", "darts", darts_block_rnn_levels
+    ),
     "deepar": Peer("neuralforecast `DeepAR` (Student-t)", "neuralforecast", deepar),
 }
 

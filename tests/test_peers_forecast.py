@@ -139,7 +139,7 @@ def synthetic_windows() -> object:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("peer", ["darts_rnn", "darts_block_rnn", "deepar"])
+@pytest.mark.parametrize("peer", sorted(SCRIPT.PEERS))
 def test_each_peer_forecasts_every_window_from_its_origin(peer, monkeypatch):
     pytest.importorskip(SCRIPT.PEERS[peer].library.replace("-", "_"))
     monkeypatch.setattr(SCRIPT, "DARTS_EPOCHS", 1)
