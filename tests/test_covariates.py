@@ -373,3 +373,82 @@ def test_without_known_inputs_the_prediction_input_is_history_to_its_last_row(tm
     assert len(module.predict_series[0].times) == 9
     x = module.dataset("predict")[0]["x"]
     assert x.shape == (6, 1) and x[-1, 0] == np.float32(frame["y"].iloc[6])
+
+
+def _refused(module: ForecastDataModule, path) -> str:
+    with pytest.raises(DataError) as refused:
+        module.setup_predict(str(path))
+    return str(refused.value)
+
+
+def test_prediction_input_refusals_name_the_file_and_the_fix(tmp_path):
+    frame = _frame(series=2)
+    module = _fitted(frame, series_column="store", future_covariate_columns=["promo"])
+    assert _refused(module, tmp_path / "x.ts") == (
+        f"{tmp_path / 'x.ts'} is a .ts file, but this checkpoint is a forecasting model: input "
+        "must be a CSV with columns ['date', 'y', 'promo']"
+    )
+    module.max_file_mb = 1e-6
+    frame.to_csv(tmp_path / "big.csv", index=False)
+    assert _refused(module, tmp_path / "big.csv").endswith(
+        "; give a shorter file (the limit was stored with this model)"
+    )
+    module.max_file_mb = 1024
+    assert _refused(module, tmp_path / "absent.csv").endswith("; check input")
+    rows = frame[frame["store"] == "s1"].iloc[:9].assign(y=np.nan)
+    rows.to_csv(tmp_path / "no_target.csv", index=False)
+    assert _refused(module, tmp_path / "no_target.csv") == (
+        f"{tmp_path / 'no_target.csv'} series 's1' has 0 rows with a target value; the model "
+        "reads the last lookback = 6 steps"
+    )
+    plain = _fitted(frame, series_column="store")
+    frame.iloc[:4].to_csv(tmp_path / "short.csv", index=False)
+    assert _refused(plain, tmp_path / "short.csv") == (
+        f"{tmp_path / 'short.csv'} series 's0' has 4 rows; the model reads the last "
+        "lookback = 6 steps"
+    )
+
+
+def test_prediction_input_of_a_model_per_series(tmp_path):
+    frame = _frame(series=2)
+    module = _fitted(frame, series_column="store", per_series=True, missing="interpolate")
+    module.normalizers[1].shift += 1.0  # tell the two apart
+    rows = frame[frame["store"] == "s1"].iloc[:6].copy()
+    rows.loc[rows.index[2], "y"] = np.nan  # filled between its neighbours
+    rows.to_csv(tmp_path / "s1.csv", index=False)
+    module.setup_predict(str(tmp_path / "s1.csv"))
+    [data] = module.predict_data
+    assert data.normalizer is module.normalizers[1]
+    assert module.predict_series[0].name == "s1"
+    assert len(module.predict_series[0].rows) == 6
+    y = rows["y"].to_numpy()
+    assert data.raw[2, 0].item() == pytest.approx((y[1] + y[3]) / 2, rel=1e-6)
+    rows.assign(store="s9").to_csv(tmp_path / "s9.csv", index=False)
+    assert _refused(module, tmp_path / "s9.csv") == (
+        f"{tmp_path / 's9.csv'}: series 's9' was not in the training data, and this model "
+        "normalises per series (data.per_series=true)"
+    )
+
+
+def test_prediction_input_keeps_the_trained_categories_and_names_the_series(tmp_path):
+    frame = _frame(series=2)
+    module = _fitted(frame, series_column="store", static_columns=["kind"])
+    frame[frame["store"] == "s0"].to_csv(tmp_path / "small.csv", index=False)
+    module.setup_predict(str(tmp_path / "small.csv"))
+    assert module.known.categories == {"kind": ["big", "small"]}  # not refitted on one kind
+    assert module.predict_data[0].raw[0, 1:].tolist() == [0.0, 1.0]
+    frame.assign(kind="tiny").to_csv(tmp_path / "tiny.csv", index=False)
+    assert _refused(module, tmp_path / "tiny.csv").startswith(
+        f"{tmp_path / 'tiny.csv'} series 's0': static column 'kind' holds 'tiny', a category"
+    )
+
+
+def test_rows_after_the_horizon_are_not_read(tmp_path):
+    frame = _frame()
+    module = _fitted(frame, future_covariate_columns=["promo"])
+    rows = frame[["date", "y", "promo"]].iloc[:11].copy()
+    rows.loc[7:, "y"] = np.nan
+    rows.loc[10, "promo"] = np.nan  # a fourth row ahead, beyond the horizon of 3
+    rows.to_csv(tmp_path / "plan.csv", index=False)
+    module.setup_predict(str(tmp_path / "plan.csv"))
+    assert module.dataset("predict")[0]["x"].shape == (9, 3)

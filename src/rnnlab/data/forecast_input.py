@@ -57,8 +57,8 @@ def read_prediction_input(
         times = past.times
         if module.known.has_future:  # the known inputs over the horizon follow the history
             where, future = module._where(s, table), module.known.future
+            # the rows ahead: a window reads only their known columns (WindowDataset)
             ahead, rows = forecast_rows(s, n, module.horizon, table, where, future)
-            rows = np.where(np.isnan(rows), values[-1], rows)  # never read: no NaN inputs
             values, times = np.vstack([values, rows]), np.concatenate([times, ahead])
         raw = torch.tensor(np.hstack([values, module.known.block(row, times)]), dtype=torch.float32)
         index = module.series_names.index(s.name) if module.per_series else 0
@@ -93,7 +93,7 @@ def forecast_rows(
             f"the last target value ({table.row(series.rows[n - 1])}), but {follow} rows follow "
             f"it; add the {horizon} rows to forecast, targets empty and {names} filled"
         )
-    check_complete(series, n + horizon if future else n, table, future)
+    check_complete(series, n + horizon, table, future)
     if follow >= horizon:
         return series.times[n : n + horizon], series.values[n : n + horizon]
     times = pd.DatetimeIndex(future_times(series.times[:n], horizon)).to_numpy()
