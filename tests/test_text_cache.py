@@ -190,6 +190,13 @@ def _damage_missing(entry: Path) -> None:
     (entry / "ids.npy").unlink()
 
 
+def _damage_vocabulary(entry: Path) -> None:
+    """A vocabulary of 300 characters (two-byte ids) beside one-byte ids, consistently."""
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["info"]["vocab"] = list(range(0x4E00, 0x4E00 + 300))
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
 def _damage_format(entry: Path) -> None:
     meta = json.loads((entry / "meta.json").read_text())
     meta["format"] = cache.CACHE_FORMAT + 1
@@ -200,13 +207,14 @@ def _damage_format(entry: Path) -> None:
     ("damage", "reason"),
     [
         (_damage_truncate, "mmap length is greater than file size"),
+        (_damage_vocabulary, "ids.npy is uint8 ("),
         (_damage_id_beyond_vocabulary, "an id beyond the vocabulary"),
-        (_damage_pickle, "Python objects in dtype"),
+        (_damage_pickle, "Array can't be memory-mapped: Python objects in dtype"),
         (_damage_dtype, "ids.npy is int64 ("),
         (_damage_meta, "Expecting property name"),
         (_damage_key, "its key differs"),
         (_damage_format, "written by another version"),
-        (_damage_missing, "No such file or directory"),
+        (_damage_missing, "[Errno 2] No such file or directory"),
     ],
 )
 def test_a_damaged_text_entry_is_rebuilt_not_trusted(text_file, tmp_path, caplog, damage, reason):
@@ -218,7 +226,7 @@ def test_a_damaged_text_entry_is_rebuilt_not_trusted(text_file, tmp_path, caplog
         again = _module(text_file, folder)
     assert again.cache_state == "built"
     (warning,) = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
-    assert warning.startswith(f"the data cache {entry} is damaged (") and reason in warning
+    assert warning.startswith(f"the data cache {entry} is damaged ({reason}")
     assert warning.endswith("): rebuilding it")
     _same(again, _module(text_file, None))
     assert _entries(folder) == [entry] and not list(folder.glob(".*"))
@@ -381,3 +389,117 @@ def test_a_cache_dir_is_created_with_its_parents(text_file, tmp_path):
     folder = tmp_path / "a" / "b" / "cache"
     assert _module(text_file, folder).cache_state == "built"
     assert len(_entries(folder)) == 1
+
+
+def _rewrite_meta(entry: Path, change) -> None:
+    meta = json.loads((entry / "meta.json").read_text())
+    change(meta)
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def _scores_short(entry: Path) -> None:
+    """val's n-gram scores three long, file and metadata agreeing."""
+    np.save(entry / "val-ngram.npy", np.zeros(3))
+    _rewrite_meta(entry, lambda meta: meta["arrays"]["val-ngram"].__setitem__(1, [3]))
+
+
+def _scores_missing(entry: Path) -> None:
+    (entry / "test-ngram.npy").unlink()
+    _rewrite_meta(entry, lambda meta: meta["arrays"].pop("test-ngram"))
+
+
+def _scores_order(entry: Path) -> None:
+    _rewrite_meta(entry, lambda meta: meta["info"].__setitem__("order", "six"))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_scores_short, "(val-ngram.npy is float64 (3,))"),
+        (_scores_missing, "(it holds ['test-unigram', 'val-ngram', 'val-unigram'])"),
+        (_scores_order, "(the n-gram order is not a number)"),
+    ],
+)
+def test_scores_that_do_not_fit_the_text_are_rebuilt(text_file, tmp_path, caplog, damage, reason):
+    folder = tmp_path / "cache"
+    _module(text_file, folder)
+    (entry,) = _entries(folder, "scores")
+    damage(entry)
+    with caplog.at_level(logging.WARNING):
+        again = _module(text_file, folder)
+    (warning,) = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert warning == f"the data cache {entry} is damaged {reason}: rebuilding it"
+    _same(again, _module(text_file, None))
+
+
+def test_the_cache_is_read_and_written_in_blocks_with_the_runs_settings(
+    text_file, tmp_path, monkeypatch
+):
+    calls: list[tuple] = []
+    for name in ("text_blocks", "file_blocks", "fit_text_baselines"):
+        real = getattr(text_cache, name)
+
+        def spy(*args, _real=real, _name=name):
+            calls.append((_name, *args[1:]))
+            return _real(*args)
+
+        monkeypatch.setattr(text_cache, name, spy)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    text_cache.cached_corpus(folder, str(text_file), "utf-8", 5, (0.1, 0.1), None, block_bytes=7)
+    assert calls == [("file_blocks", 5, 7)] + [("text_blocks", "utf-8", 5, 7)] * 3
+    calls.clear()
+    module = TextDataModule(
+        file=str(text_file), cache_dir=str(folder), batch_size=2, bptt=4, ngram_max_order=3, seed=4
+    )
+    module.load_state_dict({**_module(text_file, None).state_dict(), "ngram_order": 2})
+    calls.clear()
+    module.setup()
+    fits = [call[2:] for call in calls if call[0] == "fit_text_baselines"]
+    assert fits == [(3, 2, module.ngram_fit_chars, 4)] and module.ngram_order == 2
+    # the scores are mapped from the cache from the run that wrote them on
+    assert all(isinstance(v, np.memmap) for p in module.baselines.values() for v in p.values())
+
+
+def test_a_cached_file_over_the_size_limit_is_still_refused(text_file, tmp_path):
+    folder = tmp_path / "cache"
+    _module(text_file, folder)
+    with pytest.raises(DataError, match=r"over data\.max_file_mb=0\.0001 MiB"):
+        _module(text_file, folder, max_file_mb=0.0001)
+
+
+@pytest.mark.parametrize("block", [1, 3, 1 << 20])
+def test_the_vocabulary_is_the_train_parts_to_its_last_character(tmp_path, block):
+    # 425 train characters ending with the only Z, 50 of val opening with the only V, 25 of
+    # test: a block that holds both Z and V adds Z to the vocabulary, not V
+    text = "ab" * 212 + "Z" + "V" + "ab" * 24 + "a" + "ab" * 12 + "a"
+    path = tmp_path / "edge.txt"
+    path.write_text(text, encoding="utf-8")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    corpus, _, _ = text_cache.cached_corpus(
+        folder, str(path), "utf-8", 1024, (0.1, 0.05), None, block_bytes=block
+    )
+    assert text[corpus.val_at - 1] == "Z" and "V" in text[corpus.val_at : corpus.test_at]
+    assert corpus.vocab.chars == ["Z", "a", "b"]
+
+
+def test_the_cache_says_what_it_does(text_file, tmp_path, caplog):
+    folder = tmp_path / "cache"
+    caplog.set_level(logging.DEBUG, logger="rnnlab")
+    _module(text_file, folder)
+    (entry,) = _entries(folder)
+    where = f"data.file={text_file}"
+    for step in (
+        f"{where}: its SHA-256, the cache's key ...",
+        f"{where}: counting its characters for the cache ...",
+        "finding the training text's characters ...",
+        f"encoding {len(TEXT):,} characters as uint8 ids ...",
+    ):
+        assert step in caplog.messages
+    assert f"{where}: character ids cached in {entry}" in caplog.messages
+    caplog.clear()
+    _module(text_file, folder)
+    (scores,) = _entries(folder, "scores")
+    assert f"{where}: character ids read from the cache {entry}" in caplog.messages
+    assert f"the baselines' scores of val and test read from the cache {scores}" in caplog.messages
