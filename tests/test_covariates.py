@@ -452,3 +452,35 @@ def test_rows_after_the_horizon_are_not_read(tmp_path):
     rows.to_csv(tmp_path / "plan.csv", index=False)
     module.setup_predict(str(tmp_path / "plan.csv"))
     assert module.dataset("predict")[0]["x"].shape == (9, 3)
+
+
+def test_prediction_input_messages_name_the_series_line_and_column(tmp_path):
+    frame = _frame(series=2)
+    module = _fitted(frame, series_column="store", future_covariate_columns=["promo"])
+    rows = frame[frame["store"] == "s1"].iloc[:8].copy()
+    rows.loc[rows.index[-1], "y"] = np.nan  # one row ahead of three
+    rows.to_csv(tmp_path / "s1.csv", index=False)
+    assert _refused(module, tmp_path / "s1.csv").startswith(
+        f"{tmp_path / 's1.csv'} series 's1': the model reads future covariates ['promo']"
+    )
+    ahead = pd.concat([rows.iloc[:7], rows.iloc[:3].assign(y=np.nan)])  # three rows ahead
+    ahead["date"] = pd.date_range(rows["date"].iloc[0], periods=10)
+    ahead.to_csv(tmp_path / "ahead.csv", index=False)
+    module.setup_predict(str(tmp_path / "ahead.csv"))  # one normaliser for every series
+    assert module.predict_data[0].normalizer is module.normalizers[0]
+    strict = _fitted(frame, series_column="store", missing="error")
+    rows.iloc[:7].assign(y=lambda f: f["y"].where(f.index != rows.index[2])).to_csv(
+        tmp_path / "gap.csv", index=False
+    )
+    assert _refused(strict, tmp_path / "gap.csv") == (
+        f"{tmp_path / 'gap.csv'} has missing values at line 4 column 'y'; fill them or set "
+        "data.missing=ffill or data.missing=interpolate"
+    )
+    dated = _fitted(frame, series_column="store", calendar=["weekday"])
+    rows.iloc[:7].assign(date=range(7)).to_csv(tmp_path / "numbers.csv", index=False)
+    with pytest.raises(ConfigError) as numbers:
+        dated.setup_predict(str(tmp_path / "numbers.csv"))
+    assert str(numbers.value).startswith(
+        f"data.calendar=['weekday'] needs dates, but {tmp_path / 'numbers.csv'} time column "
+        "'date' holds numbers"
+    )
