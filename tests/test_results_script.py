@@ -161,8 +161,9 @@ def test_dry_run_prints_each_run_once(capsys):
     # bilstm and bilstm + lstm_fcn seeds 201-210 (the seed ensembles reuse them) and the default
     # seed 42 of each; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month
     # 5 each; charlm 3; then the fold ensembles' members: 5 folds of seeds 201 and 206 for each
-    # JapaneseVowels model, of seed 201 for covid3month
-    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5
+    # JapaneseVowels model, of seed 201 for covid3month; the probabilistic forecasters: four
+    # candidates on validation seeds 100-102, the chosen one on 5 unseen seeds
+    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5 + 4 * 3 + 5
     folds = [command for command in trained if " data.folds=5 data.fold=" in command]
     assert len(folds) == 25
     # for each JapaneseVowels model two ensembles of 5 seeds and two of 5 folds; for covid3month
@@ -173,6 +174,25 @@ def test_dry_run_prints_each_run_once(capsys):
         [runs] = [word for word in command if word.startswith("runs=[")]
         for member in runs.removeprefix("runs=[").removesuffix("]").split(","):
             assert any(f"hydra.run.dir={member} " in run for run in trained)
+
+
+def test_reuse_reads_finished_runs_and_trains_the_others(tmp_path, monkeypatch):
+    overrides = ("experiment=forecast",)
+    finished = tmp_path / RESULTS.slug(overrides) / "seed1" / "metrics.json"
+    finished.parent.mkdir(parents=True)
+    finished.write_text(json.dumps({"test/mae": 0.5}))
+    trained = []
+
+    def run_seed(seed, overrides, out):
+        trained.append(seed)
+        return {"test/mae": 0.7, "wall_s": 1.0}
+
+    monkeypatch.setattr(RESULTS, "run_seed", run_seed)
+    done = RESULTS.run_all([(overrides, 1), (overrides, 2)], [], tmp_path, 1, reuse=True)
+    assert trained == [2]
+    assert done[(overrides, 1)] == {"test/mae": 0.5} and done[(overrides, 2)]["test/mae"] == 0.7
+    with pytest.raises(SystemExit):  # --reuse without --out: nothing to reuse
+        RESULTS.main(["--reuse", "--only", "forecast"])
 
 
 # a whole training run in a subprocess: in the slow suite, to keep the default one short
