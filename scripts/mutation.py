@@ -65,6 +65,19 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # trains models; a mutant reached by its fixture would run minutes per test)
     "src/rnnlab/data/covariates.py": ("tests/test_covariates.py", "tests/test_forecast.py"),
     "src/rnnlab/data/forecast_input.py": ("tests/test_covariates.py", "tests/test_forecast.py"),
+    # the probabilistic forecaster: scores, outputs and the autoregressive decoder, each on
+    # tiny tensors in-process (test_probabilistic_forecast.py trains models: too slow a mutant)
+    "src/rnnlab/models/intervals.py": ("tests/test_intervals.py", "tests/test_predictive.py"),
+    "src/rnnlab/models/predictive.py": (
+        "tests/test_predictive.py",
+        "tests/test_autoregressive.py",
+        "tests/test_intervals.py",
+    ),
+    "src/rnnlab/models/distributions.py": (
+        "tests/test_predictive.py",
+        "tests/test_autoregressive.py",
+    ),
+    "src/rnnlab/models/autoregressive.py": ("tests/test_autoregressive.py",),
     "src/rnnlab/models/encoder.py": (
         "tests/test_encoder_mutants.py",
         "tests/test_encoder_regularisers.py",
