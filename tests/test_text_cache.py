@@ -503,3 +503,31 @@ def test_the_cache_says_what_it_does(text_file, tmp_path, caplog):
     (scores,) = _entries(folder, "scores")
     assert f"{where}: character ids read from the cache {entry}" in caplog.messages
     assert f"the baselines' scores of val and test read from the cache {scores}" in caplog.messages
+
+
+def _refusal(call) -> str:
+    with pytest.raises(DataError) as caught:
+        call()
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "fifo", "over", "exactly", "proc"])
+def test_a_streamed_file_is_refused_as_read_input_refuses_it(tmp_path, case):
+    path, limit = tmp_path / "text.txt", 1024.0
+    if case == "directory":
+        path.mkdir()
+    elif case == "fifo":
+        os.mkfifo(path)
+    elif case in ("over", "exactly"):
+        path.write_bytes(b"a" * ((1 << 20) + (case == "over")))
+        limit = 1.0
+    elif case == "proc":
+        path, limit = Path("/proc/self/maps"), 0.0001  # reports 0 bytes, holds more
+    whole = _refusal(lambda: read_text(path, "utf-8", limit)) if case != "exactly" else None
+    for size in (1 << 10, 1 << 20):
+        if whole is None:  # exactly at the limit: read, not refused
+            assert sum(len(b) for b in text_cache.file_blocks(path, limit, size)) == 1 << 20
+            continue
+        streamed = _refusal(lambda size=size: list(text_blocks(path, "utf-8", limit, size)))
+        hashed = _refusal(lambda size=size: text_cache.file_sha256(str(path), limit, size))
+        assert streamed == hashed == whole

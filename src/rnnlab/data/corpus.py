@@ -174,7 +174,7 @@ def file_blocks(
         if exc.errno == errno.ENOENT:
             raise DataError(f"data file {path} does not exist; check data.file") from exc
         raise DataError(f"cannot read data.file={path}: {exc.strerror}; check the path") from exc
-    with os.fdopen(fd, "rb", buffering=0) as stream:
+    try:  # checked before a file object is made of it (which refuses a directory itself)
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise DataError(f"data.file={path} is a directory; give a file")
@@ -186,6 +186,10 @@ def file_blocks(
         if info.st_size > limit:
             raise DataError(too_large("data.file", path, info.st_size, max_file_mb, RAISE_LIMIT))
         os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as stream:
         total = 0
         while True:
             try:
