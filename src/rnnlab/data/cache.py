@@ -45,7 +45,7 @@ class InvalidEntry(ValueError):
     """A cache entry that cannot be trusted (raised by an entry's own check)."""
 
 
-def drop_pages(array: np.ndarray) -> None:
+def drop_pages(array: object) -> None:
     """Give back the pages of a memory-mapped array (``np.load(mmap_mode=...)``) that this
     process has read: they are read from the file again when next used. A pass over a large
     cached array would otherwise keep all of it in this process's resident memory. Only for
