@@ -69,11 +69,13 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # tiny tensors in-process (test_probabilistic_forecast.py trains models: too slow a mutant)
     "src/rnnlab/models/intervals.py": ("tests/test_intervals.py", "tests/test_predictive.py"),
     "src/rnnlab/models/predictive.py": (
+        "tests/test_predictive_values.py",
         "tests/test_predictive.py",
         "tests/test_autoregressive.py",
         "tests/test_intervals.py",
     ),
     "src/rnnlab/models/distributions.py": (
+        "tests/test_predictive_values.py",
         "tests/test_predictive.py",
         "tests/test_autoregressive.py",
     ),
