@@ -105,3 +105,49 @@ def test_interval_metrics_average_every_value_of_every_batch():
     metric.update({"crps": torch.tensor([[5.0]]), "coverage_80": torch.tensor([[1.0]])})
     found = {k: v.item() for k, v in metric.compute().items()}
     assert found == pytest.approx({"crps_x": 3.0, "coverage_80_x": 2 / 3})
+
+
+def test_at_levels_with_one_or_two_known_levels():
+    one = torch.tensor([[7.0]], dtype=torch.float64)
+    wanted = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    assert intervals.at_levels(one, torch.tensor([0.5], dtype=torch.float64), wanted).tolist() == [
+        [7.0, 7.0, 7.0]
+    ]
+    two = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+    known = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    assert intervals.at_levels(two, known, wanted).tolist() == [[1.0, 2.0, 3.0]]
+
+
+def test_grid_and_sample_scores_keep_float64_and_each_value_apart():
+    grid = intervals.crps_grid()
+    assert grid.dtype == torch.float64 and grid[0].item() == 0.005 and grid[-1].item() == 0.995
+    # two values scored at once: each its own CRPS, not one pooled over both
+    samples = torch.tensor([[0.0, 2.0, 4.0], [10.0, 10.0, 10.0]], dtype=torch.float64)
+    actual = torch.tensor([1.0, 12.0], dtype=torch.float64)
+    found = intervals.crps_from_samples(samples, actual).tolist()
+    assert found == pytest.approx([_brute_crps(samples[0].numpy(), 1.0), 2.0])
+    grid_found = intervals.crps_from_grid(samples[:, :1].expand(2, 100), actual)
+    assert grid_found.tolist() == pytest.approx([1.0, 2.0])  # a point mass: the absolute error
+
+
+def test_interval_values_key_by_name_and_count_an_actual_on_an_end_as_inside():
+    actual = torch.tensor([-1.0, 1.0, 0.0], dtype=torch.float64)
+    quantile_at = {0.1: torch.full_like(actual, -1.0), 0.9: torch.full_like(actual, 1.0)}
+    crps = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    values = intervals.interval_values(quantile_at, crps, actual, (0.1, 0.9))
+    assert values["crps"] is crps
+    assert values["coverage_80"].dtype == torch.float64
+    assert values["coverage_80"].tolist() == [1.0, 1.0, 1.0]  # both ends belong to the interval
+    only_low = {0.025: torch.zeros_like(actual), **quantile_at}
+    assert "coverage_95" not in intervals.interval_values(only_low, crps, actual, (0.1,))
+
+
+def test_interval_metrics_name_keys_as_given_and_sum_in_float64():
+    metric = intervals.IntervalMetrics(["crps"])
+    metric.update({"crps": torch.tensor([1e8], dtype=torch.float64)})
+    for _ in range(4):
+        metric.update({"crps": torch.tensor([1.0], dtype=torch.float64)})
+    found = metric.compute()
+    assert list(found) == ["crps"]
+    # float32 sums would lose the ones beside 1e8
+    assert metric.crps.dtype == torch.float64 and metric.crps.item() == 1e8 + 4
