@@ -17,7 +17,7 @@ from rnnlab.utils.errors import ConfigError
 HORIZON, FEATURES = 4, 3  # features: the target, then two covariates
 
 
-def _model(distribution=None, relative=True, bidirectional=False) -> SequenceRegressor:
+def _model(distribution=None, relative=True, bidirectional=False, targets=1) -> SequenceRegressor:
     torch.manual_seed(0)
     encoder = RNNEncoder(
         input_size=FEATURES, hidden_size=8, cell="lstm", bidirectional=bidirectional
@@ -26,7 +26,7 @@ def _model(distribution=None, relative=True, bidirectional=False) -> SequenceReg
         encoder,
         optimizer=torch.optim.Adam,
         horizon=HORIZON,
-        num_targets=1,
+        num_targets=targets,
         relative=relative,
         distribution=distribution,
         decoder="autoregressive",
@@ -34,13 +34,14 @@ def _model(distribution=None, relative=True, bidirectional=False) -> SequenceReg
     ).eval()
 
 
-def _batch(future_rows: int = 0, seed: int = 1) -> Batch:
+def _batch(future_rows: int = 0, seed: int = 1, targets: int = 1) -> Batch:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(3, 6 + future_rows, FEATURES, generator=generator)
     scaling = TargetScaling(
-        torch.tensor([[2.0], [0.0], [-1.0]]), torch.tensor([[3.0], [1.0], [0.5]])
+        torch.tensor([[2.0], [0.0], [-1.0]]).expand(3, targets),
+        torch.tensor([[3.0], [1.0], [0.5]]).expand(3, targets),
     )
-    y = torch.randn(3, HORIZON, 1, generator=generator)
+    y = torch.randn(3, HORIZON, targets, generator=generator)
     return Batch(
         x=x, lengths=torch.full((3,), x.shape[1]), y=y, scaling=scaling, future_rows=future_rows
     )
@@ -52,11 +53,15 @@ def _teacher_forced(model: SequenceRegressor, batch: Batch) -> torch.Tensor:
     return model.autoregressive.teacher_forced(model.encoder, model.head, batch, target)
 
 
-@pytest.mark.parametrize("future_rows", [0, HORIZON])
-def test_teacher_forcing_is_the_sampling_path_fed_the_true_values(future_rows):
+@pytest.mark.parametrize(
+    ("future_rows", "relative", "targets"),
+    [(0, True, 1), (HORIZON, True, 1), (0, False, 1), (HORIZON, False, 2)],
+)
+def test_teacher_forcing_is_the_sampling_path_fed_the_true_values(future_rows, relative, targets):
     # a point output draws its own forecast: fed back as the 'true' values, teacher forcing
     # must give the very same forecasts
-    model, batch = _model(), _batch(future_rows)
+    model = _model(relative=relative, targets=targets)
+    batch = _batch(future_rows, targets=targets)
     with torch.no_grad():
         drawn = model.sampled(batch, 0)[..., 0]  # one path: (batch, horizon, targets)
         batch.y = drawn
@@ -131,8 +136,13 @@ def test_quantile_output_draws_within_its_outer_quantiles():
 
 
 def test_settings_that_cannot_work_are_refused_in_one_line():
-    with pytest.raises(ConfigError, match="needs a one-directional model/encoder=rnn"):
+    refusal = (
+        "model.decoder=autoregressive steps the RNN through the horizon, so it needs a "
+        "one-directional model/encoder=rnn; set model.encoder.bidirectional=false"
+    )
+    with pytest.raises(ConfigError) as error:
         _model(bidirectional=True)
+    assert str(error.value) == refusal
     with pytest.raises(ConfigError, match=r"unknown decoder 'recursive'; set model\.decoder"):
         SequenceRegressor(
             RNNEncoder(input_size=2, bidirectional=False), torch.optim.Adam, decoder="recursive"
@@ -153,3 +163,16 @@ def test_a_point_decoder_forecasts_its_one_path_in_original_units():
         predicted = model.predict_step(batch, 3)
     assert drawn.shape[-1] == 1 and "quantiles" not in predicted
     torch.testing.assert_close(predicted["prediction"], drawn[..., 0])
+
+
+@pytest.mark.parametrize("future_rows", [0, HORIZON])
+def test_rows_hold_each_previous_value_beside_its_steps_covariates(future_rows):
+    model, batch = _model(relative=False), _batch(future_rows)
+    assert model.autoregressive is not None
+    rows, ahead, last = model.autoregressive._parts(batch)
+    x = batch.x
+    torch.testing.assert_close(last, x[:, 5, :1])  # the last observed target
+    torch.testing.assert_close(rows[:, :, :1], x[:, :5, :1])  # z(t-1) ...
+    torch.testing.assert_close(rows[:, :, 1:], x[:, 1:6, 1:])  # ... beside c(t)
+    expected = x[:, 6:, 1:] if future_rows else x[:, 5:6, 1:].expand(-1, HORIZON, -1)
+    torch.testing.assert_close(ahead, expected)
