@@ -14,7 +14,15 @@ from scipy import integrate, stats
 
 from rnnlab.batch import TargetScaling
 from rnnlab.models.distributions import NegativeBinomial, Normal, StudentT
-from rnnlab.models.predictive import Point, Quantiles, Samples, per_value, spread_of
+from rnnlab.models.predictive import (
+    Point,
+    Quantiles,
+    Samples,
+    check_levels,
+    per_value,
+    spread_of,
+)
+from rnnlab.utils.errors import ConfigError, DataError
 
 # two windows, one step, one target; shifts and scales that differ per window
 SCALING = TargetScaling(
@@ -26,6 +34,11 @@ ACTUAL = torch.tensor([[[4.2]], [[-1.9]]], dtype=torch.float64)
 
 def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
+
+
+def exact(found: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal to float64's last bits (levels taken in another precision would show)."""
+    torch.testing.assert_close(found, expected, rtol=1e-13, atol=0)
 
 
 def raw(*columns: tuple[float, float]) -> torch.Tensor:
@@ -216,28 +229,28 @@ def test_quantile_output_point_quantiles_draws_and_loss():
     centre = torch.tensor([-1.0, 0.5], dtype=torch.float64)
     low = centre - torch.tensor([softplus(0.0), softplus(1.0)], dtype=torch.float64) - 1e-3
     high = centre + torch.tensor([softplus(2.0), softplus(0.0)], dtype=torch.float64) + 1e-3
-    torch.testing.assert_close(values[:, 0, 0], torch.stack([low, centre, high], dim=-1))
+    exact(values[:, 0, 0], torch.stack([low, centre, high], dim=-1))
     assert output.location_mask().tolist() == [True, True, True]
     shift, scale = (
         torch.tensor([3.0, -1.0], dtype=torch.float64),
         torch.tensor([2.0, 0.5], dtype=torch.float64),
     )
     original = values[:, 0, 0] * scale[:, None] + shift[:, None]
-    torch.testing.assert_close(output.point(values, SCALING)[:, 0, 0], original[:, 1])
+    exact(output.point(values, SCALING)[:, 0, 0], original[:, 1])
     found = output.quantiles(values, SCALING, [0.05, 0.3, 0.9, 0.95])
-    torch.testing.assert_close(found[:, 0, 0, 0], original[:, 0])  # held below the first level
-    torch.testing.assert_close(found[:, 0, 0, 1], (original[:, 0] + original[:, 1]) / 2)
-    torch.testing.assert_close(found[:, 0, 0, 2], original[:, 2])
-    torch.testing.assert_close(found[:, 0, 0, 3], original[:, 2])  # held above the last
+    exact(found[:, 0, 0, 0], original[:, 0])  # held below the first level
+    exact(found[:, 0, 0, 1], (original[:, 0] + original[:, 1]) / 2)
+    exact(found[:, 0, 0, 2], original[:, 2])
+    exact(found[:, 0, 0, 3], original[:, 2])  # held above the last
     uniform = torch.tensor([[[0.7]], [[0.02]]], dtype=torch.float64)
     draws = output.inverse_cdf(values, SCALING, uniform)[:, 0, 0]
-    torch.testing.assert_close(draws[0], (original[0, 1] + original[0, 2]) / 2)
-    torch.testing.assert_close(draws[1], original[1, 0])
+    exact(draws[0], (original[0, 1] + original[0, 2]) / 2)
+    exact(draws[1], original[1, 0])
     target = torch.tensor([[[0.4]], [[5.0]]], dtype=torch.float64)
     errors = target[:, 0, 0, None] - values[:, 0, 0]
     levels = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     pinball = torch.where(errors >= 0, levels * errors, (levels - 1) * errors).mean()
-    torch.testing.assert_close(output.loss(values, target, SCALING), pinball)
+    exact(output.loss(values, target, SCALING), pinball)
 
 
 def test_one_quantile_is_its_own_point_draw_and_quantiles():
@@ -264,3 +277,51 @@ def test_samples_are_scored_as_their_empirical_distribution():
     pairs = sum(abs(a - b) for a in range(1, 6) for b in range(1, 6)) / (2 * 5 * 4)
     expected = np.mean(np.abs(np.arange(1, 6) - 2.5)) - pairs
     assert output.crps(draws, SCALING, actual).item() == pytest.approx(expected)
+
+
+def test_five_quantiles_step_out_from_the_median_along_the_last_dimension():
+    output = Quantiles([0.05, 0.25, 0.5, 0.75, 0.95])
+    head = torch.tensor([0.3, -0.2, 1.0, 0.1, 0.4], dtype=torch.float64)
+    raw_values = torch.stack([head, head + 1.0]).view(2, 1, 1, 5)  # windows differ
+    values = output.arrange(raw_values)
+    for i in range(2):
+        r = raw_values[i, 0, 0].tolist()
+        step = [softplus(v) + 1e-3 for v in r]
+        centre = r[2]
+        expected = [
+            centre - step[1] - step[0],
+            centre - step[1],
+            centre,
+            centre + step[3],
+            centre + step[3] + step[4],
+        ]
+        assert values[i, 0, 0].tolist() == pytest.approx(expected, rel=1e-12)
+
+
+def test_quantile_draws_hold_the_outermost_quantile_beyond_it():
+    output = Quantiles([0.1, 0.5, 0.9])
+    values = torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64).view(1, 1, 1, 3)
+    unit = TargetScaling(
+        torch.zeros(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64)
+    )
+    uniform = torch.tensor([[[0.99]]], dtype=torch.float64)
+    assert output.inverse_cdf(values, unit, uniform).item() == 3.0  # not 3.0 + (0.99-0.9)/0.4 * 2
+
+
+def test_levels_at_zero_or_one_are_refused_whole():
+    for levels in ([0.0, 0.5], [0.5, 1.0]):
+        with pytest.raises(ConfigError) as error:
+            check_levels(levels, "model.quantiles")
+        assert str(error.value) == (
+            f"model.quantiles={levels} must list distinct probabilities strictly between 0 "
+            "and 1, e.g. [0.1,0.5,0.9]"
+        )
+    assert Normal().has(0.025) and StudentT().has(0.975)  # a distribution has every quantile
+
+
+def test_negative_binomial_names_the_one_value_that_is_not_a_count():
+    output = NegativeBinomial()
+    values = output.arrange(BINOMIAL)
+    counts = torch.tensor([[[23.0]], [[2.5]]], dtype=torch.float64)
+    with pytest.raises(DataError, match=r"but a target is 2\.5; use"):
+        output.loss(values, COUNTS.normalise(counts), COUNTS)
