@@ -274,6 +274,8 @@ def documented_commands() -> dict[Path, dict[str, str]]:
             for command in re.finditer(r"scripts/bench/(\w+)\.py([^`#\n]*)", line):
                 name, argv = command.group(1), shlex.split(command.group(2))
                 assert name in BENCH_SCRIPTS, f"{page.name}: {command.group(0)}"
+                if argv[:1] == ["--child"]:  # one measured process (scale.py): no table
+                    continue
                 module = script(name)
                 marker = DOCS_PAGE.marker(name, module.docs_variant(module.parse_args(argv)))
                 found.setdefault(page, {})[marker] = command.group(0).strip()
