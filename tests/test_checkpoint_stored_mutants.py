@@ -585,3 +585,14 @@ def test_a_setting_added_since_is_the_same_when_left_at_its_default(genuine, pla
     assert "model.encoder.locked_input_dropout" not in _added_since(stored, current, places)
     assert _defaults(RNNEncoder)["hidden_size"] == 64 and "input_size" not in _defaults(RNNEncoder)
     assert _defaults(OwnEncoder) == _defaults(RNNEncoder)
+
+
+def test_a_resume_may_name_another_cache_folder_but_not_another_window():
+    from rnnlab.checkpoint.diff import first_difference
+    from rnnlab.checkpoint.resume import _MAY_DIFFER
+
+    stored = {"cache_dir": "/old/logs/cache", "bptt": 128}
+    moved = {"cache_dir": "/new/logs/cache", "bptt": 128}
+    assert first_difference(stored, moved, "data", _MAY_DIFFER) is None
+    found = first_difference(stored, {**moved, "bptt": 64}, "data", _MAY_DIFFER)
+    assert found is not None and found.where == "data.bptt"

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 _MAY_DIFFER = {
     "data.num_workers",
     "data.max_file_mb",
+    # the text cache is keyed by the file's content: another folder rebuilds the same ids
+    "data.cache_dir",
     "data.file",
     "data.train_file",
     "data.test_file",
