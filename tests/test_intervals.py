@@ -151,3 +151,10 @@ def test_interval_metrics_name_keys_as_given_and_sum_in_float64():
     assert list(found) == ["crps"]
     # float32 sums would lose the ones beside 1e8
     assert metric.crps.dtype == torch.float64 and metric.crps.item() == 1e8 + 4
+
+
+def test_a_width_needs_both_of_its_ends():
+    actual = torch.zeros(2, dtype=torch.float64)
+    only_low = {0.1: torch.full_like(actual, -1.0), 0.5: actual}
+    values = intervals.interval_values(only_low, actual, actual, (0.5,))
+    assert "interval_width_80" not in values and "coverage_80" not in values
