@@ -4,10 +4,8 @@ documentation), reading a user's file, its fingerprint, and the character vocabu
 from __future__ import annotations
 
 import codecs
-import errno
 import hashlib
 import os
-import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab.batch import UNKNOWN_ID as UNK
-from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input, too_large
+from rnnlab.data.inputs import (
+    DEFAULT_MAX_FILE_MB,
+    RAISE_LIMIT,
+    open_input,
+    read_input,
+    too_large,
+)
 from rnnlab.utils.errors import ConfigError, DataError
 
 # the first byte-order marks of UTF-32 before UTF-16's (UTF-32-LE's begins with UTF-16-LE's)
@@ -167,28 +171,7 @@ def file_blocks(
     """The bytes of the regular file at ``path``, ``block_bytes`` at a time, then one empty
     block; the refusals of ``inputs.read_input`` (not a regular file, over ``max_file_mb``)."""
     limit = int(max_file_mb * (1 << 20))
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            raise DataError(f"data file {path} does not exist; check data.file") from exc
-        raise DataError(f"cannot read data.file={path}: {exc.strerror}; check the path") from exc
-    try:  # checked before a file object is made of it (which refuses a directory itself)
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise DataError(f"data.file={path} is a directory; give a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise DataError(
-                f"data.file={path} is not a regular file (a device, pipe or socket); "
-                "give a file on disk"
-            )
-        if info.st_size > limit:
-            raise DataError(too_large("data.file", path, info.st_size, max_file_mb, RAISE_LIMIT))
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
+    fd = open_input(path, "data.file", max_file_mb)
     with os.fdopen(fd, "rb", buffering=0) as stream:
         total = 0
         while True:

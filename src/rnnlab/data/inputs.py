@@ -57,14 +57,12 @@ def too_large(
     return f"{setting}={path} {size} data.max_file_mb={max_file_mb:g} MiB; {advice}"
 
 
-def read_input(
+def open_input(
     path: str | Path, setting: str, max_file_mb: float, limit_advice: str = RAISE_LIMIT
-) -> bytes:
-    """The bytes of the regular file at ``path``, at most ``max_file_mb`` MiB; ``setting`` is
-    how the user named it (``data.file``, ``input``), for the one-line refusals, and
-    ``limit_advice`` what to do about a file over the limit, where raising it is not the
-    user's to do (a limit stored with a trained model)."""
-    limit = int(max_file_mb * _MIB)
+) -> int:
+    """A blocking descriptor of the regular file at ``path``, refused in one line (naming it as
+    ``setting``) where it is missing, unreadable, a directory, a device, pipe or socket, or over
+    ``max_file_mb`` MiB by its size; the caller closes it."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -72,7 +70,7 @@ def read_input(
         if exc.errno == errno.ENOENT:
             raise DataError(f"data file {path} does not exist; check {setting}") from exc
         raise DataError(f"cannot read {setting}={path}: {exc.strerror}; check the path") from exc
-    try:
+    try:  # checked before a file object is made of it (which refuses a directory itself)
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise DataError(f"{setting}={path} is a directory; give a file")
@@ -81,9 +79,25 @@ def read_input(
                 f"{setting}={path} is not a regular file (a device, pipe or socket); "
                 "give a file on disk"
             )
-        if info.st_size > limit:
+        if info.st_size > int(max_file_mb * _MIB):
             raise DataError(too_large(setting, path, info.st_size, max_file_mb, limit_advice))
         os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_input(
+    path: str | Path, setting: str, max_file_mb: float, limit_advice: str = RAISE_LIMIT
+) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``max_file_mb`` MiB; ``setting`` is
+    how the user named it (``data.file``, ``input``), for the one-line refusals, and
+    ``limit_advice`` what to do about a file over the limit, where raising it is not the
+    user's to do (a limit stored with a trained model)."""
+    limit = int(max_file_mb * _MIB)
+    fd = open_input(path, setting, max_file_mb, limit_advice)
+    try:
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(_CHUNK, limit + 1 - total))
