@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rnnlab.batch import RESIDUAL_LEVELS
-from rnnlab.callbacks.figures import forecast_figure
+from rnnlab.callbacks.figures import ForecastFigure, forecast_figure
 from rnnlab.checkpoint import load_checkpoint
 from rnnlab.data.residual_quantiles import residual_quantiles
 from rnnlab.data.windows import WindowSpec
@@ -215,3 +215,22 @@ def test_autoregressive_decoder_trains_scores_and_predicts_its_draws(
     # the same seed draws the same forecasts
     again = _predict(ckpt, sales_csv, tmp_path / "again.csv")
     pd.testing.assert_frame_equal(table, again)
+
+
+def test_the_figure_callback_keeps_a_probabilistic_test_steps_intervals(distribution_run):
+    _, ckpt, _ = distribution_run
+    _, datamodule, model = restore(load_checkpoint(ckpt))
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.test_dataloader()))
+    model.on_test_epoch_start()
+    with torch.no_grad():
+        outputs = model.test_step(batch, 0)
+    assert set(outputs) == {"prediction", "80% interval", "95% interval"}
+    low, high = outputs["80% interval"].unbind(-1)
+    assert bool((low <= outputs["prediction"]).all() and (outputs["prediction"] <= high).all())
+    callback = ForecastFigure(windows=2)
+    callback.chosen = {int(batch.index[0])}
+    callback.on_test_batch_end(None, model, outputs, batch, 0)  # type: ignore[arg-type]
+    [window] = callback.drawn
+    assert window["80% interval"].shape == (len(batch.y[0]), 2)
+    torch.testing.assert_close(window["forecast"], outputs["prediction"][0, :, 0])

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rnnlab.batch import RESIDUAL_LEVELS, Batch, TargetScaling
+from rnnlab.batch import RESIDUAL_LEVELS, Batch
 from rnnlab.models import intervals
 from rnnlab.models.base import StageMetrics
 from rnnlab.models.predictive import DEFAULT_LEVELS, Probabilistic, check_levels
@@ -52,9 +52,10 @@ class Scores:
         values: torch.Tensor,
         batch: Batch,
         dtype: torch.dtype,
-    ) -> None:
-        """Score the output's ``values`` (normalised parameters) and, where the batch carries
-        its residual quantiles, the seasonal-naive baseline's intervals."""
+    ) -> dict[float, torch.Tensor]:
+        """Score the output's ``values`` (normalised parameters, or draws) and, where the batch
+        carries its residual quantiles, the seasonal-naive baseline's intervals; the model's
+        quantiles by level (original units), for ``intervals``."""
         scaling, actual = batch.target_scaling(), batch.targets().to(dtype)
         wanted = sorted({*self.levels, *self.extra})
         found = self.output.quantiles(values, scaling, wanted).to(dtype)
@@ -64,11 +65,18 @@ class Scores:
             stage, "intervals", intervals.interval_values(quantile_at, crps, actual, self.levels)
         )
         handle = f"intervals_{INTERVAL_BASELINE}"
+        if handle in metrics.names.get(stage, []):
+            self._update_baseline(metrics, stage, handle, batch, actual)
+        return quantile_at
+
+    def _update_baseline(
+        self, metrics: StageMetrics, stage: str, handle: str, batch: Batch, actual: torch.Tensor
+    ) -> None:
+        """The seasonal-naive forecast plus its scaled training-error quantiles, scored."""
         extras = batch.forecast
-        if handle not in metrics.names.get(stage, []) or extras is None:
+        if extras is None or extras.residual_quantiles is None:
             return
-        if extras.residual_quantiles is None:
-            return
+        dtype = actual.dtype
         point = batch.baselines[INTERVAL_BASELINE].to(dtype)
         scale = torch.nan_to_num(extras.mase_scale.to(dtype), nan=0.0)[:, None, :, None]
         levels = sorted({*self.levels, *intervals.INTERVAL_ENDS})
@@ -83,12 +91,14 @@ class Scores:
             stage, handle, intervals.interval_values(quantile_at, crps, actual, self.levels)
         )
 
-    def intervals(self, values: torch.Tensor, scaling: TargetScaling) -> dict[str, torch.Tensor]:
-        """The central intervals the output gives, as ``"80% interval"`` (batch, horizon,
-        targets, 2: low and high), ``"95% interval"``, in original units."""
-        found = {}
-        for key, (low, high) in intervals.COVERAGE.items():
-            if low in self.extra and high in self.extra:
-                band = self.output.quantiles(values, scaling, [low, high])
-                found[f"{key.removeprefix('coverage_')}% interval"] = band.detach().float()
-        return found
+    @staticmethod
+    def intervals(quantile_at: dict[float, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The central intervals among ``quantile_at`` (``update``'s), as ``"80% interval"``
+        (batch, horizon, targets, 2: low and high) and ``"95% interval"``."""
+        return {
+            f"{key.removeprefix('coverage_')}% interval": torch.stack(
+                [quantile_at[low], quantile_at[high]], dim=-1
+            ).float()
+            for key, (low, high) in intervals.COVERAGE.items()
+            if low in quantile_at and high in quantile_at
+        }

@@ -193,15 +193,17 @@ class SequenceRegressor(SequenceModule):
 
     def _evaluate(
         self, batch: Batch, stage: str, batch_idx: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score a batch; its forecasts in original units and what the scores read: the
-        output's parameters, or the autoregressive decoder's draws."""
+    ) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
+        """Score a batch; its forecasts in original units and, with a probabilistic output,
+        their quantiles by level (from the output's parameters, or the decoder's draws)."""
         _, values = self._step(batch, stage)
         if self.autoregressive is not None:
             values = self.sampled(batch, batch_idx)
         prediction = self.forecasts.point(values, batch.target_scaling())
+        quantile_at: dict[float, torch.Tensor] = {}
         if self.scores is not None:
-            self.scores.update(self.stage_metrics, stage, values, batch, self._metric_dtype())
+            dtype = self._metric_dtype()
+            quantile_at = self.scores.update(self.stage_metrics, stage, values, batch, dtype)
         y, wide = batch.targets(), self._metric_dtype()
         extra = {}
         if batch.forecast is not None:
@@ -210,7 +212,7 @@ class SequenceRegressor(SequenceModule):
         for name in ["model", *self.baselines]:
             forecast = prediction if name == "model" else batch.baselines[name]
             self.stage_metrics.update(stage, name, forecast.to(wide), target, **extra)
-        return prediction, values
+        return prediction, quantile_at
 
     def _metric_dtype(self) -> torch.dtype:
         """Metrics are computed in float64: squared errors of values near float32's range would
@@ -232,10 +234,10 @@ class SequenceRegressor(SequenceModule):
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | dict[str, torch.Tensor]:
         """The forecasts in original units; with a probabilistic output, a dict of them
         (``prediction``) and their central intervals (``Scores.intervals``), for figures."""
-        prediction, values = self._evaluate(batch, "test", batch_idx)
+        prediction, quantile_at = self._evaluate(batch, "test", batch_idx)
         if self.scores is None:
             return prediction
-        return {"prediction": prediction, **self.scores.intervals(values, batch.target_scaling())}
+        return {"prediction": prediction, **self.scores.intervals(quantile_at)}
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         scaling = batch.target_scaling()
