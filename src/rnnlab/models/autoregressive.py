@@ -65,9 +65,7 @@ class Autoregressive:
         steps, hidden), normalised (moved back by the last value with ``relative``)."""
         shape = (*out.shape[:2], self.targets, self.output.width)
         values = self.output.arrange(head(out).view(shape))
-        if not self.relative:
-            return values
-        return values + last[:, None, :, None] * self.output.location_mask().to(values.device)
+        return self.output.moved(values, last) if self.relative else values
 
     def teacher_forced(
         self, encoder: RNNEncoder, head: nn.Module, batch: Batch, target: torch.Tensor

@@ -49,6 +49,11 @@ class Point:
     def location_mask(self) -> torch.Tensor:
         return torch.ones(self.width, dtype=torch.bool)
 
+    def moved(self, values: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``values`` (batch, steps, targets, width) with their locations moved by ``last``
+        (batch, targets), the last observed values: ``relative`` forecasting's way back."""
+        return values + last[:, None, :, None] * self.location_mask().to(values.device)
+
     def arrange(self, raw: torch.Tensor) -> torch.Tensor:
         return raw
 

@@ -156,8 +156,7 @@ class SequenceRegressor(SequenceModule):
         last = x[torch.arange(len(x), device=x.device), lengths.to(x.device) - 1, :targets]
         shifted = torch.cat([x[..., :targets] - last[:, None], x[..., targets:]], dim=-1)
         change = self.output.arrange(self.head(self.encoder(shifted, lengths)).view(shape))
-        moved = self.output.location_mask().to(x.device)  # which parameters are locations
-        return change + last[:, None, :, None] * moved
+        return self.output.moved(change, last)
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         scaling = batch.target_scaling()
