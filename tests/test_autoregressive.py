@@ -176,3 +176,18 @@ def test_rows_hold_each_previous_value_beside_its_steps_covariates(future_rows):
     torch.testing.assert_close(rows[:, :, 1:], x[:, 1:6, 1:])  # ... beside c(t)
     expected = x[:, 6:, 1:] if future_rows else x[:, 5:6, 1:].expand(-1, HORIZON, -1)
     torch.testing.assert_close(ahead, expected)
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_parameters_move_by_the_last_value_only_when_relative(relative):
+    model = _model("normal", relative=relative)
+    assert model.autoregressive is not None
+    out = torch.randn(3, 2, 8, generator=torch.Generator().manual_seed(4))
+    last = torch.tensor([[1.0], [-2.0], [0.5]])
+    with torch.no_grad():
+        found = model.autoregressive._parameters(model.head, out, last)
+        plain = model.output.arrange(model.head(out).view(3, 2, 1, 2))
+    expected = plain.clone()
+    if relative:
+        expected[..., 0] += last[:, None]
+    torch.testing.assert_close(found, expected)
