@@ -32,6 +32,7 @@ class Normal(Probabilistic):
 
     name = "normal"
     width = 2
+    widens = True
 
     def location_mask(self) -> torch.Tensor:
         return torch.tensor([True] + [False] * (self.width - 1))
@@ -46,6 +47,11 @@ class Normal(Probabilistic):
 
     def _normalised(self, values: torch.Tensor) -> torch.distributions.Distribution:
         return torch.distributions.Normal(values[..., 0], values[..., 1])
+
+    def widen(self, values: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        """The spread (component 1) times ``factor``; the location (and a Student-t's degrees
+        of freedom) kept."""
+        return torch.cat([values[..., :1], values[..., 1:2] * factor, values[..., 2:]], dim=-1)
 
     def _original(self, values: torch.Tensor, scaling: TargetScaling) -> tuple[torch.Tensor, ...]:
         shift, scale = per_value(scaling, values[..., 0])
@@ -120,6 +126,10 @@ class NegativeBinomial(Normal):
 
     name = "negative_binomial"
     width = 2
+    widens = False  # counts: no spread to stretch about a median that stays a count
+
+    def widen(self, values: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("a negative binomial is not widened")
 
     def _counts(self, values: torch.Tensor, scaling: TargetScaling) -> tuple[torch.Tensor, ...]:
         shift, scale = per_value(scaling, values[..., 0])

@@ -45,6 +45,7 @@ class Point:
     name = "point"
     width = 1
     probabilistic = False
+    widens = False  # whether ``widen`` can change its spread (model.calibration=spread)
 
     def location_mask(self) -> torch.Tensor:
         return torch.ones(self.width, dtype=torch.bool)
@@ -67,6 +68,11 @@ class Point:
         """A draw per value in original units: the quantile at ``uniform`` (shaped like the
         values without their last dimension). One value has no spread: it is its own draw."""
         return self.point(values, scaling)
+
+    def widen(self, values: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        """``values`` with the spread about the median multiplied by ``factor`` (the median
+        kept): ``rnnlab.models.calibration``'s one change to a forecast."""
+        raise NotImplementedError
 
 
 class Probabilistic(Point):
@@ -103,6 +109,7 @@ class Quantiles(Probabilistic):
     they never cross."""
 
     name = "quantiles"
+    widens = True
 
     def __init__(self, levels: Sequence[float]) -> None:
         self.levels = check_levels(levels, "model.quantiles")
@@ -138,6 +145,12 @@ class Quantiles(Probabilistic):
     def has(self, level: float) -> bool:
         return any(math.isclose(level, q, abs_tol=1e-9) for q in self.levels)
 
+    def widen(self, values: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        """Every quantile's distance from the middle one times ``factor`` (on the normalised
+        scale: original units are an affine map of it, so the same holds there)."""
+        centre = values[..., self.anchor : self.anchor + 1]
+        return centre + (values - centre) * factor
+
     def inverse_cdf(
         self, values: torch.Tensor, scaling: TargetScaling, uniform: torch.Tensor
     ) -> torch.Tensor:
@@ -170,6 +183,7 @@ class Samples(Probabilistic):
     distribution (its median the point forecast)."""
 
     name = "samples"
+    widens = True
 
     def point(self, values: torch.Tensor, scaling: TargetScaling) -> torch.Tensor:
         return self.quantiles(values, scaling, [0.5])[..., 0].to(values.dtype)
@@ -177,8 +191,12 @@ class Samples(Probabilistic):
     def quantiles(
         self, values: torch.Tensor, scaling: TargetScaling, levels: Sequence[float]
     ) -> torch.Tensor:
-        # the empirical distribution's: the smallest draw with at least that share at or
-        # below it (so each is a draw: whole numbers stay whole)
+        return self._drawn(values, levels)
+
+    @staticmethod
+    def _drawn(values: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
+        """The empirical distribution's quantiles: the smallest draw with at least that share
+        at or below it (so each is a draw: whole numbers stay whole)."""
         count = values.shape[-1]
         ranks = [min(count - 1, max(0, math.ceil(count * q - 1e-9) - 1)) for q in levels]
         ordered = values.double().sort(dim=-1).values
@@ -188,6 +206,11 @@ class Samples(Probabilistic):
         self, values: torch.Tensor, scaling: TargetScaling, target: torch.Tensor
     ) -> torch.Tensor:
         return intervals.crps_from_samples(values.to(target.dtype), target)
+
+    def widen(self, values: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+        """Every draw's distance from the median draw times ``factor``."""
+        centre = self._drawn(values, [0.5]).to(values.dtype)
+        return centre + (values - centre) * factor
 
 
 def check_levels(levels: Sequence[float], setting: str) -> tuple[float, ...]:

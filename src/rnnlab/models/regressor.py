@@ -14,6 +14,7 @@ from torch import nn
 from rnnlab.batch import Batch
 from rnnlab.models.autoregressive import DECODERS, Autoregressive, check_encoder
 from rnnlab.models.base import SequenceModule, StageMetrics
+from rnnlab.models.calibration import CALIBRATIONS, SpreadSearch
 from rnnlab.models.distributions import output_of
 from rnnlab.models.encoder import SequenceEncoder
 from rnnlab.models.interval_scores import Scores
@@ -53,6 +54,7 @@ class SequenceRegressor(SequenceModule):
     """
 
     averaged_output = "prediction"
+    spread_factor: torch.Tensor  # a buffer, with model.calibration=spread
     # settings that size the weights: a checkpoint's are checked against its weights before
     # the model is built (rnnlab.checkpoint.weights)
     size_settings: ClassVar[tuple[str, ...]] = ("horizon", "num_targets")
@@ -75,6 +77,7 @@ class SequenceRegressor(SequenceModule):
         quantiles: list[float] | tuple[float, ...] | None = None,
         decoder: str = "direct",
         num_samples: int = 100,
+        calibration: str = "none",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor)
         choice(loss, LOSSES, "model.loss", "loss")
@@ -100,6 +103,7 @@ class SequenceRegressor(SequenceModule):
             if isinstance(self.forecasts, Probabilistic) and self.output.probabilistic
             else None
         )
+        self.calibration = self._calibration(calibration)
         self.head = nn.Sequential(
             nn.Dropout(head_dropout),
             nn.Linear(encoder.output_size, steps * num_targets * self.output.width),
@@ -123,6 +127,30 @@ class SequenceRegressor(SequenceModule):
             stages=("val", "test"),
             shown=lambda stage, name: name == "model",
         )
+
+    def _calibration(self, calibration: str) -> SpreadSearch | None:
+        """``model.calibration=spread``: the search run at each validation epoch, and the
+        factor it found (a buffer: checkpoints keep it) that test and predict apply."""
+        choice(calibration, CALIBRATIONS, "model.calibration", "calibration")
+        if calibration == "none":
+            return None
+        if self.scores is None or not (self.output.widens and self.forecasts.widens):
+            raise ConfigError(
+                f"model.calibration={calibration} widens forecast distributions, and this "
+                f"model's output ({self.output.name}) has none to widen; set "
+                "model.distribution=normal or student_t, or model.quantiles, or "
+                "model.calibration=none"
+            )
+        self.register_buffer("spread_factor", torch.tensor(1.0))  # float32: MPS has no float64
+        assert isinstance(self.forecasts, Probabilistic)
+        return SpreadSearch(self.forecasts)
+
+    def calibrated(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (as ``forecasts`` reads them) widened by the fitted spread factor, if
+        the model is calibrated."""
+        if self.calibration is None:
+            return values
+        return self.forecasts.widen(values, self.spread_factor.to(values.dtype))
 
     def check_data(self, datamodule: Any) -> None:
         """Refuse, before training, baselines the data does not provide and metrics it cannot
@@ -198,6 +226,11 @@ class SequenceRegressor(SequenceModule):
         _, values = self._step(batch, stage)
         if self.autoregressive is not None:
             values = self.sampled(batch, batch_idx)
+        if stage == "val" and self.calibration is not None:
+            # validation scores the forecasts as trained, and fits the factor on them
+            self.calibration.update(values, batch.target_scaling(), batch.targets())
+        elif stage == "test":
+            values = self.calibrated(values)
         prediction = self.forecasts.point(values, batch.target_scaling())
         quantile_at: dict[float, torch.Tensor] = {}
         if self.scores is not None:
@@ -220,6 +253,18 @@ class SequenceRegressor(SequenceModule):
 
     def on_validation_epoch_start(self) -> None:
         self.stage_metrics.set_dtype(self._metric_dtype())
+        if self.calibration is not None:
+            self.calibration.set_dtype(self._metric_dtype())
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        if self.calibration is None:
+            return
+        found = self.calibration.compute()
+        self.calibration.reset()
+        self.spread_factor.fill_(found["spread_factor"].item())
+        # already summed over every process
+        self.log_dict({f"val/{key}": value.float() for key, value in found.items()})
 
     def on_test_epoch_start(self) -> None:
         self.stage_metrics.set_dtype(self._metric_dtype())
@@ -244,6 +289,7 @@ class SequenceRegressor(SequenceModule):
             values = self.sampled(batch, batch_idx)
         else:
             values = self._outputs(batch.x, batch.lengths)
+        values = self.calibrated(values)
         predicted = {"prediction": self.forecasts.point(values, scaling).float().cpu()}
         if self.scores is not None:
             levels = self.scores.levels
