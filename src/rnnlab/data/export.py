@@ -1,6 +1,7 @@
 """Copy a shipped data set out as a file in the format training and prediction read:
 
 python -m rnnlab.data.export co2 co2.csv                           # forecasting series: CSV
+python -m rnnlab.data.export fertility fertility.csv               # 192 countries, one CSV
 python -m rnnlab.data.export JapaneseVowels test.ts --split test   # archive set: .ts file
 """
 
@@ -33,7 +34,9 @@ def export(name: str, path: str | Path, split: str = "test") -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", help="shipped series (co2) or archive data set (JapaneseVowels)")
+    parser.add_argument(
+        "name", help="shipped series (co2, fertility) or archive data set (JapaneseVowels)"
+    )
     parser.add_argument("path", help="file to write")
     parser.add_argument("--split", default="test", choices=["train", "test"])
     args = parser.parse_args(argv)

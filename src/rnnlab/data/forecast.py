@@ -32,7 +32,7 @@ from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, check_max_file_mb
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.residual_quantiles import residual_quantiles
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
-from rnnlab.data.sources import STEPS, UNITS, load_source
+from rnnlab.data.sources import SOURCES, STEPS, UNITS, load_source
 from rnnlab.data.windows import (
     BASELINES,
     SeriesData,
@@ -105,7 +105,7 @@ class ForecastDataModule(TaskDataModule):
         if sum(x is not None for x in (file, source, frame)) != 1:
             raise ConfigError(
                 "set exactly one of data.file=<your.csv> (experiment=forecast_csv) and "
-                "data.source (shipped: co2)"
+                f"data.source (shipped: {', '.join(SOURCES)})"
             )
         check_window_settings(lookback, horizon, stride, season_length)
         check_split_settings(val_start, test_start, val_fraction, test_fraction)

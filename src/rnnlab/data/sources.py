@@ -18,11 +18,34 @@ def co2() -> pd.DataFrame:
     return data.rename_axis("date").reset_index()
 
 
-SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"co2": co2}
+FERTILITY_YEARS = range(1960, 2012)  # 2012 and 2013 are empty for every country
+
+
+def fertility() -> pd.DataFrame:
+    """Total fertility rate (births per woman), World Bank indicator SP.DYN.TFRT.IN, shipped with
+    statsmodels (``statsmodels.datasets.fertility``): of its 219 countries and aggregates, the
+    192 with a value in every year 1960-2011 (52 years each; four of them are World Bank
+    aggregates, LCN, OED, OSS and PSS, kept as shipped), in the file's order. Long format:
+    columns country (the Country Code), year, fertility."""
+    from statsmodels.datasets import fertility as dataset
+
+    years = [str(year) for year in FERTILITY_YEARS]
+    wide = dataset.load_pandas().data.set_index("Country Code")[years]
+    wide = wide[wide.notna().all(axis=1)]
+    # stacked row by row: each country's years in order, the countries in the file's order
+    long = wide.stack().rename("fertility").rename_axis(["country", "year"]).reset_index()
+    long["year"] = long["year"].astype(int)
+    return long
+
+
+SOURCES: dict[str, Callable[[], pd.DataFrame]] = {"co2": co2, "fertility": fertility}
 
 # For axis labels: each shipped series' column units and the length of one time step.
-UNITS: dict[str, dict[str, str]] = {"co2": {"co2": "ppm"}}
-STEPS: dict[str, str] = {"co2": "weeks"}
+UNITS: dict[str, dict[str, str]] = {
+    "co2": {"co2": "ppm"},
+    "fertility": {"fertility": "births per woman"},
+}
+STEPS: dict[str, str] = {"co2": "weeks", "fertility": "years"}
 
 
 def load_source(name: str) -> pd.DataFrame:
