@@ -101,16 +101,16 @@ def test_the_search_recovers_the_factor_that_calibrates_a_too_narrow_forecast():
 def test_each_validation_half_is_scored_with_the_other_halfs_factor():
     """Even windows (fold 0) land on the median, odd ones 3 away: each fold alone would pick an
     end of the grid, and the cross-fitted CRPS is each fold's CRPS at the other's factor. The
-    windows come in batches of odd size, so a fold must follow the window, not the batch."""
+    windows come in batches of odd size, so a fold must follow the window, not the batch; the
+    actuals come in float32, as a batch's targets do, and are scored in float64."""
     rows = 8
     values, scaling = _normal_forecasts(rows)
     actual = torch.zeros(rows, 2, 1, dtype=torch.float64)
     actual[1::2] = 3.0
     search = SpreadSearch(Normal())
-    for part in (torch.arange(0, 3), torch.arange(3, rows)):
-        search.update(
-            values[part], TargetScaling(scaling.shift[part], scaling.scale[part]), actual[part]
-        )
+    for part in (torch.arange(0, 3), torch.arange(3, 6), torch.arange(6, rows)):
+        part_scaling = TargetScaling(scaling.shift[part], scaling.scale[part])
+        search.update(values[part], part_scaling, actual[part].float())
     found = search.compute()
 
     def crps(factor: float, rows_of: slice) -> torch.Tensor:
@@ -124,13 +124,39 @@ def test_each_validation_half_is_scored_with_the_other_halfs_factor():
     expected = (
         crps(largest, slice(0, None, 2)) + crps(smallest, slice(1, None, 2))
     ) / actual.numel()
-    assert found["crps_calibrated"].item() == pytest.approx(expected.item(), rel=1e-9)
+    assert found["crps_calibrated"].item() == pytest.approx(expected.item(), rel=1e-12)
     # nothing inside [-z s, z s] for the odd windows at s = 1/3; everything for the even ones
     assert found["coverage_80_calibrated"].item() == pytest.approx(0.5)
     totals = [crps(f, slice(None)).item() for f in FACTORS.tolist()]
     assert found["spread_factor"].item() == FACTORS[int(np.argmin(totals))].item()
     search.reset()
     assert search.windows_seen == 0
+
+
+def test_an_actual_on_an_interval_end_is_inside_it():
+    """Draws 1..10: at factor 1 the 80 % interval is [1, 9] (the draws at 0.1 and 0.9), and
+    actuals at either end count as covered."""
+    assert FACTORS[20].item() == 1.0
+    draws = torch.arange(1.0, 11.0, dtype=torch.float64).expand(2, 1, 1, 10)
+    search = SpreadSearch(Samples())
+    search.update(draws, _scaling(2), torch.tensor([1.0, 9.0], dtype=torch.float64).view(2, 1, 1))
+    torch.testing.assert_close(search.inside[:, 20, 0], torch.ones(2, dtype=torch.float64))
+
+
+def test_the_sums_of_two_processes_merge_into_the_search_over_all_windows():
+    """Under DDP each process sums its own windows and torchmetrics adds the sums up: merged,
+    two halves give what one search over every window gives."""
+    values, scaling = _normal_forecasts(40)
+    actual = 1.3 * torch.randn(40, 2, 1, generator=torch.Generator().manual_seed(3))
+    whole, first, second = (SpreadSearch(Normal()) for _ in range(3))
+    whole.update(values, scaling, actual)
+    for search, part in ((first, slice(0, 20)), (second, slice(20, 40))):
+        search.update(
+            values[part], TargetScaling(scaling.shift[part], scaling.scale[part]), actual[part]
+        )
+    first.merge_state(second)
+    for key, value in whole.compute().items():
+        torch.testing.assert_close(first.compute()[key], value, msg=key)
 
 
 def test_without_windows_the_factor_stays_and_one_window_cannot_be_cross_fitted():

@@ -86,8 +86,8 @@ class SpreadSearch(Metric):
         if bool((self.count == 0).any()):
             nan = torch.tensor(float("nan"), dtype=torch.float64)
             return {**found, "crps_calibrated": nan, **dict.fromkeys(coverage, nan)}
-        # each fold's factor, scored on the other fold
-        chosen = (self.crps / self.count[:, None]).argmin(1)
+        # each fold's factor (its lowest CRPS sum), scored on the other fold
+        chosen = self.crps.argmin(1)
         other = torch.tensor([1, 0], device=chosen.device)
         found["crps_calibrated"] = self.crps[other, chosen].sum() / total
         inside = self.inside[other, chosen].sum(0) / total
