@@ -157,6 +157,11 @@ class EntryWriter:
         self.arrays[name] = (dtype.str, [length])
         return stream
 
+    def open_growing(self, name: str, dtype: np.dtype, row_shape: tuple[int, ...]) -> GrowingArray:
+        """An array of rows of ``row_shape`` whose number is known only at the end: appended
+        block by block (``GrowingArray.append``), its header completed by ``close``."""
+        return GrowingArray(self, name, np.dtype(dtype), row_shape)
+
     def commit(self, info: dict[str, Any]) -> None:
         """Write the metadata and move the entry into place (unless another process did)."""
         meta = {"format": CACHE_FORMAT, "key": self.key, "info": info, "arrays": self.arrays}
@@ -167,3 +172,41 @@ class EntryWriter:
             if not self.final.is_dir():
                 raise
             log.info("the data cache %s was written meanwhile by another process", self.final)
+
+
+class GrowingArray:
+    """A ``.npy`` file written a block of rows at a time. Its header is written first with a
+    placeholder number of rows and rewritten with the real one by ``close``; a version 1.0
+    header is padded to 128 bytes for any shape up to trillions of rows, so the rewrite
+    never moves the data (checked all the same)."""
+
+    def __init__(
+        self, writer: EntryWriter, name: str, dtype: np.dtype, row_shape: tuple[int, ...]
+    ) -> None:
+        self.writer, self.name, self.dtype, self.row_shape = writer, name, dtype, row_shape
+        self.rows = 0
+        self.stream = (writer.temporary / f"{name}.npy").open("wb")
+        self.header_bytes = self._header(1 << 40)
+
+    def _header(self, rows: int) -> int:
+        self.stream.seek(0)
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False}
+        np.lib.format.write_array_header_1_0(
+            self.stream, {**header, "shape": (rows, *self.row_shape)}
+        )
+        return self.stream.tell()
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.name}: rows of {block.shape[1:]}, not {self.row_shape}")
+        block.tofile(self.stream)
+        self.rows += len(block)
+
+    def close(self) -> None:
+        end = self.stream.tell()
+        if self._header(self.rows) != self.header_bytes:
+            raise ValueError(f"{self.name}.npy: its header changed length")
+        self.stream.seek(end)
+        self.stream.close()
+        self.writer.arrays[self.name] = (self.dtype.str, [self.rows, *self.row_shape])

@@ -70,6 +70,11 @@ class Normalizer:
             scale = steps.amax(dim=0) - shift
         else:
             shift, scale = torch.zeros(channels), torch.ones(channels)
+        return self.set_statistics(shift, scale)
+
+    def set_statistics(self, shift: torch.Tensor, scale: torch.Tensor) -> Normalizer:
+        """Fitted with these statistics (float64, per channel), computed elsewhere (a streaming
+        pass over cached values: ``ts_cache.fit_normalizer``)."""
         # A constant channel carries no information; leave it centred rather than divide by zero.
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         self.shift, self.scale = shift.float(), scale.float()

@@ -11,6 +11,8 @@ array operation on one block of memory, and the list's items are views that copy
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from typing import overload
 
 import numpy as np
 import torch
@@ -41,3 +43,64 @@ class PackedSequences(list[torch.Tensor]):
 def offsets_of(lengths: np.ndarray) -> np.ndarray:
     """The offsets of sequences of these ``lengths``: 0, then their running sums (int64)."""
     return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+class MappedSequences(Sequence[torch.Tensor]):
+    """Sequences ``samples[i]`` of float32 ``values`` (time, channels; in memory or memory-mapped
+    from the disk cache) cut at ``offsets``, made into tensors (views, no copy) when read: a
+    million sequences are one array and two index arrays, not a million tensor objects, and a
+    subset (``take``) is an index array. ``refused``: the index and float64 values of the first
+    sequence that training refuses, found while the file was read (``sequences.check_sequences``
+    raises its error); the values were checked, and made float32, when the file was read."""
+
+    def __init__(
+        self,
+        values: np.ndarray,
+        offsets: np.ndarray,
+        samples: np.ndarray | None = None,
+        refused: tuple[int, np.ndarray] | None = None,
+    ) -> None:
+        self.values, self.offsets, self.refused = values, offsets, refused
+        self.samples = np.arange(len(offsets) - 1) if samples is None else samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        sample = int(self.samples[index])
+        return torch.from_numpy(self.values[self.offsets[sample] : self.offsets[sample + 1]])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each sequence's number of time steps."""
+        return self.offsets[self.samples + 1] - self.offsets[self.samples]
+
+    @property
+    def channels(self) -> int:
+        return int(self.values.shape[1])
+
+    def take(self, indices: np.ndarray) -> MappedSequences:
+        """The sequences at ``indices`` of this one (no copy of values)."""
+        return MappedSequences(self.values, self.offsets, self.samples[indices], self.refused)
+
+
+def take(sequences: Sequence[torch.Tensor], indices: np.ndarray) -> Sequence[torch.Tensor]:
+    """The sequences at ``indices``: mapped ones as an index array, others as a list."""
+    if isinstance(sequences, MappedSequences):
+        return sequences.take(indices)
+    return [sequences[i] for i in indices]
+
+
+def lengths_of(sequences: Sequence[torch.Tensor]) -> list[int]:
+    """Each sequence's number of time steps (of mapped ones, without making their tensors)."""
+    if isinstance(sequences, MappedSequences):
+        return sequences.lengths.tolist()
+    return [len(s) for s in sequences]

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader
 
 from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
+from rnnlab.data.cache import usable_folder
 from rnnlab.data.collate import SequenceDataset, bucket_sampler, pad_collate
 from rnnlab.data.folds import check_fold_settings, fold_split
-from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, STORED_LIMIT, check_max_file_mb
+from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, STORED_LIMIT, check_max_file_mb
 from rnnlab.data.normalize import (
     SEQUENCE_SCALES,
     Normalizer,
@@ -25,7 +26,8 @@ from rnnlab.data.normalize import (
     outside_float32,
     scale_sequence,
 )
-from rnnlab.data.ragged import PackedSequences
+from rnnlab.data.ragged import MappedSequences, PackedSequences, lengths_of, take
+from rnnlab.data.ts_cache import cached_ts_file, fit_normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError, choice
 
@@ -43,11 +45,17 @@ def files_data_name(train_file: str | Path) -> str:
     return re.sub(r"[^\w.+-]+", "_", name).strip("_") or "data"
 
 
-def check_sequences(sequences: list[torch.Tensor], where: str) -> list[torch.Tensor]:
+def check_sequences(sequences: Sequence[torch.Tensor], where: str) -> Sequence[torch.Tensor]:
     """Reject what would otherwise fail deep inside torch (empty sequences, values that are not
     finite or do not fit float32 training); return the sequences as float32. Packed sequences
     (``ragged.PackedSequences``, as the .ts loader gives) are checked in a few array operations
-    and converted in one."""
+    and converted in one; sequences read into the cache (``ragged.MappedSequences``) were
+    checked and converted while read, and raise the error of the first one refused."""
+    if isinstance(sequences, MappedSequences):
+        if sequences.refused is not None:
+            index, values = sequences.refused
+            _check_one(torch.from_numpy(values), index, where)
+        return sequences
     if isinstance(sequences, PackedSequences):
         first = _first_bad(sequences)
         if first is not None:
@@ -134,7 +142,13 @@ class SequenceDataModule(TaskDataModule):
     restoring a checkpoint, so restored statistics always win.
     """
 
-    split_settings = TaskDataModule.split_settings | {"val_fraction", "folds", "fold", "bucket"}
+    split_settings = TaskDataModule.split_settings | {
+        "val_fraction",
+        "folds",
+        "fold",
+        "bucket",
+        "cache_dir",
+    }
     split_state: ClassVar[frozenset[str]] = frozenset({"normalizer"})
     # The archive data set of the data config. Given with the user's own files, it is only the
     # config's default, not a name for them: the run is named after the files instead.
@@ -157,6 +171,7 @@ class SequenceDataModule(TaskDataModule):
         bucket: bool = False,
         num_workers: int = 0,
         max_file_mb: float = DEFAULT_MAX_FILE_MB,
+        cache_dir: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
@@ -179,11 +194,13 @@ class SequenceDataModule(TaskDataModule):
         self.val_fraction = val_fraction
         self.folds, self.fold = folds, fold
         self.bucket = bucket
+        # the user's files are read through the disk cache there (ts_cache); None: in memory
+        self.cache_dir = cache_dir
         self.normalizer = Normalizer(normalize)
         self.sequence_scale = choice(
             sequence_scale, SEQUENCE_SCALES, "data.sequence_scale", "per-sequence scaling"
         )
-        self.splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]] = {}
+        self.splits: dict[str, tuple[Sequence[torch.Tensor], torch.Tensor]] = {}
         # the labels of a prediction input that has them, kept for the output
         self.predict_labels: np.ndarray | None = None
 
@@ -219,6 +236,13 @@ class SequenceDataModule(TaskDataModule):
         if self.train_file is not None:
             path = self.train_file if split == "train" else self.test_file
             setting = "data.train_file" if split == "train" else "data.test_file"
+            folder = usable_folder(self.cache_dir)
+            if folder is not None:
+                found = cached_ts_file(
+                    folder, str(path), self.label_kind, setting, self.max_file_mb, RAISE_LIMIT
+                )
+                if found is not None:  # else a file that is not streamed (timestamps)
+                    return found[0]
             return load_ts_file(
                 str(path), labels=self.label_kind, setting=setting, max_file_mb=self.max_file_mb
             )
@@ -246,12 +270,12 @@ class SequenceDataModule(TaskDataModule):
         self.fit_labels(train_labels[train_idx])
         targets = self.encode(train_labels, self.where("train"))
         self.splits = {
-            "train": ([train_x[i] for i in train_idx], targets[train_idx]),
-            "val": ([train_x[i] for i in val_idx], targets[val_idx]),
+            "train": (take(train_x, train_idx), targets[train_idx]),
+            "val": (take(train_x, val_idx), targets[val_idx]),
             "test": (test_x, self.encode(test_labels, self.where("test"))),
         }
         if not self.normalizer.fitted:
-            self.normalizer.fit([self.scaled(s) for s in self.splits["train"][0]])
+            fit_normalizer(self.normalizer, self.splits["train"][0], self.sequence_scale)
 
     def scaled(self, sequence: torch.Tensor) -> torch.Tensor:
         """A sequence as the fitted normaliser sees it (``data.sequence_scale``)."""
@@ -301,7 +325,7 @@ class SequenceDataModule(TaskDataModule):
     def split_loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.dataset(split)
         if self.bucket:
-            lengths = [len(s) for s in self.splits[split][0]]
+            lengths = lengths_of(self.splits[split][0])
             sampler = bucket_sampler(lengths, self.batch_size, shuffle=shuffle, seed=self.seed)
             return self.loader(data, shuffle, batch_sampler=sampler)
         return self.loader(data, shuffle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, RAISE_LIMIT, read_input
 from rnnlab.data.memory import check_file_fits
 from rnnlab.data.normalize import float32_issue, outside_float32
 from rnnlab.data.ragged import PackedSequences, offsets_of
+from rnnlab.data.ts_stream import TsStream
 from rnnlab.utils.errors import DataError, first_line
 
-Split = tuple[list[torch.Tensor], np.ndarray | None]
+Split = tuple[Sequence[torch.Tensor], np.ndarray | None]
 
 
 def archive_names() -> set[str]:
@@ -70,34 +72,22 @@ def _to_tensors(frame: object, where: str) -> PackedSequences:
 LABEL_KINDS = {"class": "@classLabel true <labels>", "target": "@targetLabel true"}
 
 
-def label_kind(raw: bytes) -> str | None:
-    """What a .ts file's header declares per sample: 'class' labels, a regression 'target', or
-    None."""
-    for line in raw.decode("utf-8", errors="replace").splitlines():
-        words = line.strip().lower().split()
-        if words[:1] == ["@data"]:
-            return None
-        if words[:2] == ["@classlabel", "true"]:
-            return "class"
-        if words[:2] == ["@targetlabel", "true"]:
-            return "target"
-    return None
-
-
-def _labels(values: np.ndarray, kind: str, where: str) -> np.ndarray:
+def labels_of(values: np.ndarray, kind: str, where: str, first: int = 0) -> np.ndarray:
+    """A file's labels (raw text, ``first`` the index of the first): class names as strings,
+    or regression targets as float64, refused in one line where not finite or beyond float32."""
     if kind == "class":
         return values.astype(str)
     numbers = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(numbers))
     if len(bad):
         raise DataError(
-            f"{where} sample {bad[0]} has target {values[bad[0]]!r}, not a finite number; "
+            f"{where} sample {first + bad[0]} has target {values[bad[0]]!r}, not a finite number; "
             "regression targets must be real numbers"
         )
     bad = np.flatnonzero(outside_float32(numbers))
     if len(bad):
         raise DataError(
-            f"{where} sample {bad[0]} has target {numbers[bad[0]]:g}, "
+            f"{where} sample {first + bad[0]} has target {numbers[bad[0]]:g}, "
             f"{float32_issue(numbers[bad[0]], 'y')}; rescale the targets"
         )
     return numbers
@@ -112,26 +102,55 @@ def load_ts_file(
     limit_advice: str = RAISE_LIMIT,
 ) -> Split:
     """Read a .ts file (the archive's format) into (time, channels) float64 sequences and their
-    labels.
+    labels, in memory (``ts_cache`` builds the disk cache instead).
 
     ``labels`` is what the file must declare: 'class' (string labels), 'target' (one real value
     per sample) or None (either or neither: unlabelled files give ``None`` labels, as for
     prediction). ``where`` names the data in error messages (default: the path); ``setting``
     the setting that named the file, and ``max_file_mb`` its size limit
-    (``inputs.read_input``).
+    (``inputs.read_input``). The file is streamed (``ts_stream``); one with timestamps is read
+    by sktime.
     """
-    from sktime.datasets import load_from_tsfile_to_dataframe
-
     path = Path(path)
     where = where or str(path)
     check_file_fits(setting, path, "ts")
-    raw = read_input(path, setting, max_file_mb, limit_advice)
-    kind = label_kind(raw)
+    with TsStream(path, setting, max_file_mb, limit_advice, where) as stream:
+        check_label_kind(path, stream.header.kind, labels)
+        if stream.header.timestamps:
+            return _load_with_sktime(
+                path, where, stream.header.kind, setting, max_file_mb, limit_advice
+            )
+        values, lengths, raw_labels = [], [], []
+        for block in stream.blocks():
+            values.append(block.values)
+            lengths.append(block.lengths)
+            raw_labels += block.labels or []
+    packed = PackedSequences(
+        torch.from_numpy(np.concatenate(values)), offsets_of(np.concatenate(lengths))
+    )
+    if not stream.header.labelled:
+        return packed, None
+    return packed, labels_of(
+        np.asarray(raw_labels, dtype=object), stream.header.kind or "class", where
+    )
+
+
+def check_label_kind(path: str | Path, kind: str | None, labels: str | None) -> None:
+    """Refuse a file whose header does not declare the labels the task needs."""
     if labels is not None and kind != labels:
         raise DataError(
             f"{path} declares {kind or 'no'} labels; "
             f"this task needs '{LABEL_KINDS[labels]}' in the header before @data"
         )
+
+
+def _load_with_sktime(
+    path: Path, where: str, kind: str | None, setting: str, max_file_mb: float, limit_advice: str
+) -> Split:
+    """sktime's reading of a .ts file, for what ``ts_stream`` does not read (timestamps)."""
+    from sktime.datasets import load_from_tsfile_to_dataframe
+
+    raw = read_input(path, setting, max_file_mb, limit_advice)
     # sktime reads a path: it gets a private copy of the bytes already read (and bounded), so a
     # file that changes or grows meanwhile is never read again
     with tempfile.TemporaryDirectory(prefix="rnnlab-ts-") as folder:
@@ -144,7 +163,7 @@ def load_ts_file(
             raise DataError(f"cannot read {path} as a .ts file: {first_line(exc)}") from exc
     values = None
     if "class_vals" in frame.columns:
-        values = _labels(frame.pop("class_vals").to_numpy(), kind or "class", where)
+        values = labels_of(frame.pop("class_vals").to_numpy(), kind or "class", where)
     return _to_tensors(frame, where), values
 
 

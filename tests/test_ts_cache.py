@@ -1,0 +1,231 @@
+""".ts files streamed (``data.ts_stream``) and cached (``data.ts_cache``): every shipped file
+gives sktime's numbers, cached or not, whatever the block size; a second read reuses the entry,
+a changed file or a damaged entry builds a new one; malformed lines end in one line naming
+their line; memory stays bounded; files with timestamps are read by sktime; the normaliser
+fitted in streaming passes matches the in-memory fit."""
+
+from __future__ import annotations
+
+import logging
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.data import cache, ts_cache, ucr
+from rnnlab.data.classification import ClassificationDataModule
+from rnnlab.data.normalize import Normalizer
+from rnnlab.data.ragged import MappedSequences
+from rnnlab.data.regression import RegressionDataModule
+from rnnlab.data.sequences import check_sequences
+from rnnlab.data.ts_stream import TsStream
+from rnnlab.utils.errors import DataError
+from tests.conftest import TS_HEADER, write_ts
+
+ROWS = ["1,2,3:a", "4,5:b", "6,7,8,9:a", "0.1,0.2,1e-3:b", "2.5,3.5:a", "-1,-2,-3,-4:b"]
+
+
+def _shipped() -> list[tuple[Path, str]]:
+    """Every .ts file rnnlab reads from sktime: the archive's (classes) and regression sets."""
+    root = ucr._data_root()
+    names = [(name, "class") for name in ucr.shipped_names()]
+    names += [("Covid3Month", "target"), ("Tecator", "target")]
+    return [(root / n / f"{n}_{s}.ts", kind) for n, kind in names for s in ("TRAIN", "TEST")]
+
+
+def _cached(folder: Path, path: Path | str, kind: str = "class", **options):
+    folder = cache.usable_folder(folder)
+    found = ts_cache.cached_ts_file(folder, path, kind, "data.train_file", 1024, "", **options)
+    assert found is not None
+    return found
+
+
+def _same(a, b) -> None:
+    (x, x_labels), (y, y_labels) = a, b
+    assert len(x) == len(y)
+    assert all(
+        u.dtype == v.dtype == torch.float32 and torch.equal(u, v) for u, v in zip(x, y, strict=True)
+    )
+    assert x_labels.dtype == y_labels.dtype and np.array_equal(x_labels, y_labels)
+
+
+def test_every_shipped_file_gives_sktimes_numbers_cached_or_not(tmp_path):
+    for path, kind in _shipped():
+        x, labels = ucr._load_with_sktime(path, str(path), kind, "data.name", 1024, "")
+        sktime = (check_sequences(x, "d"), labels)
+        streamed, streamed_labels = ucr.load_ts_file(path, labels=kind)
+        assert isinstance(streamed.values, torch.Tensor) and streamed.values.dtype == torch.float64
+        _same((check_sequences(streamed, "d"), streamed_labels), sktime)
+        (cached, cached_labels), built = _cached(tmp_path, path, kind)
+        assert built and isinstance(cached, MappedSequences)
+        _same((check_sequences(cached, "d"), cached_labels), sktime)
+
+
+def test_tiny_blocks_give_the_same_arrays(tmp_path):
+    path = ucr._data_root() / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
+    whole, _ = _cached(tmp_path / "a", path)
+    for rows in (1, 60):
+        found, _ = _cached(tmp_path / f"b{rows}", path, block_rows=rows)
+        _same(found, whole)
+        with TsStream(path, "x", 1024, block_rows=rows) as stream:
+            blocks = list(stream.blocks())
+        assert len(blocks) == 270 if rows == 1 else 1 < len(blocks) < 270
+
+
+def test_a_second_read_reuses_the_entry_and_a_changed_file_builds_anew(tmp_path, caplog):
+    path = Path(write_ts(tmp_path / "d.ts", ROWS))
+    first, built = _cached(tmp_path / "cache", path)
+    assert built
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.ts_cache"):
+        again, built = _cached(tmp_path / "cache", path)
+    assert not built and "samples read from the cache" in caplog.text
+    _same(again, first)
+    write_ts(path, [*ROWS, "5,5:a"])
+    changed, built = _cached(tmp_path / "cache", path)
+    assert built and len(changed[0]) == len(ROWS) + 1
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda e: (e / "values.npy").write_bytes((e / "values.npy").read_bytes()[:-8]),
+        lambda e: np.save(e / "offsets.npy", np.array([0, 3, 2, 5, 9, 12, 16])),
+        lambda e: np.save(e / "codes.npy", np.array([0, 1, 0, 1, 0, 2], dtype=np.int32)),
+        lambda e: (e / "meta.json").write_text("{"),
+    ],
+    ids=["truncated values", "offsets decrease", "class code beyond", "meta unreadable"],
+)
+def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
+    path = Path(write_ts(tmp_path / "d.ts", ROWS))
+    _cached(tmp_path / "cache", path)
+    (entry,) = (tmp_path / "cache").iterdir()
+    damage(entry)
+    with caplog.at_level(logging.WARNING):
+        again, built = _cached(tmp_path / "cache", path)
+    assert built and "is damaged" in caplog.text
+    x, labels = ucr.load_ts_file(path)
+    _same(again, (check_sequences(x, "d"), labels))
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["1,2:a", "1,x,3:b"], "line 9: channel 1 holds 'x', not a number"),
+        (["1,2:3,4:a", "1,2:b"], "line 9: 1 channel(s), where the first sample has 2"),
+        (["1,2:a", "", "1,2,:b"], "line 10: channel 1 holds '', not a number"),
+        (["1,2:a", "@classLabel true a b"], "line 9: a header tag after @data"),
+    ],
+)
+def test_a_malformed_line_is_one_line_naming_it(tmp_path, rows, message):
+    path = write_ts(tmp_path / "bad.ts", rows)
+    for read in (lambda: ucr.load_ts_file(path), lambda: _cached(tmp_path / "c", path)):
+        with pytest.raises(DataError) as caught:
+            read()
+        text = str(caught.value)
+        assert text.startswith(f"cannot read {path} as a .ts file: {message}; ")
+        assert "\n" not in text
+    assert not list((tmp_path / "c").iterdir())  # nothing half built is left
+
+
+def test_a_header_without_its_tags_is_refused(tmp_path):
+    path = tmp_path / "h.ts"
+    path.write_text("@problemName x\n@classLabel true a b\n@data\n1,2:a\n")
+    with pytest.raises(DataError, match=r"line 4: the header lacks @timestamps, @univariate"):
+        ucr.load_ts_file(path)
+
+
+def test_refused_samples_give_the_in_memory_error_and_are_not_cached(tmp_path):
+    for i, bad in enumerate(["1,NaN,3:a", "1,1e308,3:a", ":a", "1e-300,1:b"]):
+        path = write_ts(tmp_path / f"r{i}.ts", [*ROWS, bad, "1,2:a"])
+        x, _ = ucr.load_ts_file(path)
+        with pytest.raises(DataError) as expected:
+            check_sequences(x, "w")
+        (cached, _), _ = _cached(tmp_path / "c", path, block_rows=4)
+        assert cached.refused is not None and cached.refused[0] == len(ROWS)
+        with pytest.raises(DataError) as got:
+            check_sequences(cached, "w")
+        assert str(got.value) == str(expected.value)
+    assert not list((tmp_path / "c").iterdir())
+
+
+def test_a_bad_target_names_its_sample_across_blocks(tmp_path):
+    header = TS_HEADER.replace("@classLabel true a b", "@targetLabel true")
+    path = tmp_path / "t.ts"
+    path.write_text(header + "".join(f"{i},{i}:{i / 2}\n" for i in range(9)) + "1,2:x\n")
+    with pytest.raises(DataError, match=r"t\.ts sample 9 has target 'x', not a finite number"):
+        _cached(tmp_path / "c", path, "target", block_rows=4)
+
+
+def test_memory_stays_flat_in_the_files_size_while_it_is_cached(tmp_path):
+    rng = np.random.default_rng(0)
+    peaks = []
+    for count in (1000, 4000):
+        lines = [
+            ":".join(",".join(f"{v:.3f}" for v in rng.normal(size=50)) for _ in range(3)) + ":a"
+            for _ in range(count)
+        ]
+        path = Path(write_ts(tmp_path / f"{count}.ts", lines))
+        tracemalloc.start()
+        try:
+            _cached(tmp_path / f"c{count}", path, block_rows=1000)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    # 4,000 samples are 3.9 MB of file and 4.8 MB of float64 values; what is held is a block
+    # of 1,000 steps and fixed buffers (the 1 MiB the hash reads at a time), whatever the size
+    assert peaks[1] < 1.25 * peaks[0] and peaks[1] < 4000 * 150 * 8 / 2
+
+
+def test_a_file_with_timestamps_is_read_by_sktime(tmp_path):
+    path = tmp_path / "stamped.ts"
+    header = TS_HEADER.replace("@timeStamps false", "@timeStamps true")
+    path.write_text(header + "(0,1.5),(1,2.5):a\n(0,3.0),(1,4.0),(2,5.0):b\n")
+    assert ts_cache.cached_ts_file(tmp_path, path, "class", "x", 1024, "") is None
+    x, labels = ucr.load_ts_file(path)
+    assert [s[:, 0].tolist() for s in x] == [[1.5, 2.5], [3.0, 4.0, 5.0]]
+    assert labels.tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("method", ["zscore", "minmax", "none"])
+@pytest.mark.parametrize("how", ["none", "maxabs"])
+def test_the_streamed_normaliser_fit_matches_the_in_memory_fit(tmp_path, monkeypatch, method, how):
+    path = ucr._data_root() / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
+    (sequences, _), _ = _cached(tmp_path, path)
+    train = sequences.take(np.arange(0, 270, 3))
+    exact = Normalizer(method)
+    ts_cache.fit_normalizer(exact, train, how)
+    monkeypatch.setattr(ts_cache, "EXACT_VALUES", 0)
+    monkeypatch.setattr(ts_cache, "_CHUNK_ROWS", 50)  # many chunks, samples cut across none
+    streamed = Normalizer(method)
+    ts_cache.fit_normalizer(streamed, train, how)
+    assert torch.allclose(streamed.shift, exact.shift, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(streamed.scale, exact.scale, rtol=1e-6)
+    if method == "zscore":  # and the statistics are of the train samples only
+        other = Normalizer(method)
+        ts_cache.fit_normalizer(other, sequences.take(np.arange(1, 270, 3)), how)
+        assert not torch.allclose(other.shift, streamed.shift)
+
+
+@pytest.mark.parametrize("module", [ClassificationDataModule, RegressionDataModule])
+def test_a_module_reads_the_same_batches_with_the_cache_as_without(tmp_path, module):
+    name = "JapaneseVowels" if module is ClassificationDataModule else "Covid3Month"
+    root = ucr._data_root() / name
+    files = {
+        "train_file": str(root / f"{name}_TRAIN.ts"),
+        "test_file": str(root / f"{name}_TEST.ts"),
+    }
+    plain = module(**files, cache_dir=None, batch_size=8, bucket=True)
+    cached = module(**files, cache_dir=str(tmp_path / "cache"), batch_size=8, bucket=True)
+    for each in (plain, cached):
+        each.setup("fit")
+    assert isinstance(cached.splits["train"][0], MappedSequences)
+    assert torch.equal(plain.normalizer.shift, cached.normalizer.shift)
+    assert torch.equal(plain.normalizer.scale, cached.normalizer.scale)
+    for split in ("train", "val", "test"):
+        loaders = (plain.split_loader(split, True), cached.split_loader(split, True))
+        for a, b in zip(*loaders, strict=True):
+            assert torch.equal(a.x, b.x) and torch.equal(a.lengths, b.lengths)
+            assert torch.equal(a.y, b.y)
