@@ -162,8 +162,10 @@ def test_dry_run_prints_each_run_once(capsys):
     # seed 42 of each; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month
     # 5 each; charlm 3; then the fold ensembles' members: 5 folds of seeds 201 and 206 for each
     # JapaneseVowels model, of seed 201 for covid3month; the probabilistic forecasters: four
-    # candidates on validation seeds 100-102, the chosen one on 5 unseen seeds
-    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5 + 4 * 3 + 5
+    # candidates on validation seeds 100-102, the chosen one on 5 unseen seeds, then it
+    # calibrated on the same validation and unseen seeds
+    intervals = 4 * 3 + 5 + 3 + 5
+    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5 + intervals
     folds = [command for command in trained if " data.folds=5 data.fold=" in command]
     assert len(folds) == 25
     # for each JapaneseVowels model two ensembles of 5 seeds and two of 5 folds; for covid3month
