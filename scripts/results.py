@@ -272,8 +272,8 @@ def _forecast() -> Table:
     )
 
 
-# the probabilistic forecasters screened on CO2's validation windows (seeds 100-102, never
-# reported as results); the one with the lowest val/crps is tested on unseen seeds
+# the probabilistic forecasters screened on validation windows (seeds 100-102, never reported
+# as results); the one with the lowest val/crps is tested on unseen seeds
 INTERVAL_CANDIDATES = {
     "`normal`": ("model.distribution=normal",),
     "`student_t`": ("model.distribution=student_t",),
@@ -283,11 +283,52 @@ INTERVAL_CANDIDATES = {
         "model.decoder=autoregressive",
     ),
 }
-INTERVAL_CHOSEN = "`student_t`"
-# then, on the chosen output, spread calibration: adopted because its cross-fitted validation
-# CRPS was below the uncalibrated one on the same runs (the rule fixed before the runs)
-CALIBRATED = (*INTERVAL_CANDIDATES[INTERVAL_CHOSEN], "model.calibration=spread")
 INTERVAL_COLUMNS = ("crps", "coverage_80", "coverage_95", "interval_width_80", "mae")
+SPREAD = "model.calibration=spread"
+
+
+@dataclass(frozen=True)
+class IntervalStudy:
+    """One data set's probabilistic forecasters: the candidates on validation seeds, then, on
+    the chosen output, spread calibration, adopted if its cross-fitted validation CRPS is below
+    the uncalibrated one of the same output (both rules fixed before the runs); the choice on
+    unseen seeds beside the same output uncalibrated. ``screened_with``: overrides every
+    validation run had (calibration leaves the validation metrics as trained, so candidates run
+    with it give the calibrated and uncalibrated scores at once)."""
+
+    name: str  # the tables' names: <name>_validation and <name>
+    experiment: str
+    title: str
+    unit: str
+    chosen: str
+    calibrated: bool
+    screened_with: tuple[str, ...] = ()
+
+    def runs(self, name: str, seeds: tuple[int, ...], *more: str) -> Runs:
+        return Runs((f"experiment={self.experiment}", *INTERVAL_CANDIDATES[name], *more), seeds)
+
+    def header(self, stage: str) -> tuple[str, ...]:
+        stages = {"val": "validation", "test": "test"}
+        return (
+            f"{self.title}, {stages[stage]} windows",
+            "seeds",
+            f"{stage} CRPS ({self.unit})",
+            "coverage 80 %",
+            "coverage 95 %",
+            f"width 80 % ({self.unit})",
+            f"{stage} MAE ({self.unit})",
+        )
+
+
+INTERVAL_STUDIES = (
+    # CO2: the candidates first (their runs without calibration), then the chosen one calibrated
+    IntervalStudy("forecast_intervals", "forecast", "CO2", "ppm", "`student_t`", calibrated=True),
+)
+
+
+def _seasonal_naive_row(stage: str, runs: Runs) -> Row:
+    cells = _interval_cells(stage, "_seasonal_naive", False)
+    return Row(("seasonal naive + its training errors' quantiles", "", *cells), runs)
 
 
 def _interval_cells(
@@ -299,91 +340,59 @@ def _interval_cells(
     )
 
 
-def _forecast_intervals_validation() -> Table:
+def _intervals_validation(study: IntervalStudy) -> Table:
+    seeds = (100, 101, 102)
     rows = [
         Row(
-            (name, "{seeds}", *_interval_cells("val", bold=name == INTERVAL_CHOSEN)),
-            Runs(("experiment=forecast", *o), (100, 101, 102)),
+            (name, "{seeds}", *_interval_cells("val", bold=name == study.chosen)),
+            study.runs(name, seeds, *study.screened_with),
         )
-        for name, o in INTERVAL_CANDIDATES.items()
+        for name in INTERVAL_CANDIDATES
     ]
+    calibrated = Row(
+        (
+            f"{study.chosen}, `calibration=spread` (cross-fitted)",
+            "{seeds}",
+            Stat("val/crps_calibrated", bold=study.calibrated),
+            Stat("val/coverage_80_calibrated"),
+            Stat("val/coverage_95_calibrated"),
+            "",
+            Stat("val/mae"),
+        ),
+        study.runs(study.chosen, seeds, *dict.fromkeys((*study.screened_with, SPREAD))),
+    )
     first = rows[0].runs
-    rows.append(
+    assert isinstance(first, Runs)
+    rows += [calibrated, _seasonal_naive_row("val", first)]
+    return Table(f"{study.name}_validation", study.header("val"), tuple(rows))
+
+
+def _intervals_test(study: IntervalStudy) -> Table:
+    with_spread = study.runs(study.chosen, UNSEEN[:5], SPREAD)
+    without = study.runs(study.chosen, UNSEEN[:5])
+    chosen, other = (with_spread, without) if study.calibrated else (without, with_spread)
+    label = f"LSTM, {study.chosen}"
+    rows = (
         Row(
             (
-                f"{INTERVAL_CHOSEN}, `calibration=spread` (cross-fitted)",
+                f"{label}{', `calibration=spread`' if study.calibrated else ''} "
+                "(chosen on validation)",
                 "{seeds}",
-                Stat("val/crps_calibrated", bold=True),
-                Stat("val/coverage_80_calibrated"),
-                Stat("val/coverage_95_calibrated"),
-                "",
-                Stat("val/mae"),
+                *_interval_cells("test", bold=True),
             ),
-            Runs(("experiment=forecast", *CALIBRATED), (100, 101, 102)),
-        )
-    )
-    rows.append(
+            chosen,
+        ),
         Row(
             (
-                "seasonal naive + its training errors' quantiles",
-                "",
-                *_interval_cells("val", "_seasonal_naive", False),
+                f"{label}, {'uncalibrated' if study.calibrated else '`calibration=spread`'}",
+                "{seeds}",
+                *_interval_cells("test"),
             ),
-            first,
-        )
-    )
-    return Table(
-        "forecast_intervals_validation",
-        (
-            "CO2, validation windows",
-            "seeds",
-            "val CRPS (ppm)",
-            "coverage 80 %",
-            "coverage 95 %",
-            "width 80 % (ppm)",
-            "val MAE (ppm)",
+            other,
         ),
-        tuple(rows),
+        _seasonal_naive_row("test", chosen),
     )
-
-
-def _forecast_intervals() -> Table:
-    runs = Runs(("experiment=forecast", *CALIBRATED), UNSEEN[:5])
-    uncalibrated = Runs(("experiment=forecast", *INTERVAL_CANDIDATES[INTERVAL_CHOSEN]), UNSEEN[:5])
-    return Table(
-        "forecast_intervals",
-        (
-            "CO2, test windows",
-            "seeds",
-            "test CRPS (ppm)",
-            "coverage 80 %",
-            "coverage 95 %",
-            "width 80 % (ppm)",
-            "test MAE (ppm)",
-        ),
-        (
-            Row(
-                (
-                    f"LSTM, {INTERVAL_CHOSEN}, `calibration=spread` (chosen on validation)",
-                    "{seeds}",
-                    *_interval_cells("test", bold=True),
-                ),
-                runs,
-            ),
-            Row(
-                (f"LSTM, {INTERVAL_CHOSEN}, uncalibrated", "{seeds}", *_interval_cells("test")),
-                uncalibrated,
-            ),
-            Row(
-                (
-                    "seasonal naive + its training errors' quantiles",
-                    "",
-                    *_interval_cells("test", "_seasonal_naive", False),
-                ),
-                runs,
-            ),
-        ),
-    )
+    return Table(study.name, study.header("test"), rows)
 
 
 def _covid3month() -> Table:
@@ -471,8 +480,11 @@ TABLES = {
         _classification(),
         _ensembles(),
         _forecast(),
-        _forecast_intervals_validation(),
-        _forecast_intervals(),
+        *(
+            table
+            for study in INTERVAL_STUDIES
+            for table in (_intervals_validation(study), _intervals_test(study))
+        ),
         _covid3month(),
         _charlm(),
     )
