@@ -63,6 +63,16 @@ def test_every_shipped_file_gives_sktimes_numbers_cached_or_not(tmp_path):
         _same((check_sequences(cached, "d"), cached_labels), sktime)
 
 
+def test_values_are_read_as_float_reads_them(tmp_path):
+    rows = ["1_0,2:a", "1e1,+2:b", " 3 , 4 :a", "1.25,-0.000:b", "0.1,1.0000000000000002:a"]
+    path = Path(write_ts(tmp_path / "odd.ts", rows))
+    x, labels = ucr._load_with_sktime(path, str(path), "class", "x", 1024, "")
+    streamed, streamed_labels = ucr.load_ts_file(path)
+    assert torch.equal(streamed.values, x.values) and labels.tolist() == streamed_labels.tolist()
+    assert streamed.values[:, 0].tolist() == [10, 2, 10, 2, 3, 4, 1.25, -0.0, 0.1, 1 + 2**-52]
+    assert torch.signbit(streamed.values[7, 0])
+
+
 def test_tiny_blocks_give_the_same_arrays(tmp_path):
     path = ucr._data_root() / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
     whole, _ = _cached(tmp_path / "a", path)
@@ -117,6 +127,7 @@ def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
         (["1,2:3,4:a", "1,2:b"], "line 9: 1 channel(s), where the first sample has 2"),
         (["1,2:a", "", "1,2,:b"], "line 10: channel 1 holds '', not a number"),
         (["1,2:a", "@classLabel true a b"], "line 9: a header tag after @data"),
+        (["1,2:a", "1,nan(1):b"], "line 9: channel 1 holds 'nan(1)', not a number"),
     ],
 )
 def test_a_malformed_line_is_one_line_naming_it(tmp_path, rows, message):

@@ -228,7 +228,7 @@ class TsStream:
                 f"{self.where} sample {index}: channels have different lengths {lengths}; "
                 "every channel of a sample must have the same number of time steps"
             )
-        return np.stack(columns, axis=1)
+        return np.concatenate(columns).reshape(len(columns), lengths[0]).T
 
     @staticmethod
     def _block(
@@ -258,9 +258,11 @@ def _numbers(text: str) -> np.ndarray | None:
         values = np.fromstring(text, sep=",")
     except ValueError:
         values = None
-    if values is not None and len(values) == text.count(",") + 1 and not np.isnan(values).any():
+    if values is not None and len(values) == text.count(",") + 1 and "n" not in text:
         return values
-    try:  # exactly as sktime reads them (NaN written as 'nan(...)' is not a number to float)
+    # exactly as sktime reads them: numpy reads 'nan(...)', which float refuses, so text with
+    # an 'n' (nan, inf) is read value by value too
+    try:
         return np.array([float(t) for t in text.split(",")], dtype=np.float64)
     except ValueError:
         return None
