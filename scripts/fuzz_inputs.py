@@ -190,9 +190,9 @@ def _first_batch(loader: Any) -> None:
 
 
 def readings(kind: str, path: Path, base: Path) -> list[Callable[[], None]]:
-    """The ways rnnlab reads ``path``: as training data (``setup`` and a first batch), and as
-    the input of a module fitted on ``base`` (``setup_predict``, or the text ``rnnlab.eval
-    data.file=`` scores)."""
+    """The ways rnnlab reads ``path``: as training data (``setup`` and a first batch; a .ts
+    file also through the disk cache), and as the input of a module fitted on ``base``
+    (``setup_predict``, or the text ``rnnlab.eval data.file=`` scores)."""
     from rnnlab.data.classification import ClassificationDataModule
     from rnnlab.data.forecast import ForecastDataModule
     from rnnlab.data.regression import RegressionDataModule
@@ -245,6 +245,14 @@ def readings(kind: str, path: Path, base: Path) -> list[Callable[[], None]]:
             trained.setup_predict(str(path))
             _first_batch(trained.predict_dataloader())
 
+    def as_cached_training_data() -> None:  # .ts files: streamed into the disk cache
+        data = make(str(path))
+        data.cache_dir = str(path.parent / "cache")
+        data.setup("fit")
+        _first_batch(data.train_dataloader())
+
+    if kind.startswith("ts"):
+        return [as_training_data, as_input, as_cached_training_data]
     return [as_training_data, as_input]
 
 
@@ -273,7 +281,8 @@ def train_command(kind: str, path: Path, base: Path, run_dir: Path) -> list[str]
         ]
     if kind.startswith("ts"):
         task = [] if kind == "ts_class" else ["experiment=covid3month"]
-        return [*task, f"data.train_file={path}", f"data.test_file={base}", *fast]
+        files = [f"data.train_file={path}", f"data.test_file={base}"]
+        return [*task, *files, f"data.cache_dir={path.parent / 'cache'}", *fast]
     encoding = ["data.encoding=utf-16"] if kind == "text_utf16" else []
     return [
         "experiment=charlm",

@@ -19,8 +19,9 @@ process's maximum RSS. Base sizes (x1):
 - ``classification``: 500 training and 125 test sequences of 3 channels, lengths 50 to 500,
   two classes, in .ts files (``data.train_file``/``data.test_file``).
 
-A task whose data has a disk cache (``charlm``: ``data.cache_dir`` in the temporary folder)
-runs a second fresh process on the cache the first one built: ``first step with the cache``.
+A task whose data has a disk cache (``charlm``, ``classification``: ``data.cache_dir`` in the
+temporary folder) runs a second fresh process on the cache the first one built: ``first step
+with the cache``.
 
 The growth columns fit ``log(value) = a + b log(size)`` over the sizes: ``b`` near 1 is linear,
 near 0 flat. A run that exceeds the memory limit or fails shows its error instead of numbers.
@@ -110,12 +111,13 @@ def write_sequences(folder: Path, size: int) -> list[str]:
     train, test = folder / "scale_TRAIN.ts", folder / "scale_TEST.ts"
     _ts_file(train, 500 * size, 0)
     _ts_file(test, 125 * size, 1)
-    return [f"data.train_file={train}", f"data.test_file={test}"]
+    cache = f"data.cache_dir={folder / 'cache'}"
+    return [f"data.train_file={train}", f"data.test_file={test}", cache]
 
 
 WRITERS = {"charlm": write_text, "forecast_csv": write_series, "classification": write_sequences}
 # tasks whose data has a disk cache: a second run reuses what the first built
-CACHED = {"charlm"}
+CACHED = {"charlm", "classification"}
 
 
 # --- the measured run (a fresh process) --------------------------------------------------------
