@@ -54,6 +54,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
         "tests/test_data.py",
         "tests/test_integrity.py",
     ),
+    # the .ts reader and its cache: every shipped file against sktime, in-process
+    "src/rnnlab/data/ts_stream.py": ("tests/test_ts_cache.py", "tests/test_data_arrays.py"),
+    "src/rnnlab/data/ts_cache.py": ("tests/test_ts_cache.py",),
     "src/rnnlab/data/windows.py": (
         "tests/test_windows.py",
         "tests/test_forecast.py",
