@@ -240,3 +240,87 @@ def test_a_module_reads_the_same_batches_with_the_cache_as_without(tmp_path, mod
         for a, b in zip(*loaders, strict=True):
             assert torch.equal(a.x, b.x) and torch.equal(a.lengths, b.lengths)
             assert torch.equal(a.y, b.y)
+
+
+HEADER_LINES = TS_HEADER.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (("@timeStamps false", "@timeStamps maybe"), "line 2: @timestamps needs true or false"),
+        (("@timeStamps false", "@timeStamps"), "line 2: @timestamps needs true or false"),
+        (("@univariate true", "@univariate true false"), "line 4: @univariate needs true or"),
+        (("@problemName toy", "@problemName"), "line 1: @problemname has no value"),
+        (("@classLabel true a b", "@classLabel"), "line 6: @classlabel has no value"),
+        (("@classLabel true a b", "@classLabel yes a"), "line 6: @classlabel needs true or"),
+        (("@classLabel true a b", "@classLabel true"), "line 6: @classlabel true lists no"),
+        (("@classLabel true a b", "@targetLabel true x"), "line 6: @targetlabel takes true or"),
+        (("@data", "@data now"), "line 7: @data has a value"),
+        (("@data", "@data\n\n"), "line 11: a header tag after @data"),
+        (("@univariate true", "@data\n@univariate true"), "line 5: @univariate after @data"),
+    ],
+)
+def test_a_malformed_header_is_one_line_naming_its_line(tmp_path, replace, message):
+    header = TS_HEADER.replace(*replace)
+    path = tmp_path / "h.ts"
+    path.write_text(header + "1,2:a\n@problemName again\n")
+    with pytest.raises(DataError) as caught:
+        ucr.load_ts_file(path, labels=None)
+    assert str(caught.value).startswith(f"cannot read {path} as a .ts file: {message}")
+
+
+def test_what_sktime_skips_is_skipped_and_labels_are_lower_case(tmp_path):
+    # lines before @data that are no tag, blank lines anywhere and a repeated @data are
+    # skipped; every line is lower-cased, and '?' is NaN even in a label, as sktime reads it
+    header = TS_HEADER.replace("@data", "% a comment\n@dimensions 1\n@data\n\n@data")
+    path = tmp_path / "s.ts"
+    path.write_text(header + "1,2:A\n\n3,4:?\r\n5:b\r6,7:a")
+    x, labels = ucr._load_with_sktime(path, str(path), "class", "x", 1024, "")
+    streamed, streamed_labels = ucr.load_ts_file(path)
+    assert streamed_labels.tolist() == labels.tolist() == ["a", "NaN", "b", "a"]
+    assert torch.equal(streamed.values, x.values) and streamed.offsets.tolist() == [0, 2, 4, 5, 7]
+    with TsStream(path, "x", 1024) as stream:
+        assert (stream.header.kind, stream.header.labelled) == ("class", True)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "it holds no samples"),
+        (TS_HEADER, "line 7: it holds no samples"),
+        (TS_HEADER.replace("@classLabel true a b\n", "") + "1:a\n", "line 7: the header lacks"),
+    ],
+)
+def test_a_file_without_samples_or_tags_is_refused(tmp_path, text, message):
+    path = tmp_path / "e.ts"
+    path.write_text(text)
+    with pytest.raises(DataError, match=f"as a .ts file: {message}"):
+        ucr.load_ts_file(path, labels=None)
+
+
+def test_a_declared_kind_is_the_first_true_one(tmp_path):
+    path = tmp_path / "k.ts"
+    header = TS_HEADER.replace("@classLabel true a b", "@classLabel false\n@targetLabel true")
+    path.write_text(header + "1,2:0.5\n")
+    with TsStream(path, "x", 1024) as stream:
+        assert (stream.header.kind, stream.header.labelled) == ("target", True)
+    with pytest.raises(DataError, match=r"declares target labels; this task needs '@classLabel"):
+        ucr.load_ts_file(path, labels="class")
+    assert ucr.load_ts_file(path, labels="target")[1].tolist() == [0.5]
+
+
+def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path):
+    path = Path(write_ts(tmp_path / "g.ts", ["1,2:a"] * 10))
+    with TsStream(path, "data.train_file", 0.01) as stream:  # 10 KiB
+        with path.open("a") as grow:
+            grow.write("1,2:a\n" * 5000)
+        with pytest.raises(DataError, match=r"data.train_file=.* holds more than data.max_file_mb"):
+            list(stream.blocks())
+
+
+def test_text_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "u.ts"
+    path.write_bytes(TS_HEADER.encode() + b"1,2:a\n" + b"1,\xff:b\n")
+    with pytest.raises(DataError, match=r"as a .ts file: line 9: not UTF-8 text"):
+        ucr.load_ts_file(path)

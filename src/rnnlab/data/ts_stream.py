@@ -114,8 +114,10 @@ class TsStream:
                 text = raw.strip().lower()
                 if text:
                     yield text
-        except UnicodeDecodeError as exc:
-            raise self.fail(f"not UTF-8 text ({exc.reason})", "save the file as UTF-8") from exc
+        except UnicodeDecodeError as exc:  # decoded a chunk at a time: find its line
+            line = _first_undecodable_line(self.path)
+            fix = "save the file as UTF-8"
+            raise self.fail(f"not UTF-8 text ({exc.reason})", fix, line) from exc
         except OSError as exc:
             raise DataError(f"cannot read {self.setting}={self.path}: {exc.strerror}") from exc
 
@@ -249,6 +251,17 @@ class TsStream:
             found = empty + np.searchsorted(ends, bad_rows, side="right").tolist()
             block.refused = first + min(found) if found else None
         return block
+
+
+def _first_undecodable_line(path: str | Path) -> int | None:
+    """The number of the first line of the file that is not UTF-8 (a line at a time)."""
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _numbers(text: str) -> np.ndarray | None:
