@@ -7,6 +7,7 @@ fitted in streaming passes matches the in-memory fit."""
 from __future__ import annotations
 
 import logging
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.data import cache, ts_cache, ucr
+from rnnlab.data import cache, ts_cache, ts_stream, ucr
 from rnnlab.data.classification import ClassificationDataModule
+from rnnlab.data.inputs import RAISE_LIMIT
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.ragged import MappedSequences
 from rnnlab.data.regression import RegressionDataModule
@@ -24,6 +26,7 @@ from rnnlab.data.ts_stream import TsStream
 from rnnlab.utils.errors import DataError
 from tests.conftest import TS_HEADER, write_ts
 
+LAYOUT = ts_stream._LAYOUT
 ROWS = ["1,2,3:a", "4,5:b", "6,7,8,9:a", "0.1,0.2,1e-3:b", "2.5,3.5:a", "-1,-2,-3,-4:b"]
 
 
@@ -126,8 +129,8 @@ def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
         (["1,2:a", "1,x,3:b"], "line 9: channel 1 holds 'x', not a number"),
         (["1,2:3,4:a", "1,2:b"], "line 9: 1 channel(s), where the first sample has 2"),
         (["1,2:a", "", "1,2,:b"], "line 10: channel 1 holds '', not a number"),
-        (["1,2:a", "@classLabel true a b"], "line 9: a header tag after @data"),
         (["1,2:a", "1,nan(1):b"], "line 9: channel 1 holds 'nan(1)', not a number"),
+        (["a", "1,2:b"], "line 8: a sample without channels"),
     ],
 )
 def test_a_malformed_line_is_one_line_naming_it(tmp_path, rows, message):
@@ -135,27 +138,19 @@ def test_a_malformed_line_is_one_line_naming_it(tmp_path, rows, message):
     for read in (lambda: ucr.load_ts_file(path), lambda: _cached(tmp_path / "c", path)):
         with pytest.raises(DataError) as caught:
             read()
-        text = str(caught.value)
-        assert text.startswith(f"cannot read {path} as a .ts file: {message}; ")
-        assert "\n" not in text
+        assert str(caught.value) == f"cannot read {path} as a .ts file: {message}; {LAYOUT}"
     assert not list((tmp_path / "c").iterdir())  # nothing half built is left
 
 
-def test_a_header_without_its_tags_is_refused(tmp_path):
-    path = tmp_path / "h.ts"
-    path.write_text("@problemName x\n@classLabel true a b\n@data\n1,2:a\n")
-    with pytest.raises(DataError, match=r"line 4: the header lacks @timestamps, @univariate"):
-        ucr.load_ts_file(path)
-
-
 def test_refused_samples_give_the_in_memory_error_and_are_not_cached(tmp_path):
-    for i, bad in enumerate(["1,NaN,3:a", "1,1e308,3:a", ":a", "1e-300,1:b"]):
-        path = write_ts(tmp_path / f"r{i}.ts", [*ROWS, bad, "1,2:a"])
+    # each bad sample the second of its block of 4 steps, most bad on their first step
+    for i, bad in enumerate(["NaN,1,3:a", "1,1e308,3:a", ":a", "1e-300,1:b"]):
+        path = write_ts(tmp_path / f"r{i}.ts", [*ROWS, "1:a", bad, "1,2:a"])
         x, _ = ucr.load_ts_file(path)
         with pytest.raises(DataError) as expected:
             check_sequences(x, "w")
         (cached, _), _ = _cached(tmp_path / "c", path, block_rows=4)
-        assert cached.refused is not None and cached.refused[0] == len(ROWS)
+        assert cached.refused is not None and cached.refused[0] == len(ROWS) + 1
         with pytest.raises(DataError) as got:
             check_sequences(cached, "w")
         assert str(got.value) == str(expected.value)
@@ -245,20 +240,39 @@ def test_a_module_reads_the_same_batches_with_the_cache_as_without(tmp_path, mod
 HEADER_LINES = TS_HEADER.splitlines()
 
 
+TAGS_FIX = (
+    "give the .ts header its @problemName, @timeStamps, @univariate and @classLabel (or "
+    "@targetLabel) lines"
+)
+TF = "needs true or false; write '{} false'"
+AFTER = "after @data; put every @tag line before @data"
+
+
 @pytest.mark.parametrize(
     ("replace", "message"),
     [
-        (("@timeStamps false", "@timeStamps maybe"), "line 2: @timestamps needs true or false"),
-        (("@timeStamps false", "@timeStamps"), "line 2: @timestamps needs true or false"),
-        (("@univariate true", "@univariate true false"), "line 4: @univariate needs true or"),
-        (("@problemName toy", "@problemName"), "line 1: @problemname has no value"),
-        (("@classLabel true a b", "@classLabel"), "line 6: @classlabel has no value"),
-        (("@classLabel true a b", "@classLabel yes a"), "line 6: @classlabel needs true or"),
-        (("@classLabel true a b", "@classLabel true"), "line 6: @classlabel true lists no"),
-        (("@classLabel true a b", "@targetLabel true x"), "line 6: @targetlabel takes true or"),
-        (("@data", "@data now"), "line 7: @data has a value"),
-        (("@data", "@data\n\n"), "line 11: a header tag after @data"),
-        (("@univariate true", "@data\n@univariate true"), "line 5: @univariate after @data"),
+        (("@timeStamps false", "@timeStamps maybe"), "line 2: @timestamps " + TF),
+        (("@timeStamps false", "@timeStamps"), "line 2: @timestamps " + TF),
+        (("@timeStamps false", "@timeStamps  false"), "line 2: @timestamps " + TF),
+        (("@univariate true", "@univariate true false"), "line 4: @univariate " + TF),
+        (("@problemName toy", "@problemName"), "line 1: @problemname has no value; give it one"),
+        (("@classLabel true a b", "@classLabel"), "line 6: @classlabel has no value; give it one"),
+        (
+            ("@classLabel true a b", "@targetLabel"),
+            "line 6: @targetlabel has no value; give it one",
+        ),
+        (("@classLabel true a b", "@classLabel yes a"), "line 6: @classlabel " + TF),
+        (
+            ("@classLabel true a b", "@classLabel true"),
+            "line 6: @classlabel true lists no classes; list them after 'true'",
+        ),
+        (
+            ("@classLabel true a b", "@targetLabel true x"),
+            "line 6: @targetlabel takes true or false only; drop what follows",
+        ),
+        (("@data", "@data now"), "line 7: @data has a value; write @data alone on its line"),
+        (("@data", "@data\n\n"), "line 11: a header tag " + AFTER),
+        (("@univariate true", "@data\n@univariate true"), "line 5: @univariate " + AFTER),
     ],
 )
 def test_a_malformed_header_is_one_line_naming_its_line(tmp_path, replace, message):
@@ -267,7 +281,8 @@ def test_a_malformed_header_is_one_line_naming_its_line(tmp_path, replace, messa
     path.write_text(header + "1,2:a\n@problemName again\n")
     with pytest.raises(DataError) as caught:
         ucr.load_ts_file(path, labels=None)
-    assert str(caught.value).startswith(f"cannot read {path} as a .ts file: {message}")
+    tag = message.split("@")[1].split(" ")[0]
+    assert str(caught.value) == f"cannot read {path} as a .ts file: {message.format('@' + tag)}"
 
 
 def test_what_sktime_skips_is_skipped_and_labels_are_lower_case(tmp_path):
@@ -275,7 +290,7 @@ def test_what_sktime_skips_is_skipped_and_labels_are_lower_case(tmp_path):
     # skipped; every line is lower-cased, and '?' is NaN even in a label, as sktime reads it
     header = TS_HEADER.replace("@data", "% a comment\n@dimensions 1\n@data\n\n@data")
     path = tmp_path / "s.ts"
-    path.write_text(header + "1,2:A\n\n3,4:?\r\n5:b\r6,7:a")
+    path.write_text(header + "1,2:A\n\n3,4:?\r\n@data\n5:b\r6,7:a")
     x, labels = ucr._load_with_sktime(path, str(path), "class", "x", 1024, "")
     streamed, streamed_labels = ucr.load_ts_file(path)
     assert streamed_labels.tolist() == labels.tolist() == ["a", "NaN", "b", "a"]
@@ -287,16 +302,25 @@ def test_what_sktime_skips_is_skipped_and_labels_are_lower_case(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "it holds no samples"),
-        (TS_HEADER, "line 7: it holds no samples"),
-        (TS_HEADER.replace("@classLabel true a b\n", "") + "1:a\n", "line 7: the header lacks"),
+        ("", "it holds no samples; add data lines after @data"),
+        (TS_HEADER, "line 7: it holds no samples; add data lines after @data"),
+        (
+            TS_HEADER.replace("@classLabel true a b\n", "") + "1:a\n",
+            "line 7: the header lacks @classlabel or @targetlabel before the data; " + TAGS_FIX,
+        ),
+        (
+            "@data\n",
+            "line 1: the header lacks @problemname, @timestamps, @univariate, @classlabel or "
+            "@targetlabel before the data; " + TAGS_FIX,
+        ),
     ],
 )
 def test_a_file_without_samples_or_tags_is_refused(tmp_path, text, message):
     path = tmp_path / "e.ts"
     path.write_text(text)
-    with pytest.raises(DataError, match=f"as a .ts file: {message}"):
+    with pytest.raises(DataError) as caught:
         ucr.load_ts_file(path, labels=None)
+    assert str(caught.value) == f"cannot read {path} as a .ts file: {message}"
 
 
 def test_a_declared_kind_is_the_first_true_one(tmp_path):
@@ -310,17 +334,98 @@ def test_a_declared_kind_is_the_first_true_one(tmp_path):
     assert ucr.load_ts_file(path, labels="target")[1].tolist() == [0.5]
 
 
+def test_a_file_declaring_no_labels_has_none(tmp_path):
+    path = tmp_path / "n.ts"
+    path.write_text(TS_HEADER.replace("@classLabel true a b", "@classLabel false") + "1,2\n3\n")
+    with TsStream(path, "x", 1024) as stream:
+        assert (stream.header.kind, stream.header.labelled) == (None, False)
+        assert [b.labels for b in stream.blocks()] == [None]
+    x, labels = ucr.load_ts_file(path, labels=None)
+    assert labels is None and x.offsets.tolist() == [0, 2, 3]
+    with pytest.raises(DataError, match=r"declares no labels; this task needs '@classLabel"):
+        ucr.load_ts_file(path, labels="class")
+
+
+def test_blocks_are_cut_once_they_hold_block_rows_steps(tmp_path):
+    path = write_ts(tmp_path / "b.ts", ROWS)  # 3, 2, 4, 3, 2 and 4 steps
+    with TsStream(path, "x", 1024, block_rows=4) as stream:
+        blocks = list(stream.blocks())
+    assert [b.first for b in blocks] == [0, 2, 3, 5]
+    assert [b.lengths.tolist() for b in blocks] == [[3, 2], [4], [3, 2], [4]]
+    assert [b.labels for b in blocks] == [["a", "b"], ["a"], ["b", "a"], ["b"]]
+
+
+def test_channels_of_different_lengths_name_their_sample(tmp_path):
+    path = write_ts(tmp_path / "c.ts", ["1,2:3,4:a"] * 7 + ["1,2:3:b"])
+    plain = tmp_path / "plain.ts"
+    plain.write_text(TS_HEADER.replace("@classLabel true a b", "@classLabel false") + "1:2,3\n")
+    rule = "every channel of a sample must have the same number of time steps"
+    with pytest.raises(DataError) as caught:
+        list(TsStream(path, "x", 1024, where="mine", block_rows=4).blocks())
+    assert str(caught.value) == f"mine sample 7: channels have different lengths [1, 2]; {rule}"
+    with pytest.raises(DataError) as caught:  # without a name for the data: its path
+        list(TsStream(plain, "x", 1024).blocks())
+    assert str(caught.value) == f"{plain} sample 0: channels have different lengths [1, 2]; {rule}"
+
+
+def test_a_file_that_cannot_be_opened_is_refused_naming_its_setting(tmp_path):
+    with pytest.raises(
+        DataError, match=r"^data file .*gone.ts does not exist; check data.test_file$"
+    ):
+        TsStream(tmp_path / "gone.ts", "data.test_file", 1024)
+    path = write_ts(tmp_path / "big.ts", ROWS * 100)
+    with pytest.raises(DataError) as caught:
+        TsStream(path, "input", 0.001, "shorten it")
+    assert str(caught.value).startswith(f"input={path} is ") and "; shorten it" in str(caught.value)
+
+
+def test_a_read_error_is_one_line(tmp_path, monkeypatch):
+    path = write_ts(tmp_path / "r.ts", ROWS)
+
+    def failing(fd, **options):
+        os.close(fd)
+        return FailingFile()
+
+    class FailingFile:
+        def __iter__(self):
+            yield from TS_HEADER.splitlines(keepends=True)
+            raise OSError(5, "Input/output error")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(ts_stream, "open", failing, raising=False)
+    with pytest.raises(DataError) as caught:
+        list(TsStream(path, "data.train_file", 1024).blocks())
+    assert str(caught.value) == (
+        f"cannot read data.train_file={path}: Input/output error; check the file"
+    )
+
+
 def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path):
     path = Path(write_ts(tmp_path / "g.ts", ["1,2:a"] * 10))
     with TsStream(path, "data.train_file", 0.01) as stream:  # 10 KiB
         with path.open("a") as grow:
-            grow.write("1,2:a\n" * 5000)
-        with pytest.raises(DataError, match=r"data.train_file=.* holds more than data.max_file_mb"):
+            grow.write("1,2:a\n" * 2500)  # to 15 kB: within twice the limit
+        with pytest.raises(DataError) as caught:
             list(stream.blocks())
+    assert str(caught.value) == (
+        f"data.train_file={path} holds more than data.max_file_mb=0.01 MiB; {RAISE_LIMIT}"
+    )
+
+
+def test_a_file_exactly_at_the_limit_is_read(tmp_path):
+    path = Path(write_ts(tmp_path / "x.ts", ["1,2:a"] * 1100))  # the limit checked at 1024
+    with TsStream(path, "x", path.stat().st_size / (1 << 20)) as stream:
+        assert sum(len(b.lengths) for b in stream.blocks()) == 1100
 
 
 def test_text_that_is_not_utf8_names_its_line(tmp_path):
     path = tmp_path / "u.ts"
     path.write_bytes(TS_HEADER.encode() + b"1,2:a\n" + b"1,\xff:b\n")
-    with pytest.raises(DataError, match=r"as a .ts file: line 9: not UTF-8 text"):
+    with pytest.raises(DataError) as caught:
         ucr.load_ts_file(path)
+    assert str(caught.value) == (
+        f"cannot read {path} as a .ts file: line 9: not UTF-8 text (invalid start byte); "
+        "save the file as UTF-8"
+    )

@@ -119,7 +119,9 @@ class TsStream:
             fix = "save the file as UTF-8"
             raise self.fail(f"not UTF-8 text ({exc.reason})", fix, line) from exc
         except OSError as exc:
-            raise DataError(f"cannot read {self.setting}={self.path}: {exc.strerror}") from exc
+            raise DataError(
+                f"cannot read {self.setting}={self.path}: {exc.strerror}; check the file"
+            ) from exc
 
     def _header(self) -> tuple[Header, str | None]:
         """The header's tags (sktime's rules) up to @data; the first data line, if any."""
@@ -199,12 +201,12 @@ class TsStream:
             lengths.append(len(sample))
             held += len(sample)
             if held >= self.block_rows:
-                yield self._block(rows, lengths, labels, first, channels, check)
+                yield self._block(rows, lengths, labels, first, check)
                 first += len(lengths)
                 rows, lengths, held = [], [], 0
                 labels = [] if labelled else None
         if lengths:
-            yield self._block(rows, lengths, labels, first, channels or 0, check)
+            yield self._block(rows, lengths, labels, first, check)
 
     def _data(self) -> Iterator[str]:
         assert self.first_data is not None
@@ -238,10 +240,9 @@ class TsStream:
         lengths: list[int],
         labels: list[str] | None,
         first: int,
-        channels: int,
         check: bool,
     ) -> Block:
-        values = np.concatenate(rows) if rows else np.zeros((0, channels))
+        values = np.concatenate(rows)  # never empty: a block holds at least one sample
         block = Block(values, np.asarray(lengths, dtype=np.int64), labels, first)
         if check:
             empty = np.flatnonzero(block.lengths == 0)[:1].tolist()
