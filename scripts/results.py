@@ -303,6 +303,7 @@ class IntervalStudy:
     chosen: str
     calibrated: bool
     screened_with: tuple[str, ...] = ()
+    digits: int = 3  # of every score
 
     def runs(self, name: str, seeds: tuple[int, ...], *more: str) -> Runs:
         return Runs((f"experiment={self.experiment}", *INTERVAL_CANDIDATES[name], *more), seeds)
@@ -323,28 +324,39 @@ class IntervalStudy:
 INTERVAL_STUDIES = (
     # CO2: the candidates first (their runs without calibration), then the chosen one calibrated
     IntervalStudy("forecast_intervals", "forecast", "CO2", "ppm", "`student_t`", calibrated=True),
+    # fertility: every candidate run with calibration (validation scored as trained)
+    IntervalStudy(
+        "fertility_intervals",
+        "forecast_fertility",
+        "Fertility",
+        "births per woman",
+        "quantiles 0.025, 0.1, 0.5, 0.9, 0.975",
+        calibrated=True,
+        screened_with=(SPREAD,),
+        digits=4,  # scores near 0.05
+    ),
 )
 
 
-def _seasonal_naive_row(stage: str, runs: Runs) -> Row:
-    cells = _interval_cells(stage, "_seasonal_naive", False)
+def _seasonal_naive_row(stage: str, runs: Runs, digits: int) -> Row:
+    cells = _interval_cells(stage, "_seasonal_naive", False, digits=digits)
     return Row(("seasonal naive + its training errors' quantiles", "", *cells), runs)
 
 
 def _interval_cells(
-    stage: str, suffix: str = "", sd: bool = True, bold: bool = False
+    stage: str, suffix: str = "", sd: bool = True, bold: bool = False, digits: int = 3
 ) -> tuple[Stat, ...]:
     return tuple(
-        Stat(f"{stage}/{key}{suffix}", bold=bold and key == "crps", sd=sd)
+        Stat(f"{stage}/{key}{suffix}", digits=digits, bold=bold and key == "crps", sd=sd)
         for key in INTERVAL_COLUMNS
     )
 
 
 def _intervals_validation(study: IntervalStudy) -> Table:
-    seeds = (100, 101, 102)
+    seeds, d = (100, 101, 102), study.digits
     rows = [
         Row(
-            (name, "{seeds}", *_interval_cells("val", bold=name == study.chosen)),
+            (name, "{seeds}", *_interval_cells("val", bold=name == study.chosen, digits=d)),
             study.runs(name, seeds, *study.screened_with),
         )
         for name in INTERVAL_CANDIDATES
@@ -353,17 +365,17 @@ def _intervals_validation(study: IntervalStudy) -> Table:
         (
             f"{study.chosen}, `calibration=spread` (cross-fitted)",
             "{seeds}",
-            Stat("val/crps_calibrated", bold=study.calibrated),
-            Stat("val/coverage_80_calibrated"),
-            Stat("val/coverage_95_calibrated"),
+            Stat("val/crps_calibrated", digits=d, bold=study.calibrated),
+            Stat("val/coverage_80_calibrated", digits=d),
+            Stat("val/coverage_95_calibrated", digits=d),
             "",
-            Stat("val/mae"),
+            Stat("val/mae", digits=d),
         ),
         study.runs(study.chosen, seeds, *dict.fromkeys((*study.screened_with, SPREAD))),
     )
     first = rows[0].runs
     assert isinstance(first, Runs)
-    rows += [calibrated, _seasonal_naive_row("val", first)]
+    rows += [calibrated, _seasonal_naive_row("val", first, d)]
     return Table(f"{study.name}_validation", study.header("val"), tuple(rows))
 
 
@@ -378,7 +390,7 @@ def _intervals_test(study: IntervalStudy) -> Table:
                 f"{label}{', `calibration=spread`' if study.calibrated else ''} "
                 "(chosen on validation)",
                 "{seeds}",
-                *_interval_cells("test", bold=True),
+                *_interval_cells("test", bold=True, digits=study.digits),
             ),
             chosen,
         ),
@@ -386,11 +398,11 @@ def _intervals_test(study: IntervalStudy) -> Table:
             (
                 f"{label}, {'uncalibrated' if study.calibrated else '`calibration=spread`'}",
                 "{seeds}",
-                *_interval_cells("test"),
+                *_interval_cells("test", digits=study.digits),
             ),
             other,
         ),
-        _seasonal_naive_row("test", chosen),
+        _seasonal_naive_row("test", chosen, study.digits),
     )
     return Table(study.name, study.header("test"), rows)
 
