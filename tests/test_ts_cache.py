@@ -337,9 +337,9 @@ def test_a_declared_kind_is_the_first_true_one(tmp_path):
 def test_a_file_declaring_no_labels_has_none(tmp_path):
     path = tmp_path / "n.ts"
     path.write_text(TS_HEADER.replace("@classLabel true a b", "@classLabel false") + "1,2\n3\n")
-    with TsStream(path, "x", 1024) as stream:
+    with TsStream(path, "x", 1024, block_rows=1) as stream:
         assert (stream.header.kind, stream.header.labelled) == (None, False)
-        assert [b.labels for b in stream.blocks()] == [None]
+        assert [b.labels for b in stream.blocks()] == [None, None]
     x, labels = ucr.load_ts_file(path, labels=None)
     assert labels is None and x.offsets.tolist() == [0, 2, 3]
     with pytest.raises(DataError, match=r"declares no labels; this task needs '@classLabel"):
