@@ -307,7 +307,7 @@ def test_part_without_windows_is_named():
 
 def test_shipped_co2_series_loads_through_the_config():
     cfg = OmegaConf.load("conf/data/forecast.yaml")
-    cfg.seed = 0
+    cfg.seed, cfg.cache_dir = 0, None  # no paths.log_dir outside a composed config
     dm = instantiate(cfg)
     dm.setup("fit")
     raw = dm.series[0].raw

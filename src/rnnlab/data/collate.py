@@ -51,7 +51,10 @@ class EpochRandomSampler(RandomSampler):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        order = torch.randperm(len(self.data_source), generator=generator)
+        # a block of Python ints at a time: 100,000,000 windows would take 3.6 GB as one list
+        for start in range(0, len(order), 1 << 16):
+            yield from order[start : start + (1 << 16)].tolist()
 
 
 class BucketBatchSampler(BatchSampler):

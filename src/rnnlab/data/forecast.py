@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from rnnlab.batch import Batch
 from rnnlab.data.base import TaskDataModule
+from rnnlab.data.cache import drop_pages, usable_folder
 from rnnlab.data.covariates import (
     KnownInputs,
     check_complete,
@@ -32,6 +33,7 @@ from rnnlab.data.inputs import DEFAULT_MAX_FILE_MB, check_max_file_mb
 from rnnlab.data.normalize import Normalizer
 from rnnlab.data.residual_quantiles import residual_quantiles
 from rnnlab.data.series import Series, Table, fill_missing, read_csv, split_series
+from rnnlab.data.series_cache import cached_series
 from rnnlab.data.sources import SOURCES, STEPS, UNITS, load_source
 from rnnlab.data.windows import (
     BASELINES,
@@ -65,6 +67,9 @@ class ForecastDataModule(TaskDataModule):
     column holding ``${`` with ``$\\{`` (``series.setting_name``).
     """
 
+    # the cache is keyed by the file's content: members may keep theirs in different folders
+    split_settings = TaskDataModule.split_settings | {"cache_dir"}
+
     def __init__(
         self,
         file: str | None = None,
@@ -93,6 +98,7 @@ class ForecastDataModule(TaskDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         max_file_mb: float = DEFAULT_MAX_FILE_MB,
+        cache_dir: str | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
@@ -112,6 +118,7 @@ class ForecastDataModule(TaskDataModule):
         if not list(target_columns):
             raise ConfigError("data.target_columns is empty; name at least one target column")
         self.file, self.source, self.frame = file, source, frame
+        self.cache_dir, self.cache_state = cache_dir, "off"  # 'built' or 'reused' with the cache
         self.time_column = time_column
         self.target_columns = [str(c) for c in target_columns]
         self.covariate_columns = [str(c) for c in covariate_columns]
@@ -169,6 +176,19 @@ class ForecastDataModule(TaskDataModule):
             return Table(load_source(self.source), f"source {self.source!r}", from_file=False)
         return Table(self.frame, "data frame", from_file=False)
 
+    def _training_series(self) -> tuple[Table, list[Series]]:
+        """The training data's series: a file's from the disk cache (``series_cache``) where
+        there is one and the file has no static columns, else read as a table."""
+        folder = usable_folder(self.cache_dir) if self.file is not None else None
+        if folder is not None and not self.known.static_columns:
+            columns = (self.time_column, self.columns, self.series_column)
+            found = cached_series(folder, str(self.file), *columns, self.max_file_mb)
+            if found is not None:
+                self.cache_state = "built" if found[2] else "reused"
+                return found[0], found[1]
+        table = self._table()
+        return table, self._series(table)
+
     def _series(self, table: Table, training: bool = True) -> list[Series]:
         # prediction input must match the checkpoint's series column: no other one to suggest
         return split_series(table, self.time_column, self.columns, self.series_column, training)
@@ -197,8 +217,7 @@ class ForecastDataModule(TaskDataModule):
             return
         if self.windows:
             return
-        table = self._table()
-        all_series = self._series(table)
+        table, all_series = self._training_series()
         restored = bool(self.normalizers)
         if restored and self.per_series and [s.name for s in all_series] != self.series_names:
             raise DataError(f"{table.where}: its series differ from those in the checkpoint")
@@ -229,7 +248,8 @@ class ForecastDataModule(TaskDataModule):
                 origins[split].append(
                     origin_array(start, end, self.lookback, self.horizon, self.stride)
                 )
-        self.windows = {split: WindowIndex.of(origins[split]) for split in SPLITS}
+        drop_pages(all_series[0].values)  # a cached file's, mapped: copied into raws above
+        self.windows = {split: WindowIndex.of(origins.pop(split)) for split in SPLITS}
         for split in SPLITS:
             if not self.windows[split]:
                 raise DataError(

@@ -23,7 +23,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # pandas' table from a CSV (its values, then float copies per series and window tensors); a
 # .ts file read into memory (``ucr.load_ts_file``): its float64 values, a tensor view per
 # sample and the float32 copy (2.6 measured on the scale benchmark's sequences). A .ts file
-# read through the disk cache (``ts_cache``) is not checked: its memory stays flat in its size
+# read through the disk cache (``ts_cache``) is not checked: its memory stays flat in its size;
+# nor a CSV read into it (``series_cache``): about 30 bytes a row of arrays, not a table
 PER_FILE_BYTE = {"csv": 6.0, "ts": 3.0}
 
 

@@ -7,6 +7,7 @@ lines as an editor does, header = line 1) or the row (DataFrames count rows from
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +54,10 @@ class Table:
     frame: pd.DataFrame
     where: str
     from_file: bool
+    first: int = 0  # the frame's first row in the file (a block of it: ``series_stream``)
 
     def row(self, position: int) -> str:
+        position += self.first
         return f"line {position + 2}" if self.from_file else f"row {position}"
 
 
@@ -174,6 +177,18 @@ def _show(time: object) -> str:
     return str(pd.Timestamp(time)) if isinstance(time, np.datetime64) else str(time)
 
 
+def series_codes(table: Table, column: str) -> tuple[np.ndarray, list[str]]:
+    """Each row's series (codes into the names, by first appearance); a row without one refused."""
+    codes, names = pd.factorize(table.frame[column].astype(str), sort=False)
+    if (codes < 0).any():  # an empty id: which series the row belongs to is unknown
+        line = table.first + int(np.flatnonzero(codes < 0)[0]) + 2  # the header is line 1
+        raise DataError(
+            f"{table.where} has no series id at line {line} (column {column!r}); "
+            "fill it in, or drop the row"
+        )
+    return codes, [str(n) for n in names]
+
+
 def series_key_candidates(table: Table, times: np.ndarray, taken: list[str]) -> list[str]:
     """Columns outside ``taken`` (time, targets, covariates) that could name the series of a
     table whose times repeat: together with the time they are unique, and each of their values
@@ -233,38 +248,52 @@ def split_series(
     if len(table.frame) == 0:
         raise DataError(f"{table.where} has no rows")
     times = _times(table, time_column)
-    if series_column:
-        codes, names = pd.factorize(table.frame[series_column].astype(str), sort=False)
-        if (codes < 0).any():  # an empty id: which series the row belongs to is unknown
-            line = int(np.flatnonzero(codes < 0)[0]) + 2  # the header is line 1
-            raise DataError(
-                f"{table.where} has no series id at line {line} (column {series_column!r}); "
-                "fill it in, or drop the row"
-            )
-        order: np.ndarray | None = np.argsort(codes, kind="stable")  # rows grouped by series
-    else:
-        codes, names, order = np.zeros(len(times), dtype=np.int64), ["0"], None
+    one = (np.zeros(len(times), dtype=np.int64), ["0"])
+    codes, names = series_codes(table, series_column) if series_column else one
     hint = ""
     if series_column is None and suggest_series_column and pd.Series(times).duplicated().any():
         hint = _series_column_hint(table, times, [time_column, *value_columns])
-    # one array, each series a contiguous slice of it (a view), filled a column at a time: no
-    # stacked copy beside per-series copies
-    values = np.empty((len(times), len(value_columns)))
-    for j, column in enumerate(value_columns):
-        numbers = _numbers(table, column)
+    numbers = (_numbers(table, column) for column in value_columns)
+    grouped = group_rows(codes, len(names), times, numbers, len(value_columns))
+    return series_views(table, names, *grouped, series_column, hint)
+
+
+def group_rows(
+    codes: np.ndarray, count: int, times: np.ndarray, columns: Iterable[np.ndarray], width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by series (``codes``: each row's, of ``count``): times, values (rows,
+    ``width``: ``columns`` taken one at a time), each row's table position, each series' end."""
+    order: np.ndarray | None = None
+    if len(codes) > 1 and (codes[1:] < codes[:-1]).any():  # not grouped already
+        order = np.argsort(codes, kind="stable")
+    values = np.empty((len(times), width))
+    for j, numbers in enumerate(columns):
         values[:, j] = numbers if order is None else numbers[order]
     rows = np.arange(len(times)) if order is None else order
     if order is not None:
         times = times[order]
-    ends = np.cumsum(np.bincount(codes, minlength=len(names)))
-    series = []
-    for name, start, end in zip(
-        names, ends - np.bincount(codes, minlength=len(names)), ends, strict=True
-    ):
+    return times, values, rows, np.cumsum(np.bincount(codes, minlength=count))
+
+
+def series_views(
+    table: Table,
+    names: list[str],
+    times: np.ndarray,
+    values: np.ndarray,
+    rows: np.ndarray,
+    ends: np.ndarray,
+    series_column: str | None,
+    hint: str = "",
+    check: bool = True,
+) -> list[Series]:
+    """The series of grouped rows (``group_rows``), views of the arrays; ``check``: refuse times
+    not strictly increasing within a series (``hint`` ends that message)."""
+    series, start = [], 0
+    for name, end in zip(names, ends.tolist(), strict=True):
         positions, series_times = rows[start:end], times[start:end]
-        bad = np.flatnonzero(~(series_times[1:] > series_times[:-1]))
+        bad = np.flatnonzero(~(series_times[1:] > series_times[:-1])) if check else positions[:0]
         if len(bad):
-            here, before = positions[bad[0] + 1], positions[bad[0]]
+            here, before = int(positions[bad[0] + 1]), int(positions[bad[0]])
             problem = "repeats" if series_times[bad[0] + 1] == series_times[bad[0]] else "precedes"
             label = f" of series {name!r}" if series_column else ""
             raise DataError(
@@ -272,7 +301,8 @@ def split_series(
                 f"{problem} the time on {table.row(before)}; times must be unique and sorted "
                 f"(per series){hint}"
             )
-        series.append(Series(str(name), series_times, values[start:end], positions))
+        series.append(Series(name, series_times, values[start:end], positions))
+        start = end
     return series
 
 

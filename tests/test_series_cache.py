@@ -1,0 +1,250 @@
+"""Forecasting CSVs read a block of rows at a time (``data.series_stream``) and cached
+(``data.series_cache``): the arrays and every refusal are those of the whole-table read
+whatever the block size; a second read reuses the entry, a changed file or a damaged entry
+builds a new one; the DataModule's windows are the same with the cache as without, the shipped
+series' included."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.data import cache
+from rnnlab.data.export import export
+from rnnlab.data.forecast import ForecastDataModule
+from rnnlab.data.series import read_csv, split_series
+from rnnlab.data.series_cache import cached_series
+from rnnlab.data.series_stream import WholeTable, read_series_arrays
+from rnnlab.utils.errors import DataError
+
+# three series, their rows interleaved and one series out of order in the file
+ROWS = [
+    "b,2020-01-06,2.5,1",
+    "a,2020-01-06,1.0,0",
+    "a,2020-01-13,,0",
+    "c,2020-01-06,7,3",
+    "b,2020-01-13,3.5,1",
+    "a,2020-01-20,1.25,0",
+    "c,2020-01-13,8,4",
+    "b,2020-01-20,4.5,2",
+    "a,2020-01-27,1.5,1",
+]
+HEADER = "id,date,sales,price"
+
+
+def _write(path: Path, rows: list[str], header: str = HEADER) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def _whole(path: Path, series_column: str | None = "id", values=("sales", "price")):
+    return split_series(read_csv(path), "date", list(values), series_column)
+
+
+def _blocks(path: Path, chunk_rows: int, series_column: str | None = "id", values=None):
+    arrays = read_series_arrays(
+        path, "date", list(values or ("sales", "price")), series_column, chunk_rows
+    )
+    start, found = 0, []
+    for name, end in zip(arrays.names, arrays.ends.tolist(), strict=True):
+        found.append((name, arrays.times[start:end], arrays.values[start:end]))
+        found[-1] += (arrays.rows[start:end],)
+        start = end
+    return found
+
+
+def _same(whole, blocks) -> None:
+    assert [s.name for s in whole] == [b[0] for b in blocks]
+    for s, (_, times, values, rows) in zip(whole, blocks, strict=True):
+        assert times.dtype == s.times.dtype and np.array_equal(times, s.times)
+        assert values.dtype == s.values.dtype
+        assert np.array_equal(values, s.values, equal_nan=True)
+        assert np.array_equal(rows, s.rows)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 4, 100])
+def test_blocks_give_the_whole_tables_series(tmp_path, chunk_rows):
+    path = _write(tmp_path / "s.csv", ROWS)
+    _same(_whole(path), _blocks(path, chunk_rows))
+    grouped = _write(tmp_path / "g.csv", sorted(ROWS))  # already grouped: no sort needed
+    _same(_whole(grouped), _blocks(grouped, chunk_rows))
+    numbers = _write(tmp_path / "n.csv", ["1,1", "2,2.5", "3,", "4,1e30"], "date,sales")
+    _same(_whole(numbers, None, ["sales"]), _blocks(numbers, 1, None, ["sales"]))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        # a value that is not a number, in the third block
+        [*ROWS[:5], "b,2020-01-27,lots,1"],
+        # a value error early, a time error later: the time column is checked first
+        ["a,2020-01-06,x,0", *ROWS[1:6], "c,someday,1,1"],
+        # a value error in the second column early, one in the first column later
+        ["a,2020-01-06,1,y", *ROWS[1:6], "c,2020-02-03,inf,1"],
+        # an empty time, an empty series id
+        [*ROWS[:3], "c,,1,1"],
+        [*ROWS[:3], ",2020-02-03,1,1"],
+        # a time that repeats within a series whose rows lie in different blocks
+        [*ROWS, "b,2020-01-13,9,9"],
+        # a value float32 training cannot hold, a time with another offset within a block
+        [*ROWS[:4], "a,2020-03-02,1e39,1"],
+        ["a,2020-01-06T00:00+01:00,1,1", "a,2020-01-13T00:00+02:00,1,1"],
+    ],
+)
+def test_a_refusal_in_any_block_is_the_whole_tables(tmp_path, rows):
+    path = _write(tmp_path / "bad.csv", rows)
+    with pytest.raises(DataError) as whole:
+        _whole(path)
+    with pytest.raises(DataError) as blocks:
+        _blocks(path, 2)
+    assert str(blocks.value) == str(whole.value)
+
+
+@pytest.mark.parametrize(
+    "rows, header",
+    [
+        (["a,1,1,1", "a,2,1,1", "a,2020-01-06,1,1"], HEADER),  # times: numbers, then dates
+        (["1,2020-01-06,1,1", "x1,2020-01-13,1,1"], HEADER),  # ids: numbers, then text
+        (["a,2020-01-06T00:00+01:00,1,1", "a,2020-01-13T00:00+02:00,1,1"], HEADER),
+        (["a,2020-01-06,1,1"], "id,date,sales,sales"),  # a column twice
+        (["a,2020-01-06,1"], "id,date,sales"),  # no column price
+        ([], HEADER),  # no rows
+    ],
+)
+def test_what_depends_on_the_whole_table_is_left_to_it(tmp_path, rows, header):
+    path = _write(tmp_path / "t.csv", rows, header)
+    with pytest.raises(WholeTable):
+        _blocks(path, 1)
+
+
+def _module(path: Path, cache_dir: Path | None, **settings) -> ForecastDataModule:
+    options = dict(
+        time_column="date", target_columns=["sales"], covariate_columns=["price"],
+        series_column="id", lookback=2, horizon=1, val_fraction=0.25, test_fraction=0.25,
+        season_length=1, missing="interpolate",
+    )  # fmt: skip
+    options.update(settings)
+    folder = str(cache_dir) if cache_dir else None
+    module = ForecastDataModule(file=str(path), cache_dir=folder, **options)
+    module.setup("fit")
+    return module
+
+
+def _long_rows(series: int = 4, steps: int = 12) -> list[str]:
+    rng = np.random.default_rng(0)
+    rows = [
+        f"s{s},{np.datetime64('2020-01-06') + np.timedelta64(7 * t, 'D')},"
+        f"{'' if (s + t) % 5 == 0 else round(float(rng.normal(10, 2)), 3)},{t % 4}"
+        for t in range(steps)
+        for s in range(series)
+    ]
+    return [rows[0].replace(",,", ",1.0,"), *rows[1:]]
+
+
+def _assert_same_windows(a: ForecastDataModule, b: ForecastDataModule) -> None:
+    assert a.series_names == b.series_names
+    for split in ("train", "val", "test"):
+        assert np.array_equal(a.windows[split].series, b.windows[split].series)
+        assert np.array_equal(a.windows[split].origins, b.windows[split].origins)
+        first, second = a.dataset(split), b.dataset(split)
+        for index in range(len(first)):
+            for key, value in first[index].items():
+                other = second[index][key]
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(value, other) or torch.allclose(
+                        value, other, rtol=0, atol=0, equal_nan=True
+                    ), key
+                else:
+                    assert value == other, key
+    for x, y in zip(a.normalizers, b.normalizers, strict=True):
+        assert torch.equal(x.shift, y.shift) and torch.equal(x.scale, y.scale)
+
+
+def test_a_module_reads_the_same_windows_with_the_cache_as_without(tmp_path):
+    path = _write(tmp_path / "long.csv", _long_rows())
+    plain = _module(path, None)
+    cached = _module(path, tmp_path / "cache")
+    assert plain.cache_state == "off" and cached.cache_state == "built"
+    _assert_same_windows(plain, cached)
+    again = _module(path, tmp_path / "cache")
+    assert again.cache_state == "reused"
+    _assert_same_windows(plain, again)
+
+
+@pytest.mark.parametrize("name", ["co2", "fertility"])
+def test_the_shipped_series_give_the_same_windows_from_a_cached_csv(tmp_path, name):
+    settings = {
+        "co2": dict(time_column="date", target_columns=["co2"], lookback=104, horizon=26,
+                    season_length=52, series_column=None),
+        "fertility": dict(time_column="year", target_columns=["fertility"], lookback=15,
+                          horizon=5, season_length=1, series_column="country"),
+    }[name]  # fmt: skip
+    common = dict(covariate_columns=[], missing="ffill", val_fraction=0.15, test_fraction=0.15)
+    shipped = ForecastDataModule(source=name, **common, **settings)
+    shipped.setup("fit")
+    path = export(name, tmp_path / f"{name}.csv")
+    cached = _module(path, tmp_path / "cache", **common, **settings)
+    assert cached.cache_state == "built"
+    _assert_same_windows(shipped, cached)
+
+
+def test_a_second_read_reuses_the_entry_and_a_changed_file_builds_anew(tmp_path, caplog):
+    path = _write(tmp_path / "s.csv", ROWS)
+    folder = cache.usable_folder(tmp_path / "cache")
+    assert folder is not None
+    args = ("date", ["sales", "price"], "id", 1024)
+    _, first, built = cached_series(folder, path, *args, chunk_rows=2)
+    assert built
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.series_cache"):
+        _, second, built = cached_series(folder, path, *args, chunk_rows=2)
+    assert not built and "series read from the cache" in caplog.text
+    _same(second, [(s.name, s.times, s.values, s.rows) for s in first])
+    _write(path, [*ROWS, "c,2020-01-20,9,9"])
+    _, changed, built = cached_series(folder, path, *args)
+    assert built and len(changed[-1].times) == 3
+    assert len(list(folder.glob("series-*"))) == 2
+    # another choice of columns is another entry
+    assert cached_series(folder, path, "date", ["sales"], "id", 1024)[2]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda entry: (entry / "values.npy").write_bytes(b"\x93NUMPY"),
+        lambda entry: (entry / "meta.json").write_text("{"),
+        lambda entry: np.save(entry / "ends.npy", np.array([1, 9, 2, 9], dtype=np.int64)),
+        lambda entry: (entry / "rows.npy").unlink(),
+    ],
+)
+def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
+    path = _write(tmp_path / "s.csv", ROWS)
+    folder = cache.usable_folder(tmp_path / "cache")
+    assert folder is not None
+    args = ("date", ["sales", "price"], "id", 1024)
+    cached_series(folder, path, *args)
+    damage(next(folder.glob("series-*")))
+    with caplog.at_level(logging.WARNING):
+        _, series, built = cached_series(folder, path, *args)
+    assert built and "is damaged" in caplog.text
+    _same(_whole(path), [(s.name, s.times, s.values, s.rows) for s in series])
+
+
+def test_a_refused_file_is_refused_as_without_the_cache_and_not_cached(tmp_path):
+    rows = [*_long_rows(), "s1,2020-01-06,1,1"]  # a repeated time of series s1, at the end
+    path = _write(tmp_path / "bad.csv", rows)
+    with pytest.raises(DataError) as plain:
+        _module(path, None)
+    with pytest.raises(DataError) as cached:
+        _module(path, tmp_path / "cache")
+    assert str(cached.value) == str(plain.value) and "line 50" in str(plain.value)
+    assert not list((tmp_path / "cache").glob("series-*"))
+    # without a series column, the whole table's message says what to do about one
+    with pytest.raises(DataError) as plain:
+        _module(path, None, series_column=None)
+    with pytest.raises(DataError) as cached:
+        _module(path, tmp_path / "cache", series_column=None)
+    assert str(cached.value) == str(plain.value) and "data.series_column" in str(plain.value)
