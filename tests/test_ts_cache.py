@@ -6,6 +6,8 @@ fitted in streaming passes matches the in-memory fit."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import tracemalloc
@@ -429,3 +431,197 @@ def test_text_that_is_not_utf8_names_its_line(tmp_path):
         f"cannot read {path} as a .ts file: line 9: not UTF-8 text (invalid start byte); "
         "save the file as UTF-8"
     )
+
+
+# --- the cache entry: its key, its checks, its refusals --------------------------------------
+def test_the_entry_is_named_by_its_key_and_logged(tmp_path, caplog):
+    path = Path(write_ts(tmp_path / "d.ts", [*ROWS, "7:a"]))  # a sample of one step
+    key = {
+        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "labels": "class",
+        "reader": ts_cache.TS_READER,
+    }
+    folder = tmp_path / "cache"
+    entry = folder / cache.entry_name("ts", key)
+    with caplog.at_level(logging.DEBUG):
+        _cached(folder, path)
+        _cached(folder, path)
+    assert [p.name for p in folder.iterdir()] == [entry.name]
+    assert entry.name.startswith("ts-")
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"data.train_file={path}: samples cached in {entry}" in messages
+    assert f"data.train_file={path}: samples read from the cache {entry}" in messages
+    assert f"data.train_file={path}: its SHA-256, the cache's key ..." in messages
+    assert f"data.train_file={path}: reading its samples into the cache ..." in messages
+
+
+def test_a_one_sample_file_is_reused(tmp_path):
+    path = write_ts(tmp_path / "one.ts", ["5:a"])
+    _cached(tmp_path / "c", path)
+    (x, labels), built = _cached(tmp_path / "c", path)
+    assert not built and [s.tolist() for s in x] == [[[5.0]]] and labels.tolist() == ["a"]
+
+
+def _rewrite(entry: Path, name: str, array: np.ndarray) -> None:
+    """Replace one array of an entry, its meta.json agreeing (only the entry's own checks can
+    find it)."""
+    np.save(entry / f"{name}.npy", array)
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["arrays"][name] = [array.dtype.str, list(array.shape)]
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def _classes(entry: Path, names: list) -> None:
+    meta = json.loads((entry / "meta.json").read_text())
+    meta["info"]["classes"] = names
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+SPAN = "offsets.npy does not span values.npy"
+EMPTY = "offsets.npy has an empty or negative sample"
+
+
+@pytest.mark.parametrize(
+    ("kind", "damage", "reason"),
+    [
+        ("class", lambda e: _rewrite(e, "values", np.zeros((18, 1))), "values.npy is float64"),
+        ("class", lambda e: _rewrite(e, "values", np.zeros(18, np.float32)), "values.npy is"),
+        ("class", lambda e: _rewrite(e, "offsets", np.array([1, 3, 5, 9, 12, 14, 18])), SPAN),
+        ("class", lambda e: _rewrite(e, "offsets", np.array([0, 3, 5, 9, 12, 14, 16])), SPAN),
+        ("class", lambda e: _rewrite(e, "offsets", np.array([0, 3, 3, 9, 12, 14, 18])), EMPTY),
+        ("class", lambda e: _rewrite(e, "offsets", np.array([0, 3, 2, 9, 12, 14, 18])), EMPTY),
+        (
+            "class",
+            lambda e: _rewrite(e, "codes", np.zeros(5, np.int32)),
+            "no labels, or not one a sample",
+        ),
+        (
+            "class",
+            lambda e: _rewrite(e, "codes", np.array([0, 1, 0, 1, 0, 2], np.int32)),
+            "a class code beyond the class names",
+        ),
+        ("class", lambda e: _classes(e, [1, 2]), "class names that are not text"),
+        (
+            "target",
+            lambda e: _rewrite(e, "targets", np.array([1, 2, np.nan, 4, 5, 6.0])),
+            "a target that is not finite",
+        ),
+        (
+            "target",
+            lambda e: (
+                _rewrite(e, "values", np.zeros((0, 1), np.float32)),
+                _rewrite(e, "offsets", np.zeros(1, np.int64)),
+                _rewrite(e, "targets", np.zeros(0)),
+            ),
+            SPAN,
+        ),
+    ],
+)
+def test_an_entry_its_own_checks_refuse_is_rebuilt(tmp_path, caplog, kind, damage, reason):
+    rows = ROWS if kind == "class" else [r[:-1] + str(i) for i, r in enumerate(ROWS)]
+    header = (
+        TS_HEADER
+        if kind == "class"
+        else TS_HEADER.replace("@classLabel true a b", "@targetLabel true")
+    )
+    path = tmp_path / "d.ts"
+    path.write_text(header + "\n".join(rows) + "\n")
+    _cached(tmp_path / "cache", path, kind)
+    (entry,) = (tmp_path / "cache").iterdir()
+    damage(entry)
+    with caplog.at_level(logging.WARNING):
+        again, built = _cached(tmp_path / "cache", path, kind)
+    assert built and f"the data cache {entry} is damaged ({reason}" in caplog.text
+    x, labels = ucr.load_ts_file(path, labels=kind)
+    _same(again, (check_sequences(x, "d"), labels))
+
+
+def test_the_cache_refuses_what_the_in_memory_reader_refuses(tmp_path, monkeypatch):
+    path = Path(write_ts(tmp_path / "d.ts", ROWS))
+    with pytest.raises(DataError) as caught:
+        _cached(tmp_path / "c", path, "target")
+    assert str(caught.value) == (
+        f"{path} declares class labels; this task needs '@targetLabel true' in the header "
+        "before @data"
+    )
+    folder = cache.usable_folder(tmp_path / "c")
+    with pytest.raises(
+        DataError, match=r"^data file .*gone.ts does not exist; check data.test_file$"
+    ):
+        ts_cache.cached_ts_file(folder, tmp_path / "gone.ts", "class", "data.test_file", 1, "x")
+    with pytest.raises(DataError) as caught:
+        ts_cache.cached_ts_file(folder, path, "class", "input", 0.0001, "shorten it")
+    assert str(caught.value).startswith(f"input={path} is ")
+    assert str(caught.value).endswith("; shorten it")
+    hashed = ts_cache.file_sha256
+
+    def hash_then_grow(*args):  # the file grows between its hash and its reading
+        found = hashed(*args)
+        with path.open("a") as grow:
+            grow.write("1,2:a\n" * 200)
+        return found
+
+    monkeypatch.setattr(ts_cache, "file_sha256", hash_then_grow)
+    with pytest.raises(DataError) as caught:
+        ts_cache.cached_ts_file(folder, path, "class", "input", 0.001, "shorten it")
+    assert str(caught.value).startswith(f"input={path} is ")
+    assert str(caught.value).endswith("; shorten it")
+    assert not list((tmp_path / "c").iterdir())
+
+
+def test_the_cache_names_the_data_as_told_and_reads_on_past_a_refused_sample(tmp_path):
+    path = write_ts(tmp_path / "c.ts", ["1,2:3,4:a"] * 7 + ["1,2:3:b"])
+    with pytest.raises(DataError, match=r"^mine sample 7: channels have different lengths"):
+        _cached(tmp_path / "c", path, where="mine", block_rows=4)
+    # a refused sample, then a malformed line: the file's error, as in memory
+    path = write_ts(tmp_path / "r.ts", ["1,NaN:a", "1,2:b", "1,x:a"])
+    with pytest.raises(DataError, match=r"as a .ts file: line 10: channel 1 holds 'x'"):
+        ucr.load_ts_file(path)
+    with pytest.raises(DataError, match=r"as a .ts file: line 10: channel 1 holds 'x'"):
+        _cached(tmp_path / "c", path, block_rows=1)
+
+
+# --- the normaliser's streamed fit ------------------------------------------------------------
+def _zero_channel_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(40):
+        length = int(rng.integers(3, 30))
+        second = np.zeros(length) if i % 3 == 0 else rng.normal(0, 5, length)
+        channels = [rng.normal(2, 3, length), second]
+        rows.append(":".join(",".join(f"{v:.4f}" for v in c) for c in channels) + ":" + "ab"[i % 2])
+    return Path(write_ts(tmp_path / "z.ts", rows))
+
+
+@pytest.mark.parametrize("method", ["zscore", "minmax"])
+def test_the_streamed_fit_over_chunks_shorter_than_samples(tmp_path, monkeypatch, method):
+    (sequences, _), _ = _cached(tmp_path / "c", _zero_channel_file(tmp_path))
+    train = sequences.take(np.arange(1, 40, 2))  # the last sample among them
+    for how in ("none", "maxabs"):
+        exact = Normalizer(method)
+        ts_cache.fit_normalizer(exact, train, how)
+        with monkeypatch.context() as patch:
+            patch.setattr(ts_cache, "EXACT_VALUES", 0)
+            patch.setattr(ts_cache, "_CHUNK_ROWS", 10)  # samples of up to 29 steps
+            streamed = Normalizer(method)
+            ts_cache.fit_normalizer(streamed, train, how)
+        assert torch.allclose(streamed.shift, exact.shift, rtol=1e-6, atol=1e-7), how
+        assert torch.allclose(streamed.scale, exact.scale, rtol=1e-6), how
+
+
+def test_the_fit_streams_above_exact_values_giving_pages_back(tmp_path, monkeypatch, caplog):
+    path = ucr._data_root() / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
+    (sequences, _), _ = _cached(tmp_path, path)
+    count = int(sequences.lengths.sum()) * 12
+    streamed, given_back = [], []
+    real = ts_cache._statistics
+    monkeypatch.setattr(ts_cache, "_statistics", lambda *a: streamed.append(1) or real(*a))
+    monkeypatch.setattr(cache, "drop_pages", lambda array: given_back.append(array))
+    for limit, expected in ((count, []), (count - 1, [1])):
+        streamed.clear()
+        monkeypatch.setattr(ts_cache, "EXACT_VALUES", limit)
+        with caplog.at_level(logging.DEBUG, logger="rnnlab.data"):
+            ts_cache.fit_normalizer(Normalizer("zscore"), sequences, "none")
+        assert streamed == expected, limit
+    assert given_back and all(array is sequences.values for array in given_back)
+    assert "fitting the normaliser on the training values ..." in caplog.text

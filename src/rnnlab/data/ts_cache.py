@@ -66,7 +66,8 @@ def cached_ts_file(
 ) -> tuple[Split, bool] | None:
     """The samples and labels of the .ts file at ``path`` from the cache in ``folder``, built
     there first if need be, and whether this call built it; None for a file that is not
-    streamed (timestamps: ``ucr.load_ts_file`` reads it)."""
+    streamed (timestamps: ``ucr.load_ts_file`` reads it). A file with a sample training refuses
+    gives no samples but that one (``MappedSequences.refused``), and is not cached."""
     where = where or str(path)
     with setup_step(f"{setting}={path}: its SHA-256, the cache's key", file_size(path)):
         sha = file_sha256(path, setting, max_file_mb, limit_advice)
@@ -86,14 +87,13 @@ def cached_ts_file(
             return None
         with cache.EntryWriter(folder, name, key) as writer:
             refused = _build(writer, stream, labels, where)
-            if refused is not None:  # never cached: the run stops at its check
-                empty = np.zeros((0, 1), dtype=np.float32)
-                none = np.zeros(0, dtype=np.int64)
-                return (MappedSequences(empty, none[:1], none, refused), none), True
+            if refused is not None:  # nothing cached: the run stops at the sample's check
+                nothing = MappedSequences(np.zeros((0, 1), np.float32), np.zeros(1, np.int64))
+                nothing.refused = refused
+                return (nothing, np.zeros(0)), False
     log.info("%s=%s: samples cached in %s", setting, path, writer.final)
     built = cache.load_entry(folder, name, key, _check)
-    if built is None:
-        raise RuntimeError(f"the cache entry {writer.final} just written does not load")
+    assert built is not None, "an entry just written loads"
     return _split(*built), True
 
 
@@ -132,7 +132,7 @@ def _write(
                 writer.open_growing("offsets", np.dtype(np.int64), ()),
                 writer.open_growing(kind, np.dtype(dtype), ()),
             ]
-            arrays[1].append(np.zeros(1, dtype=np.int64))
+            arrays[1].append(np.zeros(1))  # the first offset; each array casts to its dtype
         values, offsets, codes = arrays
         assert block.labels is not None
         if refused is None and block.refused is not None:
@@ -141,12 +141,12 @@ def _write(
             refused = (block.refused, block.values[start : start + block.lengths[at]].copy())
         if refused is not None:
             continue  # read on for the file's own errors, but nothing more is kept
-        values.append(block.values.astype(np.float32))
+        values.append(block.values)  # made float32 as it is written
         offsets.append(rows + np.cumsum(block.lengths))
         rows += int(block.lengths.sum())
         if labels == "class":
             found = [classes.setdefault(label, len(classes)) for label in block.labels]
-            codes.append(np.asarray(found, dtype=np.int32))
+            codes.append(np.asarray(found))
         else:
             raw = np.asarray(block.labels, dtype=object)
             codes.append(labels_of(raw, "target", where, block.first))
@@ -159,8 +159,8 @@ def _check(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         raise cache.InvalidEntry(f"values.npy is {values.dtype} {values.shape}")
     if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or offsets[-1] != len(values):
         raise cache.InvalidEntry("offsets.npy does not span values.npy")
-    if (np.diff(offsets) < 0).any():
-        raise cache.InvalidEntry("offsets.npy decreases")
+    if (np.diff(offsets) <= 0).any():  # an empty sample is refused, never cached
+        raise cache.InvalidEntry("offsets.npy has an empty or negative sample")
     labels = arrays.get("codes", arrays.get("targets"))
     if labels is None or labels.shape != (len(offsets) - 1,):
         raise cache.InvalidEntry("no labels, or not one a sample")
