@@ -57,6 +57,9 @@ PRESETS: dict[str, tuple[str, ...]] = {
     # the .ts reader and its cache: every shipped file against sktime, in-process
     "src/rnnlab/data/ts_stream.py": ("tests/test_ts_cache.py", "tests/test_data_arrays.py"),
     "src/rnnlab/data/ts_cache.py": ("tests/test_ts_cache.py",),
+    # a forecasting CSV read a block at a time and its cache, against the whole-table read
+    "src/rnnlab/data/series_stream.py": ("tests/test_series_cache.py",),
+    "src/rnnlab/data/series_cache.py": ("tests/test_series_cache.py",),
     "src/rnnlab/data/windows.py": (
         "tests/test_windows.py",
         "tests/test_forecast.py",

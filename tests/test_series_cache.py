@@ -72,6 +72,9 @@ def test_blocks_give_the_whole_tables_series(tmp_path, chunk_rows):
     _same(_whole(path), _blocks(path, chunk_rows))
     grouped = _write(tmp_path / "g.csv", sorted(ROWS))  # already grouped: no sort needed
     _same(_whole(grouped), _blocks(grouped, chunk_rows))
+    # a field more than the header on every line: pandas reads the first as the index
+    indexed = _write(tmp_path / "i.csv", [f"{k},{row}" for k, row in enumerate(ROWS)])
+    _same(_whole(indexed), _blocks(indexed, max(chunk_rows, 2)))
     numbers = _write(tmp_path / "n.csv", ["1,1", "2,2.5", "3,", "4,1e30"], "date,sales")
     _same(_whole(numbers, None, ["sales"]), _blocks(numbers, 1, None, ["sales"]))
 
@@ -108,17 +111,25 @@ def test_a_refusal_in_any_block_is_the_whole_tables(tmp_path, rows):
     "rows, header",
     [
         (["a,1,1,1", "a,2,1,1", "a,2020-01-06,1,1"], HEADER),  # times: numbers, then dates
-        (["1,2020-01-06,1,1", "x1,2020-01-13,1,1"], HEADER),  # ids: numbers, then text
-        (["a,2020-01-06T00:00+01:00,1,1", "a,2020-01-13T00:00+02:00,1,1"], HEADER),
+        (["1,2020-01-06,1,1", "2,2020-01-13,1,1", "x1,2020-01-20,1,1"], HEADER),  # ids
+        (
+            [
+                "a,2020-01-06T00:00+01:00,1,1",
+                "a,2020-01-13T00:00+01:00,1,1",
+                "a,2020-01-20T00:00+02:00,1,1",
+            ],
+            HEADER,
+        ),
         (["a,2020-01-06,1,1"], "id,date,sales,sales"),  # a column twice
         (["a,2020-01-06,1"], "id,date,sales"),  # no column price
         ([], HEADER),  # no rows
+        (["a,2020-01-06,1,1", "a,2020-01-13,1,1,9", "a,2020-01-20,1,1"], HEADER),  # a 5th field
     ],
 )
 def test_what_depends_on_the_whole_table_is_left_to_it(tmp_path, rows, header):
     path = _write(tmp_path / "t.csv", rows, header)
     with pytest.raises(WholeTable):
-        _blocks(path, 1)
+        _blocks(path, 2)
 
 
 def _module(path: Path, cache_dir: Path | None, **settings) -> ForecastDataModule:

@@ -1,17 +1,21 @@
 """A CSV of many series read a block of rows at a time into contiguous arrays: each series'
 times, values and table positions one after another, never the whole table as a DataFrame.
 
-Only the needed columns are read (pandas' C parser, ``CHUNK_ROWS`` rows a block); each block is
-checked by the same functions as the whole-table read (``series.split_series``), with its rows
-counted from its first line, and its series ids coded in order of first appearance over the
-file. What the whole-table read would refuse is refused with the same message: a block's
-problems are kept by kind (time, series id, each value column in turn) and the first of the
-earliest kind is raised once the file is read, as the whole-table read checks a column at a
-time. Where the answer would depend on the whole table, ``WholeTable`` is raised and the caller
-reads the file as a table instead, which then gives its own answer: a header with a column
-missing or named twice, no rows, a column whose type differs between blocks (pandas infers it
-over the whole file), time stamps whose UTC offset differs between blocks, and times out of
-order in a file without a series column (whose message suggests one).
+Blocks of ``CHUNK_ROWS`` rows are parsed as the whole-table read parses the file (pandas' C
+parser, every column, a line with too many fields refused), and each block is checked by the
+same functions as the whole-table read (``series.split_series``), with its rows counted from
+its first line, and its series ids coded in order of first appearance over the file. What the
+whole-table read would refuse is refused with the same message: a block's problems are kept by
+kind (time, series id, each value column in turn) and the first of the earliest kind is raised
+once the file is read, as the whole-table read checks a column at a time. Where the answer
+would depend on the whole table, ``WholeTable`` is raised and the caller reads the file as a
+table instead, which then gives its own answer: a header with a column missing or named twice,
+a line pandas refuses, no rows, a column whose type differs between blocks (pandas infers it
+over the whole file) unless a problem found first ends the read, time stamps whose UTC offset
+differs between blocks, and times out of order in a file without a series column (whose
+message suggests one). One difference remains, pandas' own: its chunked reader does not count
+the fields of a block's first line, so a line with one field too many that starts a block is
+read without its last field, where the whole-table read refuses the file.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ class SeriesArrays:
     ends: np.ndarray
 
 
-def _columns(path: Path, needed: list[str]) -> list[str]:
-    """The file's names of the ``needed`` columns (named as settings name them)."""
+def _check_header(path: Path, needed: list[str]) -> None:
+    """Leave to the whole-table read a header with the ``needed`` columns (named as settings
+    name them) missing or any column twice."""
     try:
         header = pd.read_csv(path, nrows=0).columns
         written = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
@@ -68,7 +73,6 @@ def _columns(path: Path, needed: list[str]) -> list[str]:
         raise WholeTable
     if any(c not in names for c in needed):
         raise WholeTable
-    return [str(header[names.index(c)]) for c in needed]
 
 
 def _same_kind(first: Any, dtype: Any, numbers: bool) -> bool:
@@ -88,7 +92,7 @@ def read_series_arrays(
     ``chunk_rows`` rows at a time and checked as ``series.split_series`` checks a table."""
     path = Path(path)
     needed = [time_column, *value_columns, *([series_column] if series_column else [])]
-    usecols = _columns(path, needed)
+    _check_header(path, needed)
     kinds: list[Any] = []
     offset: str | None = None
     found: dict[int, DataError] = {}  # the first problem of each kind: time, id, each column
@@ -98,7 +102,8 @@ def read_series_arrays(
     columns: list[list[np.ndarray]] = [[] for _ in value_columns]
     first = 0
     try:
-        reader = pd.read_csv(path, usecols=usecols, chunksize=chunk_rows)
+        # every column, as the whole-table read parses them (its refusals of a line too)
+        reader = pd.read_csv(path, chunksize=chunk_rows)
         for block in reader:
             block = block.rename(columns=setting_name).reset_index(drop=True)
             if not len(block):
