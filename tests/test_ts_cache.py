@@ -151,8 +151,12 @@ def test_refused_samples_give_the_in_memory_error_and_are_not_cached(tmp_path):
         x, _ = ucr.load_ts_file(path)
         with pytest.raises(DataError) as expected:
             check_sequences(x, "w")
-        (cached, _), _ = _cached(tmp_path / "c", path, block_rows=4)
+        (cached, labels), built = _cached(tmp_path / "c", path, block_rows=4)
         assert cached.refused is not None and cached.refused[0] == len(ROWS) + 1
+        # nothing but the refused sample: no samples, no labels, nothing built
+        assert not built and len(cached) == 0 and labels.shape == (0,)
+        assert cached.values.shape == (0, 1) and cached.values.dtype == np.float32
+        assert cached.offsets.tolist() == [0] and cached.offsets.dtype == np.int64
         with pytest.raises(DataError) as got:
             check_sequences(cached, "w")
         assert str(got.value) == str(expected.value)
