@@ -10,8 +10,8 @@ and the labels: ``codes`` (int32) into the class names its ``meta.json`` lists, 
 would hold (finite, within float32's range), then made float32: the arrays training sees are
 those of ``ucr.load_ts_file`` after ``sequences.check_sequences``, bit for bit. A file with a
 sample that training refuses is not cached: its error is raised where the in-memory path
-raises it. Besides ``cache.load_entry``'s checks, an entry's offsets must start at 0, never
-decrease and end at the number of rows, and its labels must be in range.
+raises it. Besides ``cache.load_entry``'s checks, an entry's offsets must start at 0, grow at
+every sample (none is empty) and end at the number of rows, and its labels must be in range.
 """
 
 from __future__ import annotations
