@@ -19,11 +19,11 @@ from rnnlab.checkpoint import load_checkpoint
 from rnnlab.models import intervals
 from rnnlab.models.calibration import FACTORS, SpreadSearch
 from rnnlab.models.distributions import Normal, StudentT
-from rnnlab.models.encoder import RNNEncoder
 from rnnlab.models.predictive import Probabilistic, Quantiles, Samples
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.utils.errors import ConfigError
 from tests.test_predict import _train
+from tests.test_predictive import _model as _small_model
 from tests.test_probabilistic_forecast import _overrides, _sales, _test_outputs
 
 LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
@@ -173,17 +173,8 @@ def test_without_windows_the_factor_stays_and_one_window_cannot_be_cross_fitted(
 
 
 def _model(calibration="spread", distribution="normal", quantiles=None) -> SequenceRegressor:
-    torch.manual_seed(0)
-    encoder = RNNEncoder(input_size=2, hidden_size=8, cell="gru", pooling="last")
-    return SequenceRegressor(
-        encoder,
-        optimizer=torch.optim.Adam,
-        horizon=3,
-        num_targets=1,
-        distribution=distribution,
-        quantiles=quantiles,
-        calibration=calibration,
-    ).eval()
+    # test_predictive's model (relative, as forecasting's), with the calibration setting
+    return _small_model(distribution, quantiles, calibration=calibration)
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ def test_point_output_is_the_default():
     assert type(output_of(None, None)) is Point
 
 
-def _model(distribution=None, quantiles=None, relative=True) -> SequenceRegressor:
+def _model(distribution=None, quantiles=None, relative=True, **settings) -> SequenceRegressor:
     torch.manual_seed(0)
     encoder = RNNEncoder(input_size=2, hidden_size=8, cell="gru", pooling="last")
     return SequenceRegressor(
@@ -144,6 +144,7 @@ def _model(distribution=None, quantiles=None, relative=True) -> SequenceRegresso
         relative=relative,
         distribution=distribution,
         quantiles=quantiles,
+        **settings,
     ).eval()
 
 
