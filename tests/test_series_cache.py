@@ -75,6 +75,12 @@ def test_blocks_give_the_whole_tables_series(tmp_path, chunk_rows):
     # a field more than the header on every line: pandas reads the first as the index
     indexed = _write(tmp_path / "i.csv", [f"{k},{row}" for k, row in enumerate(ROWS)])
     _same(_whole(indexed), _blocks(indexed, max(chunk_rows, 2)))
+    # numeric times: the second block starts with a number that also reads as a year
+    years = _write(tmp_path / "y.csv", ["a,2000,1,1", "a,2001,2,2", "b,5,3,3", "b,6,4,4"])
+    _same(_whole(years), _blocks(years, 2))
+    # columns named as pandas' missing values: different names, read as written
+    named = _write(tmp_path / "na.csv", [f"{row},x," for row in ROWS], f"{HEADER},NA,")
+    _same(_whole(named), _blocks(named, chunk_rows))
     numbers = _write(tmp_path / "n.csv", ["1,1", "2,2.5", "3,", "4,1e30"], "date,sales")
     _same(_whole(numbers, None, ["sales"]), _blocks(numbers, 1, None, ["sales"]))
 
@@ -120,7 +126,11 @@ def test_a_refusal_in_any_block_is_the_whole_tables(tmp_path, rows):
             ],
             HEADER,
         ),
-        (["a,2020-01-06,1,1"], "id,date,sales,sales"),  # a column twice
+        (["a,2020-01-06,1,1,2"], "id,date,sales,price,sales"),  # a column twice
+        (["a,2020-01-06,1,1,x,y"], "id,date,sales,price,,"),  # two columns without a name
+        (["1,2020-01-06,1,1", "2,2020-01-13,1,1", "3.5,2020-01-20,1,1"], HEADER),  # ids
+        # a value refused first, then ids of another type: the ids are checked before values
+        (["1,2020-01-06,x,1", "2,2020-01-13,1,1", "x1,2020-01-20,1,1"], HEADER),
         (["a,2020-01-06,1"], "id,date,sales"),  # no column price
         ([], HEADER),  # no rows
         (["a,2020-01-06,1,1", "a,2020-01-13,1,1,9", "a,2020-01-20,1,1"], HEADER),  # a 5th field
