@@ -6,6 +6,7 @@ series' included."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -277,3 +278,83 @@ def test_a_refused_file_is_refused_as_without_the_cache_and_not_cached(tmp_path)
     with pytest.raises(DataError) as cached:
         _module(path, tmp_path / "cache", series_column=None)
     assert str(cached.value) == str(plain.value) and "data.series_column" in str(plain.value)
+
+
+def _rewrite_meta(entry: Path, change) -> None:
+    meta = json.loads((entry / "meta.json").read_text())
+    change(meta)
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def _save_ends(entry: Path, ends: list[int]) -> None:
+    np.save(entry / "ends.npy", np.array(ends, dtype=np.int64))
+
+
+def _save_as(entry: Path, name: str, array: np.ndarray) -> None:
+    np.save(entry / f"{name}.npy", array)
+    _rewrite_meta(entry, lambda m: m["arrays"].update({name: [array.dtype.str, list(array.shape)]}))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        # arrays of the shapes and dtypes meta.json lists, which only the entry's own check reads
+        lambda entry: _save_ends(entry, [4, 2, 9]),  # decreasing
+        lambda entry: _save_ends(entry, [0, 4, 9]),  # a first series without rows
+        lambda entry: _save_ends(entry, [4, 4, 9]),  # a middle series without rows
+        lambda entry: _save_ends(entry, [2, 4, 7]),  # not to the last row
+        lambda entry: _rewrite_meta(entry, lambda m: m["info"].update(names=[1, 2, 3])),
+        lambda entry: _rewrite_meta(entry, lambda m: m["info"].update(names="abc")),
+        lambda entry: _save_as(entry, "values", np.zeros((9, 2), dtype=np.float32)),
+        lambda entry: _save_as(entry, "values", np.zeros(18)),
+        lambda entry: _save_as(entry, "times", np.zeros((9, 1))),
+        lambda entry: _save_as(entry, "values", np.zeros((8, 2))),
+        lambda entry: _save_as(entry, "rows", np.arange(8)),
+        lambda entry: _save_as(entry, "rows", np.arange(9, dtype=np.int32)),
+        lambda entry: _save_as(entry, "ends", np.array([4, 7, 9], dtype=np.int32)),
+        lambda entry: _save_as(entry, "ends", np.array([4, 9], dtype=np.int64)),
+    ],
+)
+def test_an_entry_failing_its_own_check_is_rebuilt(tmp_path, caplog, damage):
+    path = _write(tmp_path / "s.csv", ROWS)
+    folder = cache.usable_folder(tmp_path / "cache")
+    assert folder is not None
+    args = ("date", ["sales", "price"], "id", 1024)
+    cached_series(folder, path, *args)
+    damage(next(folder.glob("series-*")))
+    with caplog.at_level(logging.WARNING):
+        _, series, built = cached_series(folder, path, *args)
+    assert built and "is damaged" in caplog.text
+    _same(_whole(path), [(s.name, s.times, s.values, s.rows) for s in series])
+
+
+def test_messages_name_lines_through_the_cache_as_without_it(tmp_path, caplog):
+    path = _write(tmp_path / "gaps.csv", _long_rows())
+    with pytest.raises(DataError) as plain:
+        _module(path, None, missing="error")
+    with (
+        caplog.at_level(logging.INFO, logger="rnnlab.data.series_cache"),
+        pytest.raises(DataError) as cached,
+    ):
+        _module(path, tmp_path / "cache", missing="error")
+    assert str(cached.value) == str(plain.value)
+    assert f"{path} has missing values at line" in str(plain.value)
+    entry = next((tmp_path / "cache").glob("series-*"))
+    assert f"data.file={path}: series cached in " in caplog.text and str(entry.name) in caplog.text
+    with (
+        caplog.at_level(logging.INFO, logger="rnnlab.data.series_cache"),
+        pytest.raises(DataError) as reused,
+    ):
+        _module(path, tmp_path / "cache", missing="error")
+    assert str(reused.value) == str(plain.value)
+    assert f"data.file={path}: series read from the cache {entry}" in caplog.text
+
+
+def test_an_entry_of_one_row_series_is_reused(tmp_path):
+    path = _write(tmp_path / "ones.csv", [f"{n},2020-01-06,{k},{k}" for k, n in enumerate("xyz")])
+    folder = cache.usable_folder(tmp_path / "cache")
+    assert folder is not None
+    args = ("date", ["sales", "price"], "id", 1024)
+    assert cached_series(folder, path, *args)[2]
+    _, series, built = cached_series(folder, path, *args)
+    assert not built and [len(s.times) for s in series] == [1, 1, 1]
