@@ -121,6 +121,8 @@ def test_the_command_stopped_by_sigint_exits_130_in_one_line_with_the_text_kept(
     output, run_dir = tmp_path / "sample.txt", tmp_path / "run"
     script = (
         "import os, signal, sys\n"
+        # a job a shell starts in the background inherits SIGINT ignored: Ctrl-C's behaviour
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import rnnlab.sampling as sampling\n"
         "original, count = sampling.draw, [0]\n"
         "def hooked(*args, **kwargs):\n"
