@@ -272,7 +272,9 @@ def documented_commands() -> dict[Path, dict[str, str]]:
     for page in sorted(DOCS.rglob("*.md")):
         for line in page.read_text(encoding="utf-8").splitlines():
             for command in re.finditer(r"scripts/bench/(\w+)\.py([^`#\n]*)", line):
-                name, argv = command.group(1), shlex.split(command.group(2))
+                # a command continued on the next line ends in a backslash
+                arguments = command.group(2).rstrip().removesuffix("\\")
+                name, argv = command.group(1), shlex.split(arguments)
                 assert name in BENCH_SCRIPTS, f"{page.name}: {command.group(0)}"
                 if argv[:1] == ["--child"]:  # one measured process (scale.py): no table
                     continue
