@@ -241,28 +241,6 @@ def test_a_second_read_reuses_the_entry_and_a_changed_file_builds_anew(tmp_path,
     assert cached_series(folder, path, "date", ["sales"], "id", 1024)[2]
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda entry: (entry / "values.npy").write_bytes(b"\x93NUMPY"),
-        lambda entry: (entry / "meta.json").write_text("{"),
-        lambda entry: np.save(entry / "ends.npy", np.array([1, 9, 2, 9], dtype=np.int64)),
-        lambda entry: (entry / "rows.npy").unlink(),
-    ],
-)
-def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
-    path = _write(tmp_path / "s.csv", ROWS)
-    folder = cache.usable_folder(tmp_path / "cache")
-    assert folder is not None
-    args = ("date", ["sales", "price"], "id", 1024)
-    cached_series(folder, path, *args)
-    damage(next(folder.glob("series-*")))
-    with caplog.at_level(logging.WARNING):
-        _, series, built = cached_series(folder, path, *args)
-    assert built and "is damaged" in caplog.text
-    _same(_whole(path), [(s.name, s.times, s.values, s.rows) for s in series])
-
-
 def test_a_refused_file_is_refused_as_without_the_cache_and_not_cached(tmp_path):
     rows = [*_long_rows(), "s1,2020-01-06,1,1"]  # a repeated time of series s1, at the end
     path = _write(tmp_path / "bad.csv", rows)
@@ -298,6 +276,11 @@ def _save_as(entry: Path, name: str, array: np.ndarray) -> None:
 @pytest.mark.parametrize(
     "damage",
     [
+        # damage any reader notices
+        lambda entry: (entry / "values.npy").write_bytes(b"\x93NUMPY"),
+        lambda entry: (entry / "meta.json").write_text("{"),
+        lambda entry: np.save(entry / "ends.npy", np.array([1, 9, 2, 9], dtype=np.int64)),
+        lambda entry: (entry / "rows.npy").unlink(),
         # arrays of the shapes and dtypes meta.json lists, which only the entry's own check reads
         lambda entry: _save_ends(entry, [4, 2, 9]),  # decreasing
         lambda entry: _save_ends(entry, [0, 4, 9]),  # a first series without rows
@@ -315,7 +298,7 @@ def _save_as(entry: Path, name: str, array: np.ndarray) -> None:
         lambda entry: _save_as(entry, "ends", np.array([4, 9], dtype=np.int64)),
     ],
 )
-def test_an_entry_failing_its_own_check_is_rebuilt(tmp_path, caplog, damage):
+def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
     path = _write(tmp_path / "s.csv", ROWS)
     folder = cache.usable_folder(tmp_path / "cache")
     assert folder is not None
