@@ -45,7 +45,25 @@ def offsets_of(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
 
 
-class MappedSequences(Sequence[torch.Tensor]):
+class LazySequences(Sequence[torch.Tensor]):
+    """Tensors made one at a time when read (``item``); a slice gives a list of them."""
+
+    def item(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> torch.Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
+
+    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(index, slice):
+            return [self.item(i) for i in range(*index.indices(len(self)))]
+        return self.item(index)
+
+
+class MappedSequences(LazySequences):
     """Sequences ``samples[i]`` of float32 ``values`` (time, channels; in memory or memory-mapped
     from the disk cache) cut at ``offsets``, made into tensors (views, no copy) when read: a
     million sequences are one array and two index arrays, not a million tensor objects, and a
@@ -66,15 +84,7 @@ class MappedSequences(Sequence[torch.Tensor]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    @overload
-    def __getitem__(self, index: int) -> torch.Tensor: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
-
-    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def item(self, index: int) -> torch.Tensor:
         sample = int(self.samples[index])
         return torch.from_numpy(self.values[self.offsets[sample] : self.offsets[sample + 1]])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, overload
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from rnnlab.data.normalize import (
     outside_float32,
     scale_sequence,
 )
-from rnnlab.data.ragged import MappedSequences, PackedSequences, lengths_of, take
+from rnnlab.data.ragged import LazySequences, MappedSequences, PackedSequences, lengths_of, take
 from rnnlab.data.ts_cache import cached_ts_file, fit_normalizer
 from rnnlab.data.ucr import Split, load_archive, load_ts_file
 from rnnlab.utils.errors import ConfigError, DataError, choice
@@ -104,7 +104,7 @@ def _check_one(seq: torch.Tensor, i: int, where: str) -> None:
         )
 
 
-class _Normalised(Sequence[torch.Tensor]):
+class _Normalised(LazySequences):
     """Sequences normalised when read, one at a time: a loader's batch costs its own copy
     only, rather than every loader build a normalised copy of the whole split."""
 
@@ -116,15 +116,7 @@ class _Normalised(Sequence[torch.Tensor]):
     def __len__(self) -> int:
         return len(self.raw)
 
-    @overload
-    def __getitem__(self, index: int) -> torch.Tensor: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[torch.Tensor]: ...
-
-    def __getitem__(self, index: int | slice) -> torch.Tensor | list[torch.Tensor]:
-        if isinstance(index, slice):
-            return [self.transform(s) for s in self.raw[index]]
+    def item(self, index: int) -> torch.Tensor:
         return self.transform(self.raw[index])
 
 
