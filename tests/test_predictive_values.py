@@ -81,17 +81,14 @@ def _normal_original(i: int) -> tuple[float, float]:
     return loc * scale + shift, spread * scale
 
 
-def test_normal_parameters_loss_quantiles_draws_and_crps():
-    output = Normal()
-    values = output.arrange(NORMAL)
-    assert values[..., 1].flatten().tolist() == pytest.approx(
-        [softplus(0.3) + 1e-3, softplus(-1.0) + 1e-3]
-    )
-    assert output.location_mask().tolist() == [True, False]
+def _check_location_scale(output, values: torch.Tensor, family, width: float, rel: float) -> None:
+    """The loss, quantiles, draws and CRPS of a location-scale output against scipy's
+    ``family(i, loc, scale)`` for window ``i``: the loss on the normalised scale, the rest in
+    original units; the CRPS against its defining integral over ``width`` scales each side."""
     target = torch.tensor([[[0.1]], [[-0.7]]], dtype=torch.float64)  # normalised
     expected_loss = -np.mean(
         [
-            stats.norm.logpdf([0.1, -0.7][i], [0.5, -0.25][i], values[i, 0, 0, 1].item())
+            family(i, [0.5, -0.25][i], values[i, 0, 0, 1].item()).logpdf([0.1, -0.7][i])
             for i in range(2)
         ]
     )
@@ -103,19 +100,25 @@ def test_normal_parameters_loss_quantiles_draws_and_crps():
     crps = output.crps(values, SCALING, ACTUAL)
     for i in range(2):
         loc, scale = _normal_original(i)
-        np.testing.assert_allclose(
-            found[i, 0, 0].numpy(), stats.norm.ppf(levels, loc, scale), rtol=1e-10
-        )
-        assert draws[i, 0, 0].item() == pytest.approx(
-            stats.norm.ppf([0.3, 0.9][i], loc, scale), rel=1e-10
-        )
+        original = family(i, loc, scale)
+        np.testing.assert_allclose(found[i, 0, 0].numpy(), original.ppf(levels), rtol=1e-10)
+        assert draws[i, 0, 0].item() == pytest.approx(original.ppf([0.3, 0.9][i]), rel=1e-10)
         exact = crps_by_integral(
-            lambda x, loc=loc, scale=scale: stats.norm.cdf(x, loc, scale),
-            ACTUAL[i].item(),
-            loc - 40 * scale,
-            loc + 40 * scale,
+            original.cdf, ACTUAL[i].item(), loc - width * scale, loc + width * scale
         )
-        assert crps[i, 0, 0].item() == pytest.approx(exact, rel=1e-6)
+        assert crps[i, 0, 0].item() == pytest.approx(exact, rel=rel)
+
+
+def test_normal_parameters_loss_quantiles_draws_and_crps():
+    output = Normal()
+    values = output.arrange(NORMAL)
+    assert values[..., 1].flatten().tolist() == pytest.approx(
+        [softplus(0.3) + 1e-3, softplus(-1.0) + 1e-3]
+    )
+    assert output.location_mask().tolist() == [True, False]
+    _check_location_scale(
+        output, values, lambda i, loc, scale: stats.norm(loc, scale), width=40, rel=1e-6
+    )
     assert output.point(values, SCALING)[:, 0, 0].tolist() == pytest.approx(
         [_normal_original(i)[0] for i in range(2)]
     )
@@ -134,34 +137,9 @@ def test_student_t_parameters_loss_quantiles_draws_and_crps():
         [softplus(0.3) + 1e-3, softplus(-1.0) + 1e-3]
     )
     assert output.location_mask().tolist() == [True, False, False]
-    target = torch.tensor([[[0.1]], [[-0.7]]], dtype=torch.float64)
-    expected_loss = -np.mean(
-        [
-            stats.t.logpdf([0.1, -0.7][i], df[i], [0.5, -0.25][i], values[i, 0, 0, 1].item())
-            for i in range(2)
-        ]
+    _check_location_scale(
+        output, values, lambda i, loc, scale: stats.t(df[i], loc, scale), width=1e4, rel=1e-4
     )
-    assert output.loss(values, target, SCALING).item() == pytest.approx(expected_loss, rel=1e-10)
-    levels = [0.05, 0.5, 0.8]
-    found = output.quantiles(values, SCALING, levels)
-    uniform = torch.tensor([[[0.3]], [[0.9]]], dtype=torch.float64)
-    draws = output.inverse_cdf(values, SCALING, uniform)
-    crps = output.crps(values, SCALING, ACTUAL)
-    for i in range(2):
-        loc, scale = _normal_original(i)
-        np.testing.assert_allclose(
-            found[i, 0, 0].numpy(), stats.t.ppf(levels, df[i], loc, scale), rtol=1e-10
-        )
-        assert draws[i, 0, 0].item() == pytest.approx(
-            stats.t.ppf([0.3, 0.9][i], df[i], loc, scale), rel=1e-10
-        )
-        exact = crps_by_integral(
-            lambda x, i=i, loc=loc, scale=scale: stats.t.cdf(x, df[i], loc, scale),
-            ACTUAL[i].item(),
-            loc - 1e4 * scale,
-            loc + 1e4 * scale,
-        )
-        assert crps[i, 0, 0].item() == pytest.approx(exact, rel=1e-4)
 
 
 # --- negative binomial ------------------------------------------------------------------------
