@@ -186,16 +186,28 @@ def test_a_killed_search_continues_with_its_finished_trials_kept(tmp_path):
     storage = "sqlite:///optuna.db"
     settings = [f"hydra.sweeper.storage={storage}", "hydra.sweeper.heartbeat_s=1"]
     worker = _worker(tmp_path, [*settings, "hydra.sweep.dir=first", "hydra.sweeper.n_trials=4"])
+
+    def lost_one() -> bool:  # one trial finished, the next one has reported an epoch
+        with contextlib.suppress(Exception):  # the study may not exist yet, or be locked
+            trials = _study(storage, tmp_path).trials
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            return trials[0].state == TrialState.COMPLETE and bool(running[0].intermediate_values)
+        return False
+
     try:
-        for _ in range(TIMEOUT_S * 10):  # until one trial has finished and the next one has
-            time.sleep(0.1)  # reported an epoch (so its worker's heartbeat is on record)
-            if (tmp_path / "optuna.db").is_file() and worker.poll() is None:
-                with contextlib.suppress(Exception):  # the study may not exist yet
-                    trials = _study(storage, tmp_path).trials
-                    running = [t for t in trials if t.state == TrialState.RUNNING]
-                    if trials[0].state == TrialState.COMPLETE and running[0].intermediate_values:
-                        break
+        for _ in range(TIMEOUT_S * 10):  # until a trial is lost (its heartbeat is on record)
+            time.sleep(0.1)
             assert worker.poll() is None, "the search ended before it could be killed"
+            if not (tmp_path / "optuna.db").is_file() or not lost_one():
+                continue
+            # Seen once; confirmed with the worker frozen, so the kill lands on the state read
+            # (the running trial cannot finish between the read and the kill).
+            os.killpg(worker.pid, signal.SIGSTOP)
+            _, status = os.waitpid(worker.pid, os.WUNTRACED)  # returns once it has stopped
+            assert os.WIFSTOPPED(status), "the search ended before it could be killed"
+            if lost_one():
+                break
+            os.killpg(worker.pid, signal.SIGCONT)
     finally:
         os.killpg(worker.pid, signal.SIGKILL)  # no chance to tidy up
         worker.communicate(timeout=TIMEOUT_S)
