@@ -6,6 +6,7 @@ series' included."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -17,8 +18,9 @@ import torch
 from rnnlab.data import cache
 from rnnlab.data.export import export
 from rnnlab.data.forecast import ForecastDataModule
+from rnnlab.data.inputs import RAISE_LIMIT
 from rnnlab.data.series import read_csv, split_series
-from rnnlab.data.series_cache import cached_series
+from rnnlab.data.series_cache import SERIES_READER, cached_series
 from rnnlab.data.series_stream import WholeTable, read_series_arrays
 from rnnlab.utils.errors import DataError
 
@@ -281,21 +283,6 @@ def _save_as(entry: Path, name: str, array: np.ndarray) -> None:
         lambda entry: (entry / "meta.json").write_text("{"),
         lambda entry: np.save(entry / "ends.npy", np.array([1, 9, 2, 9], dtype=np.int64)),
         lambda entry: (entry / "rows.npy").unlink(),
-        # arrays of the shapes and dtypes meta.json lists, which only the entry's own check reads
-        lambda entry: _save_ends(entry, [4, 2, 9]),  # decreasing
-        lambda entry: _save_ends(entry, [0, 4, 9]),  # a first series without rows
-        lambda entry: _save_ends(entry, [4, 4, 9]),  # a middle series without rows
-        lambda entry: _save_ends(entry, [2, 4, 7]),  # not to the last row
-        lambda entry: _rewrite_meta(entry, lambda m: m["info"].update(names=[1, 2, 3])),
-        lambda entry: _rewrite_meta(entry, lambda m: m["info"].update(names="abc")),
-        lambda entry: _save_as(entry, "values", np.zeros((9, 2), dtype=np.float32)),
-        lambda entry: _save_as(entry, "values", np.zeros(18)),
-        lambda entry: _save_as(entry, "times", np.zeros((9, 1))),
-        lambda entry: _save_as(entry, "values", np.zeros((8, 2))),
-        lambda entry: _save_as(entry, "rows", np.arange(8)),
-        lambda entry: _save_as(entry, "rows", np.arange(9, dtype=np.int32)),
-        lambda entry: _save_as(entry, "ends", np.array([4, 7, 9], dtype=np.int32)),
-        lambda entry: _save_as(entry, "ends", np.array([4, 9], dtype=np.int64)),
     ],
 )
 def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
@@ -308,6 +295,72 @@ def test_a_damaged_entry_is_rebuilt(tmp_path, caplog, damage):
     with caplog.at_level(logging.WARNING):
         _, series, built = cached_series(folder, path, *args)
     assert built and "is damaged" in caplog.text
+    _same(_whole(path), [(s.name, s.times, s.values, s.rows) for s in series])
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        # arrays of the shapes and dtypes meta.json lists, which only the entry's own check reads
+        # ends that decrease
+        (lambda entry: _save_ends(entry, [4, 2, 9]), "ends.npy does not span the rows"),
+        # a first series without rows
+        (lambda entry: _save_ends(entry, [0, 4, 9]), "ends.npy does not span the rows"),
+        # a middle series without rows
+        (lambda entry: _save_ends(entry, [4, 4, 9]), "ends.npy does not span the rows"),
+        # not to the last row
+        (lambda entry: _save_ends(entry, [2, 4, 7]), "ends.npy does not span the rows"),
+        (
+            lambda entry: _rewrite_meta(entry, lambda m: m["info"].update(names=[1, 2, 3])),
+            "series names that are not a list of text",
+        ),
+        (
+            lambda entry: _rewrite_meta(entry, lambda m: m["info"].update(names="abc")),
+            "series names that are not a list of text",
+        ),
+        (
+            lambda entry: _save_as(entry, "values", np.zeros((9, 2), dtype=np.float32)),
+            "values.npy is float32 (9, 2)",
+        ),
+        (lambda entry: _save_as(entry, "values", np.zeros(18)), "values.npy is float64 (18,)"),
+        (lambda entry: _save_as(entry, "times", np.zeros((9, 1))), "times.npy is float64 (9, 1)"),
+        (
+            lambda entry: _save_as(entry, "values", np.zeros((8, 2))),
+            "times, values and rows of different lengths",
+        ),
+        (
+            lambda entry: _save_as(entry, "rows", np.arange(8)),
+            "times, values and rows of different lengths",
+        ),
+        (
+            lambda entry: _save_as(entry, "rows", np.arange(9, dtype=np.int32)),
+            "rows.npy is int32 (9,)",
+        ),
+        (
+            lambda entry: _save_as(entry, "ends", np.array([4, 7, 9], dtype=np.int32)),
+            "ends.npy is int32 (3,)",
+        ),
+        (
+            lambda entry: _save_as(entry, "ends", np.array([4, 9], dtype=np.int64)),
+            "not one end a series",
+        ),
+    ],
+)
+def test_a_damaged_entry_is_rebuilt_and_the_warning_names_its_damage(
+    tmp_path, caplog, damage, problem
+):
+    path = _write(tmp_path / "s.csv", ROWS)
+    folder = cache.usable_folder(tmp_path / "cache")
+    assert folder is not None
+    args = ("date", ["sales", "price"], "id", 1024)
+    cached_series(folder, path, *args)
+    entry = next(folder.glob("series-*"))
+    damage(entry)
+    with caplog.at_level(logging.WARNING):
+        _, series, built = cached_series(folder, path, *args)
+    assert built
+    assert caplog.messages == [f"the data cache {entry} is damaged ({problem}): rebuilding it"]
+    assert [p.name for p in folder.iterdir()] == [entry.name]  # nothing left beside it
     _same(_whole(path), [(s.name, s.times, s.values, s.rows) for s in series])
 
 
@@ -341,3 +394,96 @@ def test_an_entry_of_one_row_series_is_reused(tmp_path):
     assert cached_series(folder, path, *args)[2]
     _, series, built = cached_series(folder, path, *args)
     assert not built and [len(s.times) for s in series] == [1, 1, 1]
+
+
+def test_the_entry_is_named_by_its_key_and_logged(tmp_path, caplog):
+    path = _write(tmp_path / "s.csv", ROWS)
+    key = {
+        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "time_column": "date",
+        "value_columns": ["sales", "price"],
+        "series_column": "id",
+        "reader": SERIES_READER,
+    }  # the key an entry of another version with the same SERIES_READER is found by
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    entry = folder / cache.entry_name("series", key)
+    with caplog.at_level(logging.DEBUG, logger="rnnlab.data"):
+        assert cached_series(folder, path, "date", ["sales", "price"], "id", 1024)[2]
+        assert not cached_series(folder, path, "date", ["sales", "price"], "id", 1024)[2]
+    assert [p.name for p in folder.iterdir()] == [entry.name]
+    assert json.loads((entry / "meta.json").read_text())["key"] == key
+    where = f"data.file={path}"
+    for message in (
+        f"{where}: its SHA-256, the cache's key ...",
+        f"{where}: reading its series into the cache ...",
+        f"{where}: series cached in {entry}",
+        f"{where}: series read from the cache {entry}",
+    ):
+        assert message in caplog.messages
+
+
+def test_a_file_missing_or_over_the_limit_is_refused_as_without_the_cache(tmp_path):
+    path = _write(tmp_path / "s.csv", ROWS)  # 185 bytes, over 0.0001 MiB (104 bytes)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    for file, limit in ((path, 0.0001), (tmp_path / "gone.csv", 1024.0)):
+        with pytest.raises(DataError) as plain:
+            read_csv(file, "data.file", limit)
+        with pytest.raises(DataError) as cached:
+            cached_series(folder, file, "date", ["sales", "price"], "id", limit)
+        assert str(cached.value) == str(plain.value)
+    assert str(plain.value).endswith("does not exist; check data.file")
+    assert not list(folder.iterdir())
+    with pytest.raises(DataError) as cached:
+        cached_series(folder, path, "date", ["sales"], None, 0.0001, setting="input")
+    assert str(cached.value).startswith(f"input={path} is ")
+    assert str(cached.value).endswith(f"; {RAISE_LIMIT}")
+
+
+def test_the_file_is_read_in_blocks_of_the_rows_asked_for(tmp_path):
+    # ids that read as numbers in a first block of two rows and as text in the second: left to
+    # the whole-table read in blocks of two (nothing cached), cached when one block holds all
+    path = _write(
+        tmp_path / "ids.csv", ["1,2020-01-06,1,1", "2,2020-01-13,1,1", "x1,2020-01-20,1,1"]
+    )
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    args = ("date", ["sales", "price"], "id", 1024)
+    assert cached_series(folder, path, *args, chunk_rows=2) is None
+    assert not list(folder.iterdir())
+    _, series, built = cached_series(folder, path, *args, chunk_rows=3)
+    assert built and [s.name for s in series] == ["1", "2", "x1"]
+
+
+def test_an_entry_another_process_put_in_place_is_checked_before_use(tmp_path, monkeypatch, caplog):
+    """Two processes build the same entry; the other one's rename wins and this one's copy is
+    dropped. What is then in place is checked like any entry read back: a damaged one is
+    discarded, not used, and the error names it."""
+    path = _write(tmp_path / "s.csv", ROWS)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    commit = cache.EntryWriter.commit
+
+    def another_process_first(writer: cache.EntryWriter, info: dict) -> None:
+        other = cache.EntryWriter(writer.final.parent, writer.final.name, writer.key)
+        for name in writer.arrays:
+            other.save(name, np.load(writer.temporary / f"{name}.npy"))
+        other.save("ends", np.array([4, 2, 9], dtype=np.int64))
+        commit(other, info)
+        commit(writer, info)
+
+    monkeypatch.setattr(cache.EntryWriter, "commit", another_process_first)
+    with (
+        caplog.at_level(logging.INFO, logger="rnnlab.data.cache"),
+        pytest.raises(RuntimeError) as caught,
+    ):
+        cached_series(folder, path, "date", ["sales", "price"], "id", 1024)
+    (entry,) = {r.args[0] for r in caplog.records}
+    assert str(caught.value) == f"the cache entry {entry} just written does not load"
+    assert caplog.messages == [
+        f"the data cache {entry} was written meanwhile by another process",
+        f"the data cache {entry} is damaged (ends.npy does not span the rows): rebuilding it",
+    ]
+    assert entry.parent == folder and entry.name.startswith("series-")
+    assert not list(folder.iterdir())

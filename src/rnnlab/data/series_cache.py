@@ -82,8 +82,7 @@ def cached_series(
     else:
         log.info("%s=%s: series read from the cache %s", setting, path, folder / name)
     info, mapped = found
-    columns = [time_column, *value_columns, *([series_column] if series_column else [])]
-    table = Table(pd.DataFrame(columns=columns), str(path), from_file=True)
+    table = Table(pd.DataFrame(), str(path), from_file=True)
     views = series_views(table, info["names"], *_grouped(mapped), series_column, check=False)
     return table, views, built
 
@@ -98,11 +97,17 @@ def _check(info: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     names = info["names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise cache.InvalidEntry("series names that are not a list of text")
-    if times.ndim != 1 or values.ndim != 2 or values.dtype != np.float64:
+    if times.ndim != 1:
+        raise cache.InvalidEntry(f"times.npy is {times.dtype} {times.shape}")
+    if values.ndim != 2 or values.dtype != np.float64:
         raise cache.InvalidEntry(f"values.npy is {values.dtype} {values.shape}")
-    if len(values) != len(times) or rows.shape != times.shape or rows.dtype != np.int64:
+    if rows.dtype != np.int64:
+        raise cache.InvalidEntry(f"rows.npy is {rows.dtype} {rows.shape}")
+    if len(values) != len(times) or rows.shape != times.shape:
         raise cache.InvalidEntry("times, values and rows of different lengths")
-    if ends.shape != (len(names),) or ends.dtype != np.int64 or not len(ends):
+    if ends.dtype != np.int64:
+        raise cache.InvalidEntry(f"ends.npy is {ends.dtype} {ends.shape}")
+    if ends.shape != (len(names),) or not len(ends):
         raise cache.InvalidEntry("not one end a series")
     if ends[0] < 1 or ends[-1] != len(times) or (np.diff(ends) < 1).any():
         raise cache.InvalidEntry("ends.npy does not span the rows")
