@@ -476,11 +476,12 @@ def test_an_entry_another_process_put_in_place_is_checked_before_use(tmp_path, m
     monkeypatch.setattr(cache.EntryWriter, "commit", another_process_first)
     with (
         caplog.at_level(logging.INFO, logger="rnnlab.data.cache"),
-        pytest.raises(RuntimeError) as caught,
+        pytest.raises(DataError) as caught,
     ):
         cached_series(folder, path, "date", ["sales", "price"], "id", 1024)
     (entry,) = {r.args[0] for r in caplog.records}
-    assert str(caught.value) == f"the cache entry {entry} just written does not load"
+    assert str(caught.value).startswith(f"the data cache {entry} was damaged as soon as it was")
+    assert str(caught.value).endswith("set data.cache_dir=null to read the file without a cache")
     assert caplog.messages == [
         f"the data cache {entry} was written meanwhile by another process",
         f"the data cache {entry} is damaged (ends.npy does not span the rows): rebuilding it",

@@ -34,6 +34,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from rnnlab.utils.errors import DataError
+
 log = logging.getLogger(__name__)
 
 # bumped whenever what an entry holds changes meaning: older entries then miss and are rebuilt
@@ -125,6 +127,25 @@ def load_entry(
         discard(path)
         return None
     return meta["info"], arrays
+
+
+def load_written(
+    folder: Path,
+    name: str,
+    key: dict[str, Any],
+    check: Callable[[dict[str, Any], dict[str, np.ndarray]], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``load_entry`` of an entry this process has just written. It fails only when another
+    process put a damaged entry of the same name in place meanwhile (discarded by then): a
+    user's error, not a bug, so one line naming the way out."""
+    found = load_entry(folder, name, key, check)
+    if found is None:
+        raise DataError(
+            f"the data cache {folder / name} was damaged as soon as it was written (is another "
+            "run writing the same entry?); run again, or set data.cache_dir=null to read the "
+            "file without a cache"
+        )
+    return found
 
 
 class EntryWriter:

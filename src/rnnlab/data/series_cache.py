@@ -76,9 +76,7 @@ def cached_series(
                 writer.commit({"names": arrays.names})
             del arrays
         log.info("%s=%s: series cached in %s", setting, path, writer.final)
-        found = cache.load_entry(folder, name, key, _check)
-        if found is None:
-            raise RuntimeError(f"the cache entry {folder / name} just written does not load")
+        found = cache.load_written(folder, name, key, _check)
     else:
         log.info("%s=%s: series read from the cache %s", setting, path, folder / name)
     info, mapped = found

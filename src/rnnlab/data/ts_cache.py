@@ -92,9 +92,7 @@ def cached_ts_file(
                 nothing.refused = refused
                 return (nothing, np.zeros(0)), False
     log.info("%s=%s: samples cached in %s", setting, path, writer.final)
-    built = cache.load_entry(folder, name, key, _check)
-    assert built is not None, "an entry just written loads"
-    return _split(*built), True
+    return _split(*cache.load_written(folder, name, key, _check)), True
 
 
 def _build(
