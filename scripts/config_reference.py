@@ -65,9 +65,14 @@ class ConfigFile:
 def find_config_files(conf_dir: Path) -> list[Path]:
     """Every YAML file under ``conf_dir``, top-level ones first, then by group and name."""
     files = [*conf_dir.rglob("*.yaml"), *conf_dir.rglob("*.yml")]
-    return sorted(files, key=lambda path: (len(path.relative_to(conf_dir).parts) > 1,
-                                           path.relative_to(conf_dir).parent.as_posix(),
-                                           path.stem))
+    return sorted(
+        files,
+        key=lambda path: (
+            len(path.relative_to(conf_dir).parts) > 1,
+            path.relative_to(conf_dir).parent.as_posix(),
+            path.stem,
+        ),
+    )
 
 
 def comment_text(line: str) -> str | None:
@@ -120,12 +125,15 @@ def comment_after(line: str, column: int) -> str:
     return rest[1:].strip() if rest.startswith("#") else ""
 
 
-def key_description(lines: list[str], key: yaml.Node, value: yaml.Node, first_free_line: int
-                    ) -> str:
+def key_description(
+    lines: list[str], key: yaml.Node, value: yaml.Node, first_free_line: int
+) -> str:
     # a block mapping or list starts on the next line: a comment on the key's line is the key's
     end = value.end_mark if is_inline(value) else key.end_mark
-    return joined_comments(comment_above(lines, key.start_mark.line, first_free_line),
-                           comment_after(lines[end.line], end.column))
+    return joined_comments(
+        comment_above(lines, key.start_mark.line, first_free_line),
+        comment_after(lines[end.line], end.column),
+    )
 
 
 def joined_comments(above: str, after: str) -> str:
@@ -140,12 +148,13 @@ def is_inline(node: yaml.Node) -> bool:
 def written_value(node: yaml.Node, text: str) -> str:
     """A value as written in the file; block lists and mappings compacted to one line."""
     if is_inline(node):
-        written = text[node.start_mark.index:node.end_mark.index]
+        written = text[node.start_mark.index : node.end_mark.index]
         return re.sub(r"\s*\n\s*", " ", written).strip() or "null"
     if isinstance(node, yaml.SequenceNode):
         return "[" + ", ".join(written_value(item, text) for item in node.value) + "]"
-    pairs = (f"{written_value(key, text)}: {written_value(value, text)}"
-             for key, value in node.value)
+    pairs = (
+        f"{written_value(key, text)}: {written_value(value, text)}" for key, value in node.value
+    )
     return "{" + ", ".join(pairs) + "}"
 
 
@@ -154,8 +163,13 @@ def is_section(node: yaml.Node) -> bool:
     return isinstance(node, yaml.MappingNode) and not is_inline(node) and bool(node.value)
 
 
-def collect_keys(pairs: list[tuple[yaml.Node, yaml.Node]], prefix: str, lines: list[str],
-                 text: str, first_free_line: int) -> Iterator[Key]:
+def collect_keys(
+    pairs: list[tuple[yaml.Node, yaml.Node]],
+    prefix: str,
+    lines: list[str],
+    text: str,
+    first_free_line: int,
+) -> Iterator[Key]:
     for key, value in pairs:
         path = f"{prefix}.{key.value}" if prefix else str(key.value)
         description = key_description(lines, key, value, first_free_line)
@@ -167,20 +181,25 @@ def collect_keys(pairs: list[tuple[yaml.Node, yaml.Node]], prefix: str, lines: l
             yield Key(path, written_value(value, text), description)
 
 
-def defaults_entries(node: yaml.SequenceNode, lines: list[str], text: str, first_free_line: int
-                     ) -> list[DefaultsEntry]:
+def defaults_entries(
+    node: yaml.SequenceNode, lines: list[str], text: str, first_free_line: int
+) -> list[DefaultsEntry]:
     """A ``defaults`` list: each entry as written ("override /data: adding") and its comment."""
     entries = []
     for item in node.value:
         if isinstance(item, yaml.MappingNode):
-            entry = ", ".join(f"{written_value(key, text)}: {written_value(value, text)}"
-                              for key, value in item.value)
+            entry = ", ".join(
+                f"{written_value(key, text)}: {written_value(value, text)}"
+                for key, value in item.value
+            )
             end = item.value[-1][1].end_mark  # a block mapping itself ends on the next line
         else:
             entry = written_value(item, text)
             end = item.end_mark
-        description = joined_comments(comment_above(lines, item.start_mark.line, first_free_line),
-                                      comment_after(lines[end.line], end.column))
+        description = joined_comments(
+            comment_above(lines, item.start_mark.line, first_free_line),
+            comment_after(lines[end.line], end.column),
+        )
         entries.append(DefaultsEntry(entry, description))
     return entries
 
@@ -204,8 +223,9 @@ def read_config(path: Path, conf_dir: Path) -> ConfigFile:
             else:
                 pairs.append((key, value))
         keys = list(collect_keys(pairs, prefix, lines, text, header_end))
-    return ConfigFile(group, path.stem, f"{conf_dir.name}/{relative.as_posix()}", package,
-                      header, defaults, keys)
+    return ConfigFile(
+        group, path.stem, f"{conf_dir.name}/{relative.as_posix()}", package, header, defaults, keys
+    )
 
 
 def read_all(conf_dir: Path) -> list[ConfigFile]:
@@ -254,8 +274,9 @@ def first_sentence(header: list[str]) -> str:
     sentence ends in it). A sentence ends at a period followed by the end or by a space and a
     capital letter, outside parentheses, brackets and code spans (so "Le et al. 2015" and
     "e.g. a" end none)."""
-    prose = next((" ".join(block) for is_example, block in comment_blocks(header)
-                  if not is_example), "")
+    prose = next(
+        (" ".join(block) for is_example, block in comment_blocks(header) if not is_example), ""
+    )
     depth, in_code = 0, False
     for index, char in enumerate(prose):
         if char == "`":
@@ -267,9 +288,9 @@ def first_sentence(header: list[str]) -> str:
         elif char in ")]":
             depth = max(0, depth - 1)
         elif char == "." and depth == 0:
-            rest = prose[index + 1:]
+            rest = prose[index + 1 :]
             if not rest or (rest.startswith(" ") and rest.lstrip()[:1].isupper()):
-                return prose[:index + 1]
+                return prose[: index + 1]
     return prose
 
 
@@ -332,14 +353,17 @@ def config_markdown(config: ConfigFile) -> list[str]:
         return out
     out += ["| Key | Default | Description |", "| --- | --- | --- |"]
     for key in config.keys:
-        cells = (code_span(key.path), default_cell(key.default),
-                 escape_prose(key.description, in_table=True))
+        cells = (
+            code_span(key.path),
+            default_cell(key.default),
+            escape_prose(key.description, in_table=True),
+        )
         out.append("| " + " | ".join(cells) + " |")
     return [*out, ""]
 
 
 def overview_markdown(configs: list[ConfigFile]) -> list[str]:
-    """"Groups at a glance": a row per group, its options linked to their sections, each with
+    """ "Groups at a glance": a row per group, its options linked to their sections, each with
     the first sentence of its file comment."""
     out = [
         "## Groups at a glance { #groups-at-a-glance }",
@@ -382,8 +406,12 @@ def render_reference(conf_dir: Path) -> str:
     for group in groups:
         options = [config for config in configs if config.group == group]
         names = ", ".join(code_span(option.name) for option in options)
-        out += [f"## {group} {{ #{group_anchor(group)} }}", "",
-                f"Options: {names}; choose one with {code_span(group + '=NAME')}.", ""]
+        out += [
+            f"## {group} {{ #{group_anchor(group)} }}",
+            "",
+            f"Options: {names}; choose one with {code_span(group + '=NAME')}.",
+            "",
+        ]
         for option in options:
             out += config_markdown(option)
     return "\n".join(out).rstrip("\n") + "\n"
@@ -414,14 +442,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conf-dir", type=Path, default=CONF_DIR)
     parser.add_argument("--output", type=Path, default=OUTPUT)
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 when the page differs from what it would write")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the page differs from what it would write",
+    )
     args = parser.parse_args(argv)
     if args.check:
         if is_current(args.conf_dir, args.output):
             return 0
-        print(f"{shown(args.output)} is out of date with {shown(args.conf_dir)}: run "
-              f"{regenerate_command(args.conf_dir, args.output)}", file=sys.stderr)
+        print(
+            f"{shown(args.output)} is out of date with {shown(args.conf_dir)}: run "
+            f"{regenerate_command(args.conf_dir, args.output)}",
+            file=sys.stderr,
+        )
         return 1
     write_reference(args.conf_dir, args.output)
     return 0

@@ -41,8 +41,10 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
         cfg.paths.output_dir = str(output_dir)
         # a text file's cache beside the run, not in the checkout's logs/ (unless a test names one)
         data = cfg.get("data")
-        if data is not None and "cache_dir" in data and not any(
-            o.startswith("data.cache_dir=") for o in overrides
+        if (
+            data is not None
+            and "cache_dir" in data
+            and not any(o.startswith("data.cache_dir=") for o in overrides)
         ):
             data.cache_dir = str(output_dir / "cache")
     return cfg

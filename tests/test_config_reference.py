@@ -97,8 +97,13 @@ def rows_by_key(page: str) -> dict[str, list[str]]:
 
 def test_keys_defaults_and_comments(synthetic_conf: Path) -> None:
     configs = {(config.group, config.name): config for config in SCRIPT.read_all(synthetic_conf)}
-    assert sorted(configs) == [("", "train"), ("experiment", "long"), ("logger", "none"),
-                               ("model", "small"), ("model/encoder", "rnn")]
+    assert sorted(configs) == [
+        ("", "train"),
+        ("experiment", "long"),
+        ("logger", "none"),
+        ("model", "small"),
+        ("model/encoder", "rnn"),
+    ]
     assert configs["experiment", "long"].package == "_global_"
     assert configs["model/encoder", "rnn"].package == "model.encoder"
 
@@ -118,7 +123,7 @@ def test_keys_defaults_and_comments(synthetic_conf: Path) -> None:
 
     # file comments describe options, with example commands as code; @package is not text
     assert "Entry config of the synthetic command." in page
-    section = page[page.index("### model=small"):page.index("## model/encoder")]
+    section = page[page.index("### model=small") : page.index("## model/encoder")]
     assert r"A small model \| for tests." not in section and "A small model | for tests." in section
     assert "Longer runs.\n\n```bash\npython -m pkg.train experiment=long\n```" in page
     assert "@package" not in page
@@ -134,7 +139,7 @@ def test_groups_at_a_glance(synthetic_conf: Path) -> None:
     page = SCRIPT.render_reference(synthetic_conf)
     start = page.index("## Groups at a glance { #groups-at-a-glance }")
     assert start < page.index("## Commands { #commands }")
-    overview = page[start:page.index("## Commands")]
+    overview = page[start : page.index("## Commands")]
     # a row per group, in the order of the page's sections; each option linked to its section's
     # anchor, with the first sentence of its file comment (none: the link alone)
     assert [line for line in overview.splitlines() if line.startswith("| [")] == [
@@ -143,28 +148,46 @@ def test_groups_at_a_glance(synthetic_conf: Path) -> None:
         r"| [`model`](#group-model) | [`small`](#model-small): A small model \| for tests. |",
         "| [`model/encoder`](#group-model-encoder) | [`rnn`](#model-encoder-rnn) |",
     ]
-    for target in ("group-experiment", "experiment-long", "logger-none", "group-model",
-                   "model-small", "group-model-encoder", "model-encoder-rnn"):
+    for target in (
+        "group-experiment",
+        "experiment-long",
+        "logger-none",
+        "group-model",
+        "model-small",
+        "group-model-encoder",
+        "model-encoder-rnn",
+    ):
         assert f"{{ #{target} }}" in page
 
 
-@pytest.mark.parametrize(("header", "sentence"), [
-    (["One sentence.", "Another one."], "One sentence."),
-    (["Set-up of Le et al. 2015 (the adding problem). Next."],
-     "Set-up of Le et al. 2015 (the adding problem)."),
-    (["Halve it (e.g. on a plateau. See below) when", "it stalls. Done."],
-     "Halve it (e.g. on a plateau. See below) when it stalls."),
-    (["Reads `pkg. Module` first. Then the rest."], "Reads `pkg. Module` first."),
-    (["no sentence end here; model.scheduler=null"], "no sentence end here; model.scheduler=null"),
-    (["  python -m pkg.train", "", "After the example. More."], "After the example."),
-    ([], ""),
-])
+@pytest.mark.parametrize(
+    ("header", "sentence"),
+    [
+        (["One sentence.", "Another one."], "One sentence."),
+        (
+            ["Set-up of Le et al. 2015 (the adding problem). Next."],
+            "Set-up of Le et al. 2015 (the adding problem).",
+        ),
+        (
+            ["Halve it (e.g. on a plateau. See below) when", "it stalls. Done."],
+            "Halve it (e.g. on a plateau. See below) when it stalls.",
+        ),
+        (["Reads `pkg. Module` first. Then the rest."], "Reads `pkg. Module` first."),
+        (
+            ["no sentence end here; model.scheduler=null"],
+            "no sentence end here; model.scheduler=null",
+        ),
+        (["  python -m pkg.train", "", "After the example. More."], "After the example."),
+        ([], ""),
+    ],
+)
 def test_first_sentence(header: list[str], sentence: str) -> None:
     assert SCRIPT.first_sentence(header) == sentence
 
 
-def test_check_reports_a_stale_page(synthetic_conf: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_a_stale_page(
+    synthetic_conf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     output = tmp_path / "reference.md"
     args = ["--conf-dir", str(synthetic_conf), "--output", str(output)]
     assert SCRIPT.main([*args, "--check"]) == 1

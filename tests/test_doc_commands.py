@@ -341,6 +341,7 @@ def test_every_checked_first_line_has_its_command():
 def test_checked_first_line_is_what_the_command_prints(machine, capsys, word):
     documented = _pick(documented_errors("docs/sweeps.md", "**Checked first.**"), word)
     config_name, argv = CHECKED_FIRST[word]
+
     def must_not_run(cfg):
         raise AssertionError("the check let the command run")
 

@@ -189,8 +189,10 @@ CALLBACK_FIELDS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "NonMonotoneAveraging": (
         {
             "latest_update_step": is_count,
-            "history": lambda v: isinstance(v, list)
-            and all(isinstance(x, float) and not isinstance(x, bool) for x in v),
+            "history": lambda v: (
+                isinstance(v, list)
+                and all(isinstance(x, float) and not isinstance(x, bool) for x in v)
+            ),
             "started_at_step": _optional(is_count),
         },
         {},

@@ -15,6 +15,7 @@ from rnnlab.utils.errors import DataError, first_line
 if TYPE_CHECKING:
     import pandas as pd
 
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to. When the block ends without error the file
