@@ -375,6 +375,11 @@ def _interval_cells(
     )
 
 
+def _listed(overrides: tuple[str, ...]) -> str:
+    """Overrides as a label's tail: ", `a=1`, `b=2`"."""
+    return "".join(f", `{o}`" for o in overrides)
+
+
 def _intervals_validation(study: IntervalStudy) -> Table:
     seeds, d = (100, 101, 102), study.digits
     rows = [
@@ -400,11 +405,10 @@ def _intervals_validation(study: IntervalStudy) -> Table:
     assert isinstance(first, Runs)
     rows.append(calibrated)
     if study.budget:
-        settings = ", ".join(f"`{o}`" for o in study.budget)
         rows.append(
             Row(
                 (
-                    f"{study.chosen}, `calibration=spread`, {settings} (cross-fitted)",
+                    f"{study.chosen}, `calibration=spread`{_listed(study.budget)} (cross-fitted)",
                     *calibrated.cells[1:],
                 ),
                 study.runs(study.chosen, seeds, SPREAD, *study.budget),
@@ -430,7 +434,7 @@ def _intervals_test(study: IntervalStudy) -> Table:
     with_spread = study.runs(study.chosen, UNSEEN[:5], SPREAD, *study.final)
     without = study.runs(study.chosen, UNSEEN[:5], *study.final)
     chosen, other = (with_spread, without) if study.calibrated else (without, with_spread)
-    label = f"LSTM, {study.chosen}" + "".join(f", `{o}`" for o in study.final)
+    label = f"LSTM, {study.chosen}{_listed(study.final)}"
     # the earlier choices, each on the same unseen seeds: the first, then with the budget
     steps: list[tuple[str, tuple[str, ...]]] = [("the first choice", ())] if study.budget else []
     if study.changed:
@@ -438,8 +442,7 @@ def _intervals_test(study: IntervalStudy) -> Table:
     earlier = tuple(
         Row(
             (
-                f"LSTM, {study.chosen}{''.join(f', `{o}`' for o in more)}, "
-                f"`calibration=spread` ({which})",
+                f"LSTM, {study.chosen}{_listed(more)}, `calibration=spread` ({which})",
                 "{seeds}",
                 *_interval_cells("test", digits=study.digits),
             ),
