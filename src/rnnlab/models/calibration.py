@@ -24,7 +24,7 @@ from rnnlab.batch import TargetScaling
 from rnnlab.models.intervals import COVERAGE
 from rnnlab.models.predictive import Probabilistic
 
-CALIBRATIONS = ("none", "spread")
+CALIBRATIONS = ("none", "spread", "coverage")  # coverage: rnnlab.models.coverage_calibration
 # 1/3 .. 3, each 5.6 % from the next; 1 (no change) is FACTORS[20]
 FACTORS = torch.logspace(-1, 1, 41, base=3.0, dtype=torch.float64)
 

@@ -15,11 +15,12 @@ from rnnlab.batch import Batch
 from rnnlab.models.autoregressive import DECODERS, Autoregressive, check_encoder
 from rnnlab.models.base import SequenceModule, StageMetrics
 from rnnlab.models.calibration import CALIBRATIONS, SpreadSearch
+from rnnlab.models.coverage_calibration import CoverageFit
 from rnnlab.models.distributions import output_of
 from rnnlab.models.encoder import SequenceEncoder
 from rnnlab.models.interval_scores import Scores
 from rnnlab.models.metrics import DATA_SCALED, regression_metrics
-from rnnlab.models.predictive import Probabilistic, Samples
+from rnnlab.models.predictive import Probabilistic, Quantiles, Samples
 from rnnlab.utils.errors import ConfigError, choice
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -54,7 +55,9 @@ class SequenceRegressor(SequenceModule):
     """
 
     averaged_output = "prediction"
-    spread_factor: torch.Tensor  # a buffer, with model.calibration=spread
+    # buffers: with model.calibration=spread, one factor; with coverage, one per quantile level
+    spread_factor: torch.Tensor
+    level_factors: torch.Tensor
     # settings that size the weights: a checkpoint's are checked against its weights before
     # the model is built (rnnlab.checkpoint.weights)
     size_settings: ClassVar[tuple[str, ...]] = ("horizon", "num_targets")
@@ -128,9 +131,9 @@ class SequenceRegressor(SequenceModule):
             shown=lambda stage, name: name == "model",
         )
 
-    def _calibration(self, calibration: str) -> SpreadSearch | None:
-        """``model.calibration=spread``: the search run at each validation epoch, and the
-        factor it found (a buffer: checkpoints keep it) that test and predict apply."""
+    def _calibration(self, calibration: str) -> SpreadSearch | CoverageFit | None:
+        """``model.calibration=spread`` or ``coverage``: the fit run at each validation epoch,
+        and what it found (a buffer: checkpoints keep it), which test and predict apply."""
         choice(calibration, CALIBRATIONS, "model.calibration", "calibration")
         if calibration == "none":
             return None
@@ -141,16 +144,28 @@ class SequenceRegressor(SequenceModule):
                 "model.distribution=normal or student_t, or model.quantiles, or "
                 "model.calibration=none"
             )
-        self.register_buffer("spread_factor", torch.tensor(1.0))  # float32: MPS has no float64
         assert isinstance(self.forecasts, Probabilistic)
-        return SpreadSearch(self.forecasts)
+        if calibration == "spread":
+            self.register_buffer("spread_factor", torch.tensor(1.0))  # float32: MPS has no float64
+            return SpreadSearch(self.forecasts)
+        if not isinstance(self.forecasts, Quantiles):
+            raise ConfigError(
+                "model.calibration=coverage fits each central interval of a quantile forecast, "
+                f"and this model's forecasts are {self.forecasts.name}; set model.quantiles "
+                "(with model.decoder=direct and no model.distribution), or "
+                "model.calibration=spread"
+            )
+        self.register_buffer("level_factors", torch.ones(self.forecasts.width))
+        return CoverageFit(self.forecasts)
 
     def calibrated(self, values: torch.Tensor) -> torch.Tensor:
-        """``values`` (as ``forecasts`` reads them) widened by the fitted spread factor, if
-        the model is calibrated."""
+        """``values`` (as ``forecasts`` reads them) widened by the fitted factors, if the model
+        is calibrated."""
         if self.calibration is None:
             return values
-        return self.forecasts.widen(values, self.spread_factor.to(values.dtype))
+        factor = self.spread_factor if isinstance(self.calibration, SpreadSearch) else None
+        factor = self.level_factors if factor is None else factor
+        return self.forecasts.widen(values, factor.to(values.dtype))
 
     def check_data(self, datamodule: Any) -> None:
         """Refuse, before training, baselines the data does not provide and metrics it cannot
@@ -262,7 +277,10 @@ class SequenceRegressor(SequenceModule):
             return
         found = self.calibration.compute()
         self.calibration.reset()
-        self.spread_factor.fill_(found["spread_factor"].item())
+        if isinstance(self.calibration, SpreadSearch):
+            self.spread_factor.fill_(found["spread_factor"].item())
+        else:
+            self.level_factors.copy_(found.pop("level_factors"))
         # already summed over every process
         self.log_dict({f"val/{key}": value.float() for key, value in found.items()})
 
