@@ -420,6 +420,26 @@ def test_checkpoint_restores_vocabulary_and_eval_scores_a_new_file(lm_run, tmp_p
     assert scored["data/ngram_fit_chars"] == metrics["data/ngram_fit_chars"]
 
 
+def test_the_rms_variant_reads_the_models_own_training_part(lm_run, tmp_path):
+    """Scoring the checkpoint's corpus or another file, the gradients' RMS comes from the
+    training part of the text the model was trained on (read again, as for the baselines)."""
+    run_dir, metrics, _ = lm_run
+    best = run_dir / "checkpoints" / "best.ckpt"
+    rms = ["dynamic_eval.lr=0.001", "dynamic_eval.rms=true"]
+    new = _text_file(tmp_path, "it was the age of times", "new.txt")
+    for name, more in (("own", []), ("file", [f"data.file={new}"])):
+        out = tmp_path / name
+        result = _run(
+            ["-m", "rnnlab.eval", f"ckpt_path={best}", f"hydra.run.dir={out}", *more, *rms],
+            tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "gradient RMS over the training part" in result.stdout + result.stderr
+        scored = json.loads((out / "metrics.json").read_text())
+        assert math.isfinite(scored["test/bpc_dynamic"]), name
+    assert scored["test/bpc_dynamic"] != metrics["test/bpc_dynamic"]
+
+
 def _generate_cfg(tmp_path: Path, ckpt: Path, *overrides: str):
     return compose_config(
         "generate", [f"ckpt_path={ckpt}", "prompt=it was", "length=60", *overrides], tmp_path
