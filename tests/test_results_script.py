@@ -166,8 +166,10 @@ def test_dry_run_prints_each_run_once(capsys):
     # calibrated on the same validation and unseen seeds; on fertility the candidates ran with
     # calibration (3 seeds each), then the chosen one with a longer budget (3), then six single
     # changes to it (3 each), and the final choice on 5 unseen seeds with and without
-    # calibration, and the first and second choices on them
-    intervals = 4 * 3 + 5 + 3 + 5 + 4 * 3 + 3 + 6 * 3 + 5 + 5 + 5 + 5
+    # calibration, and the first and second choices on them; then the final choice with
+    # coverage calibration on the validation seeds (3), and on 5 more unseen seeds with and
+    # without it
+    intervals = 4 * 3 + 5 + 3 + 5 + 4 * 3 + 3 + 6 * 3 + 5 + 5 + 5 + 5 + 3 + 5 + 5
     assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5 + intervals
     folds = [command for command in trained if " data.folds=5 data.fold=" in command]
     assert len(folds) == 25
