@@ -151,7 +151,10 @@ class Table:
 # on test scores of seeds 1-10, before this protocol): the results page's numbers are these.
 UNSEEN = tuple(range(201, 211))
 BILSTM = ("experiment=bilstm",)
-FCN_JV = (*BILSTM, "model/encoder=lstm_fcn")
+# the hybrid's recurrent branch without experiment=bilstm's input dropout: 0.1 there was no better
+# for the hybrid in the same 5-fold screen (-0.0035 +- 0.0048 over 10 fold-seed pairs, seeds
+# 100-101; docs/results.md, Protocol), so it keeps the branch it was screened with
+FCN_JV = (*BILSTM, "model/encoder=lstm_fcn", "model.encoder.locked_input_dropout=0.0")
 FCN_BM = ("experiment=basicmotions", "model/encoder=lstm_fcn")
 
 
@@ -190,10 +193,8 @@ def _classification() -> Table:
             "first step",
         ),
         (
-            row("experiment=bilstm", "`bilstm` (default)", "JapaneseVowels", UNSEEN, True),
-            row(
-                "experiment=bilstm", "`bilstm` (default), the default seed", "JapaneseVowels", (42,)
-            ),
+            row("experiment=bilstm", "`bilstm`", "JapaneseVowels", UNSEEN, True),
+            row("experiment=bilstm", "`bilstm`, the default seed", "JapaneseVowels", (42,)),
             row(FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`", "JapaneseVowels", UNSEEN),
             row(
                 FCN_JV,
@@ -217,7 +218,7 @@ def _ensembles() -> Table:
         ensemble = Ensemble(Runs(overrides, seeds), folds)
         return Row((label, "JapaneseVowels", "{seeds}", *stats), ensemble)
 
-    models = ((BILSTM, "`bilstm` (default)"), (FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`"))
+    models = ((BILSTM, "`bilstm`"), (FCN_JV, "`bilstm` + `model/encoder=lstm_fcn`"))
     # five seeds each; then one seed's five folds, whose members differ in their training
     # samples, not only their seed
     by_seed = [row(o, label, s, None) for o, label in models for s in (UNSEEN[:5], UNSEEN[5:])]

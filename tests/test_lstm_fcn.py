@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pad_sequence
 from rnnlab.checkpoint import load_checkpoint, restore
 from rnnlab.models.language import LanguageModel
 from rnnlab.models.lstm_fcn import LSTMFCNEncoder, MaskedBatchNorm1d
+from rnnlab.models.regularisers import Regularisers
 from rnnlab.models.tagger import SequenceTagger
 from rnnlab.train import train
 from rnnlab.utils.config import config_dir
@@ -273,10 +274,42 @@ def test_python_defaults_equal_the_shipped_config():
     assert set(parameters) - {"input_size"} <= set(shipped)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    ["locked_input_dropout", "locked_layer_dropout", "locked_output_dropout", "weight_drop"],
+)
+def test_each_regulariser_of_the_recurrent_branch_acts_in_training_only(setting):
+    """With the setting at 0.5 the recurrent branch's part of the output differs in training
+    from the same weights' with it at 0, the convolutional branch's part not at all (it never
+    sees the masks); in evaluation the two are the same module."""
+    off = _encoder(0, num_layers=2)
+    on = LSTMFCNEncoder(
+        FEATURES, HIDDEN, **{**SMALL, "branch_dropout": 0.0, "num_layers": 2, setting: 0.5}
+    )
+    on.load_state_dict(off.state_dict())
+    lengths = [7, 3, 5]
+    x = pad_sequence(_sequences(lengths, seed=4), batch_first=True)
+    size = torch.tensor(lengths)
+    branch = off.rnn_branch.output_size
+    outputs = {}
+    for mode in ("train", "eval"):
+        for name, encoder in (("off", off), ("on", on)):
+            encoder.train(mode == "train")
+            torch.manual_seed(7)
+            with torch.no_grad():
+                outputs[mode, name] = encoder(x, size)
+    trained_off, trained_on = outputs["train", "off"], outputs["train", "on"]
+    assert not torch.allclose(trained_on[:, :branch], trained_off[:, :branch])
+    torch.testing.assert_close(trained_on[:, branch:], trained_off[:, branch:], rtol=0, atol=0)
+    torch.testing.assert_close(outputs["eval", "on"], outputs["eval", "off"], rtol=0, atol=0)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, dict[str, float]]:
     out = tmp_path_factory.mktemp("lstm_fcn")
-    return out, train(compose_config("train", [*FAST, "seed=3"], out))
+    # the recurrent branch regularised, so the checkpoint stores and restores those settings
+    regularised = ["model.encoder.locked_input_dropout=0.1", "model.encoder.weight_drop=0.2"]
+    return out, train(compose_config("train", [*FAST, *regularised, "seed=3"], out))
 
 
 def test_train_run_writes_metrics_and_its_checkpoint_restores(run):
@@ -292,6 +325,9 @@ def test_train_run_writes_metrics_and_its_checkpoint_restores(run):
     _, datamodule, model = restore(checkpoint, best)
     assert isinstance(model.encoder, LSTMFCNEncoder)
     assert model.encoder.output_size == 8 + 8
+    assert model.encoder.rnn_branch.regularisers == Regularisers(
+        locked_input_dropout=0.1, weight_drop=0.2
+    )
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, checkpoint["state_dict"][name], rtol=0, atol=0)
     # the restored model scores the test split as the run's own test did (best checkpoint)

@@ -16,6 +16,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import compose_config
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
 
@@ -242,3 +244,18 @@ def test_results_script_runs_one_table(tmp_path):
     assert (tmp_path / "experiment-covid3month" / "ensemble1-1" / "metrics.json").is_file()
     folded = tmp_path / "experiment-covid3month" / "ensemble1-1-folds5" / "metrics.json"
     assert json.loads(folded.read_text())["members"] == 5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (RESULTS.BILSTM, 0.1),  # chosen in cross-validation (docs/results.md, Protocol)
+        ((), 0.0),  # the plain default run, the archive table's recipe: not screened with it
+        (RESULTS.FCN_JV, 0.0),  # screened with it and no better: keeps its branch
+        (("experiment=gru",), 0.0),
+        (("experiment=basicmotions",), 0.0),
+    ],
+)
+def test_input_dropout_is_on_the_screened_rows_only(tmp_path, overrides, expected):
+    cfg = compose_config("train", list(overrides), tmp_path)
+    assert cfg.model.encoder.locked_input_dropout == expected

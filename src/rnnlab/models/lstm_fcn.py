@@ -149,6 +149,10 @@ class LSTMFCNEncoder(nn.Module):
         init: str = "orthogonal",
         impl: str = "auto",
         nonlinearity: str | None = None,
+        locked_input_dropout: float = 0.0,
+        locked_layer_dropout: float = 0.0,
+        locked_output_dropout: float = 0.0,
+        weight_drop: float = 0.0,
         branch_dropout: float = 0.8,
         filters: list[int] | tuple[int, ...] = (128, 256, 128),
         kernel_sizes: list[int] | tuple[int, ...] = (8, 5, 3),
@@ -179,6 +183,10 @@ class LSTMFCNEncoder(nn.Module):
             init=init,
             impl=impl,
             nonlinearity=nonlinearity,
+            locked_input_dropout=locked_input_dropout,
+            locked_layer_dropout=locked_layer_dropout,
+            locked_output_dropout=locked_output_dropout,
+            weight_drop=weight_drop,
         )
         self.branch_dropout = nn.Dropout(branch_dropout)
         channels = [input_size, *filters]
