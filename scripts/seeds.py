@@ -37,15 +37,19 @@ def train_command(seed: int, overrides: list[str], run_dir: Path) -> list[str]:
     ]
 
 
+WALL_FILE = "wall.json"
+
+
 def run_seed(seed: int, overrides: list[str], out: Path) -> dict[str, float]:
     """Train one seed into ``out/seed<N>``; its metrics.json plus ``wall_s``, the command's
     whole time."""
     run_dir = out / f"seed{seed}"
     started = time.perf_counter()
     subprocess.run(train_command(seed, overrides, run_dir), check=True, stdout=subprocess.DEVNULL)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["wall_s"] = time.perf_counter() - started
-    return metrics
+    wall = {"wall_s": time.perf_counter() - started}
+    # beside metrics.json, so that a run read again later (results.py --reuse) keeps its time
+    (run_dir / WALL_FILE).write_text(json.dumps(wall))
+    return {**json.loads((run_dir / "metrics.json").read_text()), **wall}
 
 
 def main() -> None:

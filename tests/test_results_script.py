@@ -161,7 +161,8 @@ def test_dry_run_prints_each_run_once(capsys):
     trained = [command for command in commands if " -m rnnlab.train seed=" in command]
     ensembled = [shlex.split(command) for command in commands if " -m rnnlab.ensemble " in command]
     # bilstm and bilstm + lstm_fcn seeds 201-210 (the seed ensembles reuse them) and the default
-    # seed 42 of each; gru, rnn, basicmotions, basicmotions + lstm_fcn, forecast and covid3month
+    # seed 42 of each; bilstm without its input dropout, seeds 201-210; gru, rnn, basicmotions,
+    # basicmotions + lstm_fcn, forecast and covid3month
     # 5 each; charlm 3; then the fold ensembles' members: 5 folds of seeds 201 and 206 for each
     # JapaneseVowels model, of seed 201 for covid3month; the probabilistic forecasters: four
     # candidates on validation seeds 100-102, the chosen one on 5 unseen seeds, then it
@@ -172,7 +173,7 @@ def test_dry_run_prints_each_run_once(capsys):
     # coverage calibration on the validation seeds (3), and on 5 more unseen seeds with and
     # without it
     intervals = 4 * 3 + 5 + 3 + 5 + 4 * 3 + 3 + 6 * 3 + 5 + 5 + 5 + 5 + 3 + 5 + 5
-    assert len(trained) == len(set(trained)) == 2 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5 + intervals
+    assert len(trained) == len(set(trained)) == 3 * 10 + 2 + 6 * 5 + 3 + 2 * 2 * 5 + 5 + intervals
     folds = [command for command in trained if " data.folds=5 data.fold=" in command]
     assert len(folds) == 25
     # for each JapaneseVowels model two ensembles of 5 seeds and two of 5 folds; for covid3month
@@ -196,10 +197,18 @@ def test_reuse_reads_finished_runs_and_trains_the_others(tmp_path, monkeypatch):
         trained.append(seed)
         return {"test/mae": 0.7, "wall_s": 1.0}
 
+    # a finished run that seeds.run_seed timed keeps its wall time (a column of some tables)
+    timed = tmp_path / RESULTS.slug(overrides) / "seed3"
+    timed.mkdir()
+    (timed / "metrics.json").write_text(json.dumps({"test/mae": 0.6}))
+    (timed / RESULTS.WALL_FILE).write_text(json.dumps({"wall_s": 12.5}))
+
     monkeypatch.setattr(RESULTS, "run_seed", run_seed)
-    done = RESULTS.run_all([(overrides, 1), (overrides, 2)], [], tmp_path, 1, reuse=True)
+    keys = [(overrides, 1), (overrides, 2), (overrides, 3)]
+    done = RESULTS.run_all(keys, [], tmp_path, 1, reuse=True)
     assert trained == [2]
     assert done[(overrides, 1)] == {"test/mae": 0.5} and done[(overrides, 2)]["test/mae"] == 0.7
+    assert done[(overrides, 3)] == {"test/mae": 0.6, "wall_s": 12.5}
     with pytest.raises(SystemExit):  # --reuse without --out: nothing to reuse
         RESULTS.main(["--reuse", "--only", "forecast"])
 
@@ -259,3 +268,18 @@ def test_results_script_runs_one_table(tmp_path):
 def test_input_dropout_is_on_the_screened_rows_only(tmp_path, overrides, expected):
     cfg = compose_config("train", list(overrides), tmp_path)
     assert cfg.model.encoder.locked_input_dropout == expected
+
+
+def test_a_seed_run_writes_its_wall_time_beside_its_metrics(tmp_path, monkeypatch):
+    seeds = sys.modules["seeds"]  # loaded by results.py
+
+    def train(command, check, stdout):
+        run_dir = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"test/acc": 0.9}))
+
+    monkeypatch.setattr(seeds.subprocess, "run", train)
+    metrics = seeds.run_seed(7, ["experiment=bilstm"], tmp_path)
+    written = json.loads((tmp_path / "seed7" / seeds.WALL_FILE).read_text())
+    assert metrics == {"test/acc": 0.9, "wall_s": written["wall_s"]}
+    assert written["wall_s"] >= 0
