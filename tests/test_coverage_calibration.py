@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from rnnlab.batch import Batch, TargetScaling
 from rnnlab.checkpoint import load_checkpoint
 from rnnlab.models import intervals
-from rnnlab.models.coverage_calibration import CoverageFit, fit_factors, scores, stretched
+from rnnlab.models.coverage_calibration import (
+    CoverageFit,
+    central_pairs,
+    fit_factors,
+    scores,
+    stretched,
+)
 from rnnlab.models.predictive import Quantiles
 from rnnlab.utils.errors import ConfigError
 from tests.test_calibration import _model, sales_csv  # noqa: F401 (a fixture)
@@ -95,8 +101,10 @@ def test_an_actual_scores_the_stretch_that_just_holds_it():
     actual = torch.tensor([-3.0, 5.0, 0.0], dtype=torch.float64)
     found = scores(quantiles.expand(3, 5), actual, (1, 3))
     torch.testing.assert_close(found, torch.tensor([3.0, 2.5, 0.0], dtype=torch.float64))
-    wide = stretched(quantiles.expand(3, 5), torch.tensor([1.0, 2.5, 1.0, 2.5, 1.0]))
+    factors = torch.tensor([1.0, 2.5, 1.0, 2.5, 1.0], dtype=torch.float64)
+    wide = stretched(quantiles.expand(3, 5), factors)
     assert wide[1, 3].item() == 5.0  # exactly on the end: inside
+    assert stretched(quantiles.float(), factors).dtype == torch.float32  # a model's own dtype
 
 
 def _filled(rows: int, actual: torch.Tensor, batches: list[slice]) -> CoverageFit:
@@ -138,6 +146,23 @@ def test_each_validation_half_is_scored_with_the_other_halfs_factors():
     assert fit.windows_seen == 0 and fit.compute()["level_factors"].tolist() == [1.0] * 5
 
 
+def test_an_actual_on_a_stretched_end_is_inside_it():
+    """Quantiles -2..2 and actuals of ±2 in both folds: each fold's factor (2 for both pairs)
+    puts the other fold's actuals exactly on the stretched 80 % ends (arithmetic exact in
+    binary), where they count as covered. The fit's numbers are float64 whatever the batch's."""
+    rows = 6
+    quantiles = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=torch.float64).expand(rows, 1, 1, 5)
+    actual = torch.tensor([2.0, -2.0, 2.0, -2.0, -2.0, 2.0]).view(rows, 1, 1)  # float32
+    fit = CoverageFit(Quantiles(LEVELS))
+    fit.update(quantiles.clone(), _identity(rows), actual)
+    assert fit.quantiles[0].dtype == fit.actual[0].dtype == torch.float64
+    found = fit.compute()
+    assert found["level_factors"].tolist() == [2.0, 2.0, 1.0, 2.0, 2.0]
+    assert found["level_factors"].dtype == found["crps_calibrated"].dtype == torch.float64
+    assert found["coverage_80_calibrated"].item() == 1.0
+    assert found["coverage_95_calibrated"].item() == 1.0
+
+
 def test_the_parts_of_two_processes_merge_into_the_fit_over_all_windows():
     rows = 21
     actual = 1.3 * torch.randn(rows, 2, 1, generator=torch.Generator().manual_seed(3))
@@ -152,6 +177,8 @@ def test_the_parts_of_two_processes_merge_into_the_fit_over_all_windows():
 def test_one_window_cannot_be_cross_fitted():
     found = _filled(1, torch.ones(1, 2, 1, dtype=torch.float64), [slice(0, 1)]).compute()
     assert math.isnan(found["crps_calibrated"].item())
+    assert found["crps_calibrated"].dtype == torch.float64
+    assert CoverageFit(Quantiles(LEVELS)).compute()["level_factors"].dtype == torch.float64
     assert math.isfinite(found["calibration_factor_95"].item())
 
 
@@ -161,6 +188,8 @@ def test_one_window_cannot_be_cross_fitted():
         ("normal", None, r"calibration=coverage .* forecasts are normal; set model.quantiles"),
         (None, [0.1, 0.5, 0.8], r"model.quantiles=\[0.1, 0.5, 0.8\] are not the median and pairs"),
         (None, [0.1, 0.9], r"model.quantiles=\[0.1, 0.9\] are not the median and pairs"),
+        (None, [0.1, 0.4, 0.9], r"model.quantiles=\[0.1, 0.4, 0.9\] are not the median and pairs"),
+        (None, [0.5], r"model.quantiles=\[0.5\] are not the median and pairs about it; use levels"),
     ],
 )
 def test_a_forecast_without_central_intervals_is_refused_in_one_line(
@@ -169,6 +198,14 @@ def test_a_forecast_without_central_intervals_is_refused_in_one_line(
     with pytest.raises(ConfigError, match=message) as refused:
         _model("coverage", distribution, quantiles)
     assert "\n" not in str(refused.value)
+    fix = "model.quantiles" if distribution else "[0.025,0.1,0.5,0.9,0.975], or model.calibration"
+    assert str(refused.value).endswith(f"{fix}=spread" if not distribution else "spread")
+    assert fix in str(refused.value)
+
+
+def test_the_median_and_one_pair_are_enough():
+    assert central_pairs((0.1, 0.5, 0.9)) == [(0, 2)]
+    assert _model("coverage", None, [0.1, 0.5, 0.9]).level_factors.tolist() == [1.0] * 3
 
 
 def test_predictions_are_stretched_by_the_models_factors():
