@@ -120,8 +120,10 @@ def test_each_validation_half_is_scored_with_the_other_halfs_factors():
     Each fold's own factors scored on the other fold give the cross-fitted metrics."""
     rows = 40
     generator = torch.Generator().manual_seed(1)
-    actual = torch.randn(rows, 2, 1, generator=generator, dtype=torch.float64)
+    # float32 values (a batch's targets are), held in float64
+    actual = torch.randn(rows, 2, 1, generator=generator).double()
     actual[1::2] *= 3.0  # odd windows' errors three times the even ones'
+    actual = actual.float().double()
     fit = _filled(rows, actual, [slice(0, 7), slice(7, 20), slice(20, rows)])
     found = fit.compute()
     quantiles = _normal_quantiles(rows)
@@ -130,10 +132,11 @@ def test_each_validation_half_is_scored_with_the_other_halfs_factors():
     for fitted, scored in ((even, odd), (odd, even)):
         factors = fit_factors(quantiles[fitted], actual[fitted], LEVELS)
         wide = stretched(quantiles[scored], factors)
-        grid = intervals.at_levels(wide, torch.tensor(LEVELS), intervals.crps_grid())
+        known = torch.tensor(LEVELS, dtype=torch.float64)
+        grid = intervals.at_levels(wide, known, intervals.crps_grid())
         crps += intervals.crps_from_grid(grid, actual[scored]).sum()
         covered += _inside(wide, actual[scored], 1, 3) * actual[scored].numel()
-    assert found["crps_calibrated"].item() == pytest.approx(crps.item() / actual.numel())
+    assert found["crps_calibrated"].item() == pytest.approx(crps.item() / actual.numel(), 1e-12)
     assert found["coverage_80_calibrated"].item() == pytest.approx(covered.item() / actual.numel())
     # fitted on the even windows, the odd ones' intervals are far too narrow
     assert found["coverage_95_calibrated"].item() < 0.9
@@ -151,16 +154,37 @@ def test_an_actual_on_a_stretched_end_is_inside_it():
     puts the other fold's actuals exactly on the stretched 80 % ends (arithmetic exact in
     binary), where they count as covered. The fit's numbers are float64 whatever the batch's."""
     rows = 6
-    quantiles = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=torch.float64).expand(rows, 1, 1, 5)
-    actual = torch.tensor([2.0, -2.0, 2.0, -2.0, -2.0, 2.0]).view(rows, 1, 1)  # float32
+    quantiles = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]).expand(rows, 1, 1, 5)  # float32
+    actual = torch.tensor([2.0, -2.0, 2.0, -2.0, -2.0, 2.0]).view(rows, 1, 1)
     fit = CoverageFit(Quantiles(LEVELS))
-    fit.update(quantiles.clone(), _identity(rows), actual)
+    scaling = TargetScaling(shift=torch.zeros(rows, 1), scale=torch.ones(rows, 1))  # float32
+    fit.update(quantiles.clone(), scaling, actual)
     assert fit.quantiles[0].dtype == fit.actual[0].dtype == torch.float64
     found = fit.compute()
     assert found["level_factors"].tolist() == [2.0, 2.0, 1.0, 2.0, 2.0]
     assert found["level_factors"].dtype == found["crps_calibrated"].dtype == torch.float64
     assert found["coverage_80_calibrated"].item() == 1.0
     assert found["coverage_95_calibrated"].item() == 1.0
+
+
+def test_a_ddp_sync_gathers_every_processs_windows_into_one_fit():
+    """Under DDP torchmetrics replaces each list state by one tensor, every process's batches
+    concatenated: two processes that saw the same windows then fit what one fit over both
+    copies gives (their folds, each process's own parities, come along)."""
+    rows = 10  # even: the second copy's windows keep their parities in the single fit
+    actual = 1.3 * torch.randn(rows, 2, 1, generator=torch.Generator().manual_seed(5))
+    synced = _filled(rows, actual.double(), [slice(0, 4), slice(4, rows)])
+    for name in ("quantiles", "actual", "fold"):
+        part = torch.cat(getattr(synced, name))
+        setattr(synced, name, torch.cat([part, part]))  # as gathered from two processes
+    both = _filled(2 * rows, torch.cat([actual, actual]).double(), [slice(0, rows)] * 2)
+    for key, value in both.compute().items():
+        torch.testing.assert_close(synced.compute()[key], value, msg=key)
+
+
+def test_levels_equal_up_to_rounding_are_pairs_and_a_median():
+    assert central_pairs((1e-12, 0.5, 1 - 1e-12)) == [(0, 2)]
+    assert central_pairs((0.1, 0.5 + 7e-10, 0.9)) == [(0, 2)]
 
 
 def test_the_parts_of_two_processes_merge_into_the_fit_over_all_windows():

@@ -129,7 +129,7 @@ class CoverageFit(Metric):
         ``crps_calibrated`` and ``coverage_<level>_calibrated`` (NaN unless both folds have
         windows)."""
         levels = self.output.levels
-        if not self.fold:
+        if len(self.fold) == 0:  # a list of batches, or after a DDP sync one tensor
             return {"level_factors": torch.ones(len(levels), dtype=torch.float64)}
         quantiles, actual = dim_zero_cat(self.quantiles), dim_zero_cat(self.actual)
         fold = dim_zero_cat(self.fold).to(quantiles.device)
