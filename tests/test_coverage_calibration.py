@@ -107,6 +107,17 @@ def test_an_actual_scores_the_stretch_that_just_holds_it():
     assert stretched(quantiles.float(), factors).dtype == torch.float32  # a model's own dtype
 
 
+def test_a_pairs_factor_is_the_score_at_the_conformal_rank():
+    """Ten actuals 1..10 above a median of 0 with 80 % ends at ±1 score 1..10: the rank
+    ⌈(10 + 1) · 0.8⌉ = 9 gives 9. The 95 % ends at ±2 score 0.5..5, rank ⌈11 · 0.95⌉ = 11 is
+    past the last, so the largest, 5; below the inner pair's 9, the outer pair takes 9."""
+    quantiles = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], dtype=torch.float64).expand(10, 5)
+    actual = torch.arange(1.0, 11.0, dtype=torch.float64)
+    assert fit_factors(quantiles, actual, LEVELS).tolist() == [9.0, 9.0, 1.0, 9.0, 9.0]
+    wide = fit_factors(quantiles * 3, actual, LEVELS)  # ends at ±3 and ±6: scores a third
+    assert wide.tolist() == pytest.approx([3.0, 3.0, 1.0, 3.0, 3.0])
+
+
 def _filled(rows: int, actual: torch.Tensor, batches: list[slice]) -> CoverageFit:
     fit = CoverageFit(Quantiles(LEVELS))
     values = _normal_quantiles(rows)  # Quantiles' values are its quantiles (normalised units)
