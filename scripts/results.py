@@ -623,7 +623,7 @@ def _charlm() -> Table:
             # column: the validation part scored the same way, from the tested weights
             Row(
                 (
-                    "the same LSTM, dynamic evaluation (`dynamic_eval.rms=true`, `lr=0.001`)",
+                    "the same LSTM, dynamic evaluation (`rms=true`, `lr=0.001`, `window=32`)",
                     "{seeds}",
                     Stat("test/bpc_dynamic", bold=True),
                     "",
