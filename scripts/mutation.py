@@ -87,6 +87,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     ),
     "src/rnnlab/models/autoregressive.py": ("tests/test_autoregressive.py",),
     "src/rnnlab/models/calibration.py": ("tests/test_calibration.py",),
+    "src/rnnlab/models/coverage_calibration.py": ("tests/test_coverage_calibration.py",),
     "src/rnnlab/models/encoder.py": (
         "tests/test_encoder_mutants.py",
         "tests/test_encoder_regularisers.py",
