@@ -163,8 +163,8 @@ class SequenceRegressor(SequenceModule):
         is calibrated."""
         if self.calibration is None:
             return values
-        factor = self.spread_factor if isinstance(self.calibration, SpreadSearch) else None
-        factor = self.level_factors if factor is None else factor
+        spread = isinstance(self.calibration, SpreadSearch)
+        factor = self.spread_factor if spread else self.level_factors
         return self.forecasts.widen(values, factor.to(values.dtype))
 
     def check_data(self, datamodule: Any) -> None:
