@@ -23,7 +23,6 @@ from rnnlab.models.coverage_calibration import (
     central_pairs,
     fit_factors,
     scores,
-    stretched,
 )
 from rnnlab.models.predictive import Quantiles
 from rnnlab.utils.errors import ConfigError
@@ -68,7 +67,7 @@ def test_fitted_intervals_hold_their_share_and_keep_their_order(seed, rows, spre
     assert factors[2] == 1.0
     assert factors[1] == factors[3] and factors[0] == factors[4]
     assert factors[0] >= factors[1] > 0
-    wide = stretched(quantiles, factors)
+    wide = Quantiles(LEVELS).widen(quantiles, factors)
     assert bool((wide.diff(dim=-1) >= 0).all())
     torch.testing.assert_close(wide[..., 2], quantiles[..., 2])
     for low, high in ((1, 3), (0, 4)):
@@ -91,7 +90,7 @@ def test_each_interval_gets_its_own_factor():
     factors = fit_factors(quantiles, actual, LEVELS)
     assert factors[1].item() == pytest.approx(0.5, abs=0.03)
     assert factors[0].item() == pytest.approx(1.0, abs=0.05)
-    wide = stretched(quantiles, factors)
+    wide = Quantiles(LEVELS).widen(quantiles, factors)
     assert _inside(wide, actual, 1, 3).item() == pytest.approx(0.8, abs=0.002)
     assert _inside(wide, actual, 0, 4).item() == pytest.approx(0.95, abs=0.002)
 
@@ -102,9 +101,8 @@ def test_an_actual_scores_the_stretch_that_just_holds_it():
     found = scores(quantiles.expand(3, 5), actual, (1, 3))
     torch.testing.assert_close(found, torch.tensor([3.0, 2.5, 0.0], dtype=torch.float64))
     factors = torch.tensor([1.0, 2.5, 1.0, 2.5, 1.0], dtype=torch.float64)
-    wide = stretched(quantiles.expand(3, 5), factors)
+    wide = Quantiles(LEVELS).widen(quantiles.expand(3, 5), factors)
     assert wide[1, 3].item() == 5.0  # exactly on the end: inside
-    assert stretched(quantiles.float(), factors).dtype == torch.float32  # a model's own dtype
 
 
 def test_a_pairs_factor_is_the_score_at_the_conformal_rank():
@@ -142,7 +140,7 @@ def test_each_validation_half_is_scored_with_the_other_halfs_factors():
     crps, covered = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
     for fitted, scored in ((even, odd), (odd, even)):
         factors = fit_factors(quantiles[fitted], actual[fitted], LEVELS)
-        wide = stretched(quantiles[scored], factors)
+        wide = Quantiles(LEVELS).widen(quantiles[scored], factors)
         known = torch.tensor(LEVELS, dtype=torch.float64)
         grid = intervals.at_levels(wide, known, intervals.crps_grid())
         crps += intervals.crps_from_grid(grid, actual[scored]).sum()

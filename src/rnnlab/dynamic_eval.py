@@ -13,8 +13,9 @@ model itself is left as it was (a copy adapts).
 ``rms=true`` is the paper's RMS variant: each weight's step is divided by the root mean square
 of its gradient over windows of the training part (read with the trained weights, no step
 taken), and its decay multiplied by that RMS over the mean RMS of all weights (capped at a full
-step back): weights the training text moved little stay close to their trained values. Its
-step size is on another scale than plain SGD's, so it is chosen on validation separately.
+step back): weights the training text moved much adapt by smaller steps and are pulled back
+harder. Its step size is on another scale than plain SGD's, so it is chosen on validation
+separately.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from rnnlab.batch import TargetScaling
-from rnnlab.models import intervals
 from rnnlab.models.intervals import COVERAGE
 from rnnlab.models.predictive import Quantiles
 from rnnlab.utils.errors import ConfigError
@@ -81,13 +80,6 @@ def fit_factors(
         factor = max(floor, torch.kthvalue(found.double().cpu(), rank).values.item())
         factors[low] = factors[high] = floor = factor
     return factors
-
-
-def stretched(quantiles: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """``quantiles`` (..., levels) with each level's distance from the median times its factor."""
-    middle = quantiles.shape[-1] // 2
-    median = quantiles[..., middle : middle + 1]
-    return median + (quantiles - median) * factors.to(quantiles)
 
 
 class CoverageFit(Metric):
@@ -153,20 +145,20 @@ class CoverageFit(Metric):
         self, quantiles: torch.Tensor, actual: torch.Tensor, factors: torch.Tensor
     ) -> torch.Tensor:
         """Sums of the CRPS and of the actuals inside each ``COVERAGE`` interval of the
-        stretched ``quantiles``, read as ``Quantiles`` reads its levels."""
-        wide = stretched(quantiles, factors)
-        known = torch.tensor(self.output.levels, dtype=wide.dtype, device=wide.device)
-
-        def at(wanted: list[float]) -> torch.Tensor:
-            levels = torch.tensor(wanted, dtype=wide.dtype, device=wide.device)
-            return intervals.at_levels(wide, known, levels)
-
-        crps = intervals.crps_from_grid(at(intervals.crps_grid().tolist()), actual).sum()
-        inside = []
-        for low, high in COVERAGE.values():
-            bounds = at([low, high])
-            hit = (bounds[..., 0] <= actual) & (actual <= bounds[..., 1])
-            inside.append(hit.double().sum())
+        stretched ``quantiles`` (original units), scored by the output itself, as the test
+        metrics score it (with an identity scaling: the quantiles are already in original
+        units)."""
+        wide = self.output.widen(quantiles, factors.to(quantiles))
+        first = actual[:, 0]  # (windows, targets): the scaling's shape
+        identity = TargetScaling(shift=torch.zeros_like(first), scale=torch.ones_like(first))
+        crps = self.output.crps(wide, identity, actual).sum()
+        ends = self.output.quantiles(
+            wide, identity, [q for pair in COVERAGE.values() for q in pair]
+        )
+        inside = [
+            ((ends[..., 2 * j] <= actual) & (actual <= ends[..., 2 * j + 1])).double().sum()
+            for j in range(len(COVERAGE))
+        ]
         return torch.stack([crps.double().cpu(), *(x.cpu() for x in inside)])
 
     def reset(self) -> None:
