@@ -1,0 +1,50 @@
+"""Paragraph-level de-duplication of a text, so that a held-out part cannot be scored by copying
+what the training part already holds word for word.
+
+A paragraph is the text between runs of blank lines. Walking the paragraphs in order, one of at
+least ``width`` characters is dropped when at least ``share`` of its ``width``-character strings
+(one at every offset) occur in the paragraphs kept before it; shorter ones (headings, one-line
+remarks) are always kept, since repeating them is ordinary language rather than copying. The
+paragraphs kept, and the blank lines after each, are returned unchanged and in order.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+WIDTH = 64  # characters in a string looked up among those of the paragraphs kept before
+SHARE = 0.5  # a paragraph goes when at least this share of its strings was seen before
+
+_PARAGRAPH = re.compile(r"(.*?)(\n\n+|\Z)", re.DOTALL)
+
+
+class Deduplicated(NamedTuple):
+    text: str
+    paragraphs_dropped: int
+    characters_dropped: int  # the dropped paragraphs' characters and the blank lines after them
+
+
+def _strings(paragraph: str, width: int) -> list[str]:
+    return [paragraph[at : at + width] for at in range(len(paragraph) - width + 1)]
+
+
+def deduplicate(text: str, width: int = WIDTH, share: float = SHARE) -> Deduplicated:
+    """``text`` without its paragraphs that mostly repeat earlier ones (the module's rule)."""
+    if width < 1 or not 0 < share <= 1:
+        raise ValueError(f"width must be positive and share in (0, 1], not {width}, {share}")
+    seen: set[str] = set()
+    kept: list[str] = []
+    dropped = dropped_characters = 0
+    for match in _PARAGRAPH.finditer(text):
+        paragraph, blank_lines = match.groups()
+        if not paragraph and not blank_lines:
+            continue  # the empty match at the end
+        strings = _strings(paragraph, width)
+        if strings and sum(string in seen for string in strings) >= share * len(strings):
+            dropped += 1
+            dropped_characters += len(paragraph) + len(blank_lines)
+            continue
+        seen.update(strings)
+        kept.append(paragraph + blank_lines)
+    return Deduplicated("".join(kept), dropped, dropped_characters)
