@@ -109,6 +109,7 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "src/rnnlab/data/streams.py": ("tests/test_text_mutants.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/data/ngram.py": ("tests/test_ngram_values.py", "tests/test_ngram_arrays.py"),
     "src/rnnlab/data/corpus.py": ("tests/test_text_mutants.py", "tests/test_planted_bugs.py"),
+    "src/rnnlab/data/dedup.py": ("tests/test_dedup.py",),
     "src/rnnlab/data/text.py": ("tests/test_text_mutants.py", "tests/test_planted_bugs.py"),
     "src/rnnlab/ensemble.py": (
         "tests/test_ensemble_mutants.py",
