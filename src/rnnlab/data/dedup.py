@@ -1,7 +1,8 @@
 """Paragraph-level de-duplication of a text, so that a held-out part cannot be scored by copying
 what the training part already holds word for word.
 
-A paragraph is the text between runs of blank lines. Walking the paragraphs in order, one of at
+A paragraph is the text between runs of blank lines (empty, or spaces, tabs and carriage
+returns only). Walking the paragraphs in order, one of at
 least ``width`` characters is dropped when at least ``share`` of its ``width``-character strings
 (one at every offset) occur in the paragraphs kept before it; shorter ones (headings, one-line
 remarks) are always kept, since repeating them is ordinary language rather than copying. The
@@ -16,7 +17,7 @@ from typing import NamedTuple
 WIDTH = 64  # characters in a string looked up among those of the paragraphs kept before
 SHARE = 0.5  # a paragraph goes when at least this share of its strings was seen before
 
-_PARAGRAPH = re.compile(r"(.*?)(\n\n+|\Z)", re.DOTALL)
+_PARAGRAPH = re.compile(r"(.*?)(\n(?:[ \t\r\f\v]*\n)+|\Z)", re.DOTALL)
 
 
 class Deduplicated(NamedTuple):
