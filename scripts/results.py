@@ -611,7 +611,7 @@ def _charlm() -> Table:
         (
             Row(
                 (
-                    "LSTM, 2 × 256 units, dropout 0.2 (default)",
+                    "LSTM, 2 × 256 units, dropout 0.2, AR 2, TAR 1 (default)",
                     "{seeds}",
                     Stat("test/bpc"),
                     Stat("test/ppl", 2, sd=False),
