@@ -52,7 +52,7 @@ def test_the_rule_holds_paragraph_by_paragraph(text, width, share):
             kept.append(piece)
     assert result.text == "".join(kept)
     assert result.paragraphs_dropped == len(dropped)
-    assert result.characters_dropped == len(text) - len(result.text) == sum(map(len, dropped))
+    assert len(text) - len(result.text) == sum(map(len, dropped))
     # nothing left to drop a second time
     assert deduplicate(result.text, width, share).text == result.text
 
@@ -74,7 +74,7 @@ def test_short_paragraphs_stay_and_blank_lines_travel_with_their_paragraph():
     text = "\n\nNote:\n\n\nNote:\n\nabcdefgh\n\n\nabcdefgh\n\nend"
     result = deduplicate(text, 6, 0.5)  # "Note:" is shorter than 6
     assert result.text == "\n\nNote:\n\n\nNote:\n\nabcdefgh\n\n\nend"
-    assert (result.paragraphs_dropped, result.characters_dropped) == (1, 10)
+    assert result.paragraphs_dropped == 1
 
 
 def test_lines_of_spaces_and_carriage_returns_are_blank():

@@ -2,11 +2,11 @@
 what the training part already holds word for word.
 
 A paragraph is the text between runs of blank lines (empty, or spaces, tabs and carriage
-returns only). Walking the paragraphs in order, one of at
-least ``width`` characters is dropped when at least ``share`` of its ``width``-character strings
-(one at every offset) occur in the paragraphs kept before it; shorter ones (headings, one-line
-remarks) are always kept, since repeating them is ordinary language rather than copying. The
-paragraphs kept, and the blank lines after each, are returned unchanged and in order.
+returns only). Walking the paragraphs in order, one of at least ``width`` characters is dropped
+when at least ``share`` of its ``width``-character strings (one at every offset) occur in the
+paragraphs kept before it; shorter ones (headings, one-line remarks) are always kept, since
+repeating them is ordinary language rather than copying. The paragraphs kept, and the blank
+lines after each, are returned unchanged and in order.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ _PARAGRAPH = re.compile(r"(.*?)(\n(?:[ \t\r\f\v]*\n)+|\Z)", re.DOTALL)
 class Deduplicated(NamedTuple):
     text: str
     paragraphs_dropped: int
-    characters_dropped: int  # the dropped paragraphs' characters and the blank lines after them
 
 
 def _strings(paragraph: str, width: int) -> list[str]:
@@ -36,7 +35,7 @@ def deduplicate(text: str, width: int = WIDTH, share: float = SHARE) -> Deduplic
         raise ValueError(f"width must be positive and share in (0, 1], not {width}, {share}")
     seen: set[str] = set()
     kept: list[str] = []
-    dropped = dropped_characters = 0
+    dropped = 0
     for match in _PARAGRAPH.finditer(text):
         paragraph, blank_lines = match.groups()
         if not paragraph and not blank_lines:
@@ -44,8 +43,7 @@ def deduplicate(text: str, width: int = WIDTH, share: float = SHARE) -> Deduplic
         strings = _strings(paragraph, width)
         if strings and sum(string in seen for string in strings) >= share * len(strings):
             dropped += 1
-            dropped_characters += len(paragraph) + len(blank_lines)
             continue
         seen.update(strings)
         kept.append(paragraph + blank_lines)
-    return Deduplicated("".join(kept), dropped, dropped_characters)
+    return Deduplicated("".join(kept), dropped)
