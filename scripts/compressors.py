@@ -37,10 +37,12 @@ from pathlib import Path
 
 from docs_tables import read_block, write_block
 
+# the strings the de-duplication looks up: long enough that finding one is copying
+from rnnlab.data.dedup import WIDTH, strings_of
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PAGE = ROOT / "docs" / "results.md"
 MARKER = "compressors:charlm"
-WIDTH = 64  # characters in a string looked up verbatim in the train part
 
 
 class CompressorFailed(Exception):
@@ -176,8 +178,8 @@ def measure(compressors: Iterable[Compressor], parts: dict[str, str]) -> list[Me
 def verbatim_share(train: str, test: str, width: int = WIDTH) -> tuple[int, int]:
     """How many of ``test``'s ``width``-character strings (one at every offset) occur verbatim
     in ``train``, and how many there are."""
-    seen = {train[i : i + width] for i in range(len(train) - width + 1)}
-    strings = [test[i : i + width] for i in range(len(test) - width + 1)]
+    seen = set(strings_of(train, width))
+    strings = strings_of(test, width)
     return sum(s in seen for s in strings), len(strings)
 
 

@@ -25,8 +25,9 @@ class Deduplicated(NamedTuple):
     paragraphs_dropped: int
 
 
-def _strings(paragraph: str, width: int) -> list[str]:
-    return [paragraph[at : at + width] for at in range(len(paragraph) - width + 1)]
+def strings_of(text: str, width: int = WIDTH) -> list[str]:
+    """``text``'s ``width``-character strings, one at every offset."""
+    return [text[at : at + width] for at in range(len(text) - width + 1)]
 
 
 def deduplicate(text: str, width: int = WIDTH, share: float = SHARE) -> Deduplicated:
@@ -40,7 +41,7 @@ def deduplicate(text: str, width: int = WIDTH, share: float = SHARE) -> Deduplic
         paragraph, blank_lines = match.groups()
         if not paragraph and not blank_lines:
             continue  # the empty match at the end
-        strings = _strings(paragraph, width)
+        strings = strings_of(paragraph, width)
         if strings and sum(string in seen for string in strings) >= share * len(strings):
             dropped += 1
             continue
